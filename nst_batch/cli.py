@@ -1,0 +1,237 @@
+"""The `nst-batch` command: thin; parses options, calls the library, maps errors to exit codes.
+
+Exit codes: 0 all done; 1 some output failed; 2 bad manifest, weights or device;
+3 another run holds the outputs' lock; 130 interrupted (finished outputs are kept).
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nst_batch import __version__
+from nst_batch.errors import NstBatchError
+from nst_batch.manifest import Manifest, load_manifest, parse_overrides
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Batch neural style transfer (Gatys et al.) over image folders and videos.")
+weights_app = typer.Typer(no_args_is_help=True, help="Where the VGG19 weights are; fetch or import them.")
+app.add_typer(weights_app, name="weights")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+_state = {"debug": False}
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(func: F) -> F:
+    """One place turns an NstBatchError into one line and an exit code (a traceback only with --debug)."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NstBatchError as exc:
+            if _state["debug"]:
+                raise
+            err.print(f"error: {exc}", style="red", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"nst-batch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    _state["debug"] = debug
+
+
+SetOpt = typer.Option([], "--set", "-s", metavar="KEY=VALUE",
+                      help="Override a setting for every job (repeatable), e.g. --set size=256 --set video.iterations=50.")
+DeviceOpt = typer.Option(None, "--device", help="Shortcut for --set device=... (auto, cpu, cuda, cuda:N, mps).")
+WeightsOpt = typer.Option(None, "--weights", help="Shortcut for --set weights=... (imagenet, random, or a .pth path).")
+
+
+def _load(manifest: Path, sets: list[str], device: Optional[str], weights: Optional[str]) -> Manifest:
+    items = list(sets)
+    if device is not None:
+        items.append(f"device={device}")
+    if weights is not None:
+        items.append(f"weights={weights}")
+    return load_manifest(manifest, parse_overrides(items))
+
+
+@app.command()
+@_errors
+def run(
+    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    sets: list[str] = SetOpt,
+    device: Optional[str] = DeviceOpt,
+    weights: Optional[str] = WeightsOpt,
+    force: bool = typer.Option(False, "--force", help="Redo every output, even those already finished."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failure."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only notices, failures and the summary."),
+) -> None:
+    """Stylize every job of MANIFEST; finished outputs are skipped (resume)."""
+    from nst_batch.executors import make_executor
+    from nst_batch.progress import ProgressView, print_summary
+    from nst_batch.runner import run as run_jobs
+
+    loaded = _load(manifest, sets, device, weights)
+    stop = _StopFlag()
+    with stop.installed(), ProgressView(out, quiet=quiet) as view:
+        summary = run_jobs(loaded.jobs, executor=make_executor("local"), emit=view,
+                           should_stop=stop, force=force, fail_fast=fail_fast)
+    print_summary(out, summary)
+    if summary.interrupted:
+        err.print(f"interrupted: finished outputs are kept; run `nst-batch run {manifest}` again to resume",
+                  style="yellow")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the run to stop after the current iteration; a second SIGINT stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        err.print("stopping after the current iteration (Ctrl-C again to stop now)", style="yellow")
+
+    def installed(self) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope() -> Any:
+            old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+        return scope()
+
+
+@app.command()
+@_errors
+def validate(
+    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    sets: list[str] = SetOpt,
+    device: Optional[str] = DeviceOpt,
+    weights: Optional[str] = WeightsOpt,
+) -> None:
+    """Check MANIFEST without running (schema, files decode, layers, device, weights); print the plan."""
+    from nst_batch.checks import check_jobs
+
+    loaded = _load(manifest, sets, device, weights)
+    plans, problems = check_jobs(loaded.jobs)
+    table = Table(title=f"plan: {manifest}")
+    for col in ("job", "outputs", "kind", "size", "iterations", "style", "output"):
+        table.add_column(col)
+    for plan in plans:
+        s = plan.job.settings
+        kinds = sorted({u.kind for u in plan.units})
+        iters = str(s.iterations) if kinds == ["image"] else f"{s.video.first_iterations}/{s.video.iterations} (video)"
+        table.add_row(plan.job.name, str(len(plan.units)), "+".join(kinds), str(s.size), iters,
+                      ", ".join(f"{p.image.name}x{p.weight:g}" for p in plan.job.styles), str(plan.job.output))
+    out.print(table)
+    for problem in problems:
+        err.print(f"error: {problem}", style="red", soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
+    out.print("manifest OK")
+
+
+@app.command()
+@_errors
+def status(
+    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    sets: list[str] = SetOpt,
+) -> None:
+    """Show what is done, pending and failed for each job of MANIFEST."""
+    from nst_batch.plan import PlanError
+    from nst_batch.runner import job_status
+
+    loaded = _load(manifest, sets, None, None)
+    table = Table(title=f"status: {manifest}")
+    for col in ("job", "done", "pending", "failed", "output"):
+        table.add_column(col)
+    for job in loaded.jobs:
+        try:
+            st = job_status(job)
+        except PlanError as exc:
+            table.add_row(job.name, "-", "-", "-", str(exc))
+            continue
+        table.add_row(job.name, str(len(st["done"])), str(len(st["pending"])), str(len(st["failed"])), str(job.output))
+    out.print(table)
+
+
+@weights_app.command("info")
+@_errors
+def weights_info() -> None:
+    """Where the ImageNet VGG19 weights are expected, and whether they are there."""
+    from nst_batch.weights import IMAGENET_URL, weights_info as info
+
+    w = info()
+    out.print(f"imagenet weights: {w.path}")
+    if not w.exists:
+        out.print(f"  missing. Get them with `nst-batch weights fetch` (online), or download {IMAGENET_URL} "
+                  "elsewhere and run `nst-batch weights import FILE`.")
+        raise typer.Exit(1)
+    official = "torchvision's official IMAGENET1K_V1 file" if w.official else "NOT torchvision's official file (sha256 differs)"
+    out.print(f"  present, {w.size / 1e6:.1f} MB, {official}")
+
+
+@weights_app.command("fetch")
+@_errors
+def weights_fetch() -> None:
+    """Download torchvision's ImageNet VGG19 weights into the cache (needs internet)."""
+    from nst_batch.weights import fetch_imagenet
+
+    out.print(f"weights ready: {fetch_imagenet()}")
+
+
+@weights_app.command("import")
+@_errors
+def weights_import(path: Path = typer.Argument(..., help="A VGG19 state dict (.pth) in torchvision's format.")) -> None:
+    """Check PATH is a VGG19 state dict and install it as the `imagenet` weights."""
+    from nst_batch.weights import import_weights
+
+    target, official = import_weights(path)
+    out.print(f"installed {path} as {target}")
+    if not official:
+        err.print("note: this file's sha256 differs from torchvision's official IMAGENET1K_V1 file; "
+                  "it will be used for `weights: imagenet` all the same", style="yellow")
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", style="yellow")
+        sys.exit(EXIT_INTERRUPTED)

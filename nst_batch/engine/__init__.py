@@ -1,0 +1,20 @@
+"""The Gatys et al. optimisation, usable as a library: tensors in, tensors out."""
+
+from nst_batch.engine.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
+from nst_batch.engine.optimize import (
+    Interrupted,
+    LossWeights,
+    NonFiniteLoss,
+    OptimizeConfig,
+    Progress,
+    Result,
+    Temporal,
+    content_targets,
+    style_grams,
+    stylize,
+)
+from nst_batch.engine.vgg import LAYER_NAMES, FeatureExtractor, build_vgg19_features
+
+__all__ = ["content_loss", "gram", "style_loss", "temporal_loss", "tv_loss", "Interrupted", "LossWeights",
+           "NonFiniteLoss", "OptimizeConfig", "Progress", "Result", "Temporal", "content_targets",
+           "style_grams", "stylize", "LAYER_NAMES", "FeatureExtractor", "build_vgg19_features"]

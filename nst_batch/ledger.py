@@ -1,0 +1,89 @@
+"""The ledger: which outputs are finished, under which settings hash and input; and the run lock.
+
+One JSON line per event, appended and fsynced, so a kill at any moment leaves at
+worst a torn last line, which is ignored on reading. The last record of a key wins.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, IO
+
+from nst_batch.errors import LockedError, NstBatchError
+
+__all__ = ["Ledger", "input_identity", "RunLock"]
+
+
+def input_identity(path: Path) -> str:
+    """Size and modification time: cheap, and changes whenever the file is replaced or edited."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+class Ledger:
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "ledger.jsonl"
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a kill mid-write
+                if isinstance(rec, dict) and "key" in rec:
+                    self.records[rec["key"]] = rec
+
+    def is_done(self, key: str, *, settings_hash: str, input_id: str, output: Path) -> bool:
+        rec = self.records.get(key)
+        return (rec is not None and rec.get("status") == "done" and rec.get("hash") == settings_hash
+                and rec.get("input") == input_id and output.exists())
+
+    def record(self, key: str, status: str, **fields: Any) -> None:
+        rec = {"key": key, "status": status, "time": round(time.time(), 3), **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise NstBatchError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}") from exc
+        self.records[key] = rec
+
+
+class RunLock:
+    """An exclusive, non-blocking flock on a job's state folder; the OS drops it if we are killed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "lock"
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise NstBatchError(f"{self.path.parent}: output location is not writable: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise LockedError(f"{self.path.parent.parent}: another nst-batch run ({holder}) is writing these outputs; "
+                              "wait for it to finish or stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None

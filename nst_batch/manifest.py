@@ -1,0 +1,380 @@
+"""Read `pipeline.yaml` into frozen, typed `Job`s, or fail with file:line: key: what.
+
+Precedence of settings (lowest first): the dataclass defaults in `settings.py`,
+the manifest's `defaults:`, the job's own keys, then `--set KEY=VALUE` overrides
+(which apply to every job). Relative paths resolve against the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from nst_batch.engine.vgg import LAYER_NAMES
+from nst_batch.errors import ManifestError
+from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
+
+__all__ = ["Manifest", "load_manifest", "parse_overrides", "SETTING_FIELDS", "VIDEO_FIELDS"]
+
+SUPPORTED_VERSIONS = (1,)
+TOP_KEYS = ("version", "defaults", "jobs")
+JOB_KEYS = ("name", "input", "style", "output")
+SETTING_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+VIDEO_FIELDS = {f.name: f for f in dataclasses.fields(VideoSettings)}
+_HINTS = {**typing.get_type_hints(Settings), **{f"video.{k}": v for k, v in typing.get_type_hints(VideoSettings).items()}}
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    jobs: tuple[Job, ...]
+
+
+# --- YAML with line numbers ---------------------------------------------------
+
+
+class _MarkedDict(dict):  # type: ignore[type-arg]
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class _MarkedList(list):  # type: ignore[type-arg]
+    line: int = 0
+    item_lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that remembers the line of every mapping, key and list item."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _MarkedDict:
+    loader.flatten_mapping(node)
+    out = _MarkedDict()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _MarkedList:
+    out = _MarkedList(loader.construct_object(child, deep=True) for child in node.value)
+    out.line = node.start_mark.line + 1
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+class _Where:
+    """Builds 'file:line: key.path' prefixes for messages."""
+
+    def __init__(self, file: str, line: int = 0, key: str = "") -> None:
+        self.file, self.line, self.key = file, line, key
+
+    def child(self, key: str | int, container: Any = None) -> _Where:
+        line = self.line
+        if isinstance(container, _MarkedDict):
+            line = container.key_lines.get(key, container.line)
+        elif isinstance(container, _MarkedList) and isinstance(key, int) and key < len(container.item_lines):
+            line = container.item_lines[key]
+        if isinstance(key, int):
+            path = f"{self.key}[{key}]"
+        else:
+            path = f"{self.key}.{key}" if self.key else str(key)
+        return _Where(self.file, line, path)
+
+    def error(self, problem: str) -> ManifestError:
+        loc = f"{self.file}:{self.line}" if self.line else self.file
+        return ManifestError(f"{loc}: {self.key}: {problem}" if self.key else f"{loc}: {problem}")
+
+
+def _did_you_mean(key: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(choices)})"
+
+
+# --- values -------------------------------------------------------------------
+
+
+def _coerce(value: Any, hint: Any, where: _Where) -> Any:
+    """Check `value` against a type hint of the settings dataclasses; return it in that type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise where.error(f"must be one of {', '.join(map(str, args))}, got {value!r}" + _close(value, args))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where)
+    if origin is tuple:
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        if not isinstance(value, list):
+            raise where.error(f"must be a list, got {_kind(value)}")
+        return tuple(_coerce(v, args[0], where.child(i, value)) for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise where.error(f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise where.error(f"must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise where.error(f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise where.error(f"must be a string, got {_kind(value)}")
+        return str(value)
+    raise TypeError(f"no coercion for {hint}")  # a programming error, not user input
+
+
+def _close(value: Any, choices: Sequence[Any]) -> str:
+    return _did_you_mean(str(value), [str(c) for c in choices]) if isinstance(value, str) else ""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_range(key: str, value: Any, where: _Where) -> None:
+    """Constraints beyond the type, by setting name."""
+    positive = {"size", "learning_rate", "style_scale", "video.first_iterations"}
+    non_negative = {"iterations", "content_weight", "style_weight", "tv_weight", "tolerance",
+                    "video.iterations", "video.temporal_weight", "video.start"}
+    if key in positive and value <= 0:
+        raise where.error(f"must be > 0, got {value}")
+    if key in non_negative and value < 0:
+        raise where.error(f"must be >= 0, got {value}")
+    if key == "size" and value < 16:
+        raise where.error(f"must be at least 16 px, got {value}")
+    if key == "quality" and not 1 <= value <= 100:
+        raise where.error(f"must be between 1 and 100, got {value}")
+    if key == "video.scene_cut" and not 0.0 <= value <= 1.0:
+        raise where.error(f"must be between 0 and 1, got {value}")
+    if key in ("content_layers", "style_layers"):
+        if not value:
+            raise where.error("must name at least one layer")
+        for name in value:
+            if name not in LAYER_NAMES:
+                raise where.error(f"unknown VGG19 layer '{name}'" + _did_you_mean(name, LAYER_NAMES))
+    if key == "device" and not _DEVICE_RE.match(value):
+        raise where.error(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+
+def _settings_layer(raw: Mapping[str, Any], where: _Where, *, allowed_extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Validate the setting keys of one mapping (defaults or a job) → {dotted key: value}."""
+    out: dict[str, Any] = {}
+    known = list(SETTING_FIELDS) + list(allowed_extra)
+    for key, value in raw.items():
+        w = where.child(key, raw)
+        if not isinstance(key, str) or key not in known:
+            raise w.error(f"unknown key '{key}'" + _did_you_mean(str(key), known))
+        if key in allowed_extra:
+            continue
+        if key == "video":
+            if not isinstance(value, dict):
+                raise w.error(f"must be a mapping of video settings, got {_kind(value)}")
+            for vkey, vvalue in value.items():
+                vw = w.child(vkey, value)
+                if vkey not in VIDEO_FIELDS:
+                    raise vw.error(f"unknown video key '{vkey}'" + _did_you_mean(str(vkey), list(VIDEO_FIELDS)))
+                out[f"video.{vkey}"] = _checked(f"video.{vkey}", vvalue, vw)
+        else:
+            out[key] = _checked(key, value, w)
+    return out
+
+
+def _checked(key: str, value: Any, where: _Where) -> Any:
+    value = _coerce(value, _HINTS[key], where)
+    if value is not None:
+        _check_range(key, value, where)
+    return value
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` strings → {dotted key: value}; VALUE is read as YAML (`5`, `[a, b]`, `null`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        where = _Where(f"--set {item}")
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise where.error("expected KEY=VALUE, e.g. --set size=256")
+        try:
+            value = yaml.load(text, Loader=_Loader) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise where.error(f"cannot read the value: {exc.problem if hasattr(exc, 'problem') else exc}") from exc
+        w = _Where(f"--set {item}", 0, key)
+        top, _, sub = key.partition(".")
+        if top == "video" and sub:
+            if sub not in VIDEO_FIELDS:
+                raise w.error(f"unknown video key '{sub}'" + _did_you_mean(sub, list(VIDEO_FIELDS)))
+        elif key not in SETTING_FIELDS or key == "video":
+            raise w.error(f"unknown setting '{key}'" + _did_you_mean(key, list(SETTING_FIELDS)))
+        out[key] = _checked(key, value, w)
+    return out
+
+
+# --- the manifest ---------------------------------------------------------------
+
+
+def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Manifest:
+    """Read and validate a manifest; every error is a ManifestError naming file, line and key."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{file}: manifest not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{file}: cannot read the manifest: {exc}") from exc
+    try:
+        raw = yaml.load(text, Loader=_Loader) or _MarkedDict()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        loc = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        raise ManifestError(f"{loc}: YAML syntax error: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{file}: YAML error: {exc}") from exc
+    root = _Where(file, 1)
+    if not isinstance(raw, dict):
+        raise root.error(f"the manifest must be a mapping with 'version' and 'jobs', got {_kind(raw)}")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise root.child(key, raw).error(f"unknown top-level key '{key}'" + _did_you_mean(str(key), TOP_KEYS))
+    version = raw.get("version")
+    if version not in SUPPORTED_VERSIONS:
+        raise root.child("version", raw).error(f"unsupported manifest version {version!r}; this nst-batch reads version 1")
+    defaults_raw = raw.get("defaults") or _MarkedDict()
+    if not isinstance(defaults_raw, dict):
+        raise root.child("defaults", raw).error(f"must be a mapping of settings, got {_kind(defaults_raw)}")
+    defaults = _settings_layer(defaults_raw, root.child("defaults", raw))
+    jobs_raw = raw.get("jobs")
+    if not isinstance(jobs_raw, list) or not jobs_raw:
+        raise root.child("jobs", raw).error("must be a non-empty list of jobs")
+    base = path.resolve().parent
+    jobs: list[Job] = []
+    seen: dict[str, str] = {}
+    for i, job_raw in enumerate(jobs_raw):
+        where = root.child("jobs", raw).child(i, jobs_raw)
+        job = _load_job(job_raw, where, base, defaults, dict(overrides or {}))
+        if job.name in seen:
+            raise where.error(f"duplicate job name '{job.name}' (first at {seen[job.name]})")
+        seen[job.name] = job.source
+        jobs.append(job)
+    _check_outputs(jobs)
+    return Manifest(path=path, jobs=tuple(jobs))
+
+
+def _load_job(raw: Any, where: _Where, base: Path, defaults: dict[str, Any], overrides: dict[str, Any]) -> Job:
+    if not isinstance(raw, dict):
+        raise where.error(f"a job must be a mapping with input, style and output, got {_kind(raw)}")
+    for key in ("input", "style", "output"):
+        if key not in raw:
+            raise where.error(f"missing required key '{key}'")
+    own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
+    merged = {**defaults, **own, **overrides}
+    settings = _build_settings(merged, where, base)
+    input_path = _existing_path(raw["input"], where.child("input", raw), base, "input")
+    output = _path(raw["output"], where.child("output", raw), base)
+    styles = _styles(raw["style"], where.child("style", raw), base)
+    name = raw.get("name", input_path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise where.child("name", raw).error("must be a non-empty string")
+    return Job(name=name, input=input_path, styles=styles, output=output, settings=settings,
+               source=f"{where.file}:{where.line}")
+
+
+def _build_settings(values: dict[str, Any], where: _Where, base: Path) -> Settings:
+    video = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("video.")}
+    flat = {k: v for k, v in values.items() if not k.startswith("video.")}
+    if flat.get("init") not in (None, "content", "noise"):
+        flat["init"] = str(_existing_path(flat["init"], where, base, "init image"))
+    if flat.get("weights") not in (None, "imagenet", "random"):
+        flat["weights"] = str(_existing_path(flat["weights"], where, base, "weights file"))
+    settings = Settings(**flat, video=VideoSettings(**video))
+    slw = settings.style_layer_weights
+    if slw is not None and len(slw) != len(settings.style_layers):
+        raise where.error(
+            f"style_layer_weights has {len(slw)} values but style_layers has {len(settings.style_layers)}"
+        )
+    v = settings.video
+    if v.end is not None and v.end <= v.start:
+        raise where.error(f"video.end ({v.end}) must be after video.start ({v.start})")
+    return settings
+
+
+def _path(value: Any, where: _Where, base: Path) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise where.error(f"must be a path, got {value!r}")
+    p = Path(value).expanduser()
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def _existing_path(value: Any, where: _Where, base: Path, what: str) -> Path:
+    p = _path(value, where, base)
+    if not p.exists():
+        raise where.error(f"{what} not found: {p}")
+    return p
+
+
+def _styles(value: Any, where: _Where, base: Path) -> tuple[StyleSpec, ...]:
+    if isinstance(value, str):
+        return (StyleSpec(_existing_path(value, where, base, "style image")),)
+    if not isinstance(value, list) or not value:
+        raise where.error("must be an image path or a list of {image, weight}")
+    specs = []
+    for i, item in enumerate(value):
+        w = where.child(i, value)
+        if isinstance(item, str):
+            item = {"image": item}
+        if not isinstance(item, dict) or "image" not in item:
+            raise w.error("each style must be a path or a mapping with 'image' (and optional 'weight')")
+        for key in item:
+            if key not in ("image", "weight"):
+                raise w.child(key, item).error(f"unknown key '{key}'" + _did_you_mean(str(key), ["image", "weight"]))
+        weight = _coerce(item.get("weight", 1.0), float, w.child("weight", item))
+        if weight <= 0:
+            raise w.child("weight", item).error(f"must be > 0, got {weight}")
+        specs.append(StyleSpec(_existing_path(item["image"], w.child("image", item), base, "style image"), weight))
+    return tuple(specs)
+
+
+def _check_outputs(jobs: Sequence[Job]) -> None:
+    """No job may write into another job's input, and no two jobs may share an output."""
+    outputs: dict[Path, Job] = {}
+    for job in jobs:
+        if job.output in outputs:
+            raise ManifestError(f"{job.source}: output: jobs '{outputs[job.output].name}' and '{job.name}' write to the same output {job.output}")
+        outputs[job.output] = job
+    for job in jobs:
+        for other in jobs:
+            if other.input == job.output or job.output in other.input.parents:
+                raise ManifestError(f"{job.source}: output: {job.output} would write into the input of job '{other.name}'")

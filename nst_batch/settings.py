@@ -1,0 +1,114 @@
+"""Typed, frozen settings: the one home of every default.
+
+Precedence (lowest first), implemented in `manifest.py`:
+built-in defaults here < the manifest's `defaults:` < the job's own keys < `--set KEY=VALUE`.
+
+Each field's `metadata["help"]` is its documentation; the manifest reference in
+README.md and `nst-batch schema` are derived from the same place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["VideoSettings", "Settings", "StyleSpec", "Job", "settings_hash", "settings_to_dict"]
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in the field table
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How a video is driven through the engine (see `video.py`)."""
+
+    first_iterations: int = _f(500, "iterations for frame 1 and the first frame after a scene cut")
+    iterations: int = _f(100, "iterations for later, warm-started frames")
+    # Ruder et al. (2016) use 2e2 with their loss scaling; ours is a per-pixel mean on
+    # [0,1] RGB, of the same order as the content loss at conv4_2, so 1e3 holds the
+    # previous frame about as strongly as the content. Measured in bench/video.py.
+    temporal_weight: float = _f(1.0e3, "weight of the temporal loss (Ruder et al. 2016)")
+    flow: Literal["dis", "none"] = _f("dis", "optical flow for warm start: dis (OpenCV DIS, preset medium) or none")
+    scene_cut: float = _f(0.5, "scene-cut threshold in [0,1]: a cut resets the warm start")
+    start: float = _f(0.0, "seconds: first frame processed")
+    end: float | None = _f(None, "seconds: stop before this time (null = to the end)")
+    keep_frames: bool = _f(False, "keep the stylized PNG frames beside the video")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides how one job is stylized."""
+
+    size: int = _f(512, "longest side of the working image, px")
+    iterations: int = _f(300, "optimizer iterations per image")
+    optimizer: Literal["lbfgs", "adam"] = _f("lbfgs", "lbfgs | adam")
+    learning_rate: float = _f(0.02, "Adam step size on [0,1] pixels (adam only)")
+    content_weight: float = _f(1.0, "weight of the content loss")
+    # With Grams normalised by C*H*W and mean-squared errors (the PyTorch tutorial's
+    # scaling), 1e6 balances style against content at conv4_2 for ImageNet VGG19.
+    style_weight: float = _f(1.0e6, "weight of the style loss")
+    tv_weight: float = _f(1.0e-3, "weight of the total-variation (smoothness) loss")
+    content_layers: tuple[str, ...] = _f(("conv4_2",), "VGG19 layers for the content loss")
+    style_layers: tuple[str, ...] = _f(
+        ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "VGG19 layers for the style loss"
+    )
+    style_layer_weights: tuple[float, ...] | None = _f(None, "one weight per style layer (null = equal)")
+    style_scale: float = _f(1.0, "size of the style image relative to the working size")
+    init: str = _f("content", "content | noise | path to an image")
+    pooling: Literal["max", "avg"] = _f("max", "VGG pooling: max | avg")
+    seed: int = _f(0, "random seed (noise init, random weights)")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    weights: str = _f("imagenet", "imagenet | random | path to a VGG19 .pth state dict")
+    format: Literal["png", "jpg"] = _f("png", "output image format: png | jpg")
+    quality: int = _f(95, "JPEG quality 1-100 (jpg only)")
+    tolerance: float = _f(1.0e-5, "stop early when the relative loss change stays below this for 10 iterations (0 = never)")
+    video: VideoSettings = field(default_factory=VideoSettings, metadata={"help": "video settings"})
+
+
+@dataclass(frozen=True)
+class StyleSpec:
+    image: Path
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One manifest job, resolved: absolute paths and complete settings."""
+
+    name: str
+    input: Path
+    styles: tuple[StyleSpec, ...]
+    output: Path
+    settings: Settings
+    source: str = ""  # "file:line" of the job in the manifest, for messages
+
+
+def settings_to_dict(settings: Settings) -> dict[str, Any]:
+    """Plain JSON-able dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(settings)))
+
+
+# Settings that never change the pixels: excluded from the hash so that, say,
+# moving a resumed run from one GPU to another does not redo finished work.
+_NOT_HASHED = ("device",)  # and video.keep_frames, below
+
+
+def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None) -> str:
+    """A short hash of everything that decides an output's pixels."""
+    data = settings_to_dict(settings)
+    for key in _NOT_HASHED:
+        data.pop(key, None)
+    data["video"].pop("keep_frames", None)
+    data["styles"] = [{"image": _file_identity(s.image), "weight": s.weight} for s in styles]
+    data["extra"] = extra or {}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_identity(path: Path) -> str:
+    stat = path.stat()
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"

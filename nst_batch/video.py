@@ -1,0 +1,175 @@
+"""Drives the engine over a video: warm start along optical flow, temporal loss, scene cuts, resume.
+
+Frame t > 1 starts from the previous stylized frame warped to frame t along the
+backward flow (Ruder, Dosovitskiy, Brox 2016); pixels the flow cannot explain start
+from the content. Every finished frame is saved as a PNG in the unit's work folder
+and recorded in `frames.jsonl`; the warm start always reads the saved (8-bit) frame,
+so a run resumed after a kill makes exactly the frames an uninterrupted run makes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nst_batch import flow as flowlib
+from nst_batch.engine import Progress, Temporal
+from nst_batch.errors import MediaError
+from nst_batch.ledger import Ledger
+from nst_batch.media.images import read_image, write_image
+from nst_batch.media.video import encode_video, probe_video, read_frames
+from nst_batch.settings import settings_hash
+from nst_batch.work import JobContext, stylize_frame, to_tensor, to_uint8
+
+__all__ = ["VideoResult", "stylize_video"]
+
+FrameProgress = Callable[[Progress, int, "int | None"], None]
+
+
+@dataclass
+class VideoResult:
+    loss: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Flicker:
+    """Running E_warp (Lai et al. 2018) of the outputs and, as the floor, of the inputs."""
+
+    out_sum: float = 0.0
+    in_sum: float = 0.0
+    pairs: int = 0
+
+    def add(self, flow: flowlib.FlowResult, out_prev: np.ndarray, out_cur: np.ndarray,
+            in_prev: np.ndarray, in_cur: np.ndarray) -> None:
+        self.out_sum += flowlib.pair_warp_error(out_prev, out_cur, flow)
+        self.in_sum += flowlib.pair_warp_error(in_prev, in_cur, flow)
+        self.pairs += 1
+
+    def values(self) -> tuple[float | None, float | None]:
+        if not self.pairs:
+            return None, None
+        return self.out_sum / self.pairs, self.in_sum / self.pairs
+
+
+def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress: FrameProgress,
+                  should_stop: Callable[[], bool]) -> VideoResult:
+    s = ctx.job.settings
+    v = s.video
+    info = probe_video(src)
+    frames_dir = work / "frames"
+    ledger = _frame_ledger(work, settings_hash(s, ctx.job.styles, extra={"video": str(src)}))
+    expected = _expected_frames(info.frame_count, float(info.fps), v.start, v.end)
+
+    prev_in: np.ndarray | None = None
+    prev_out: np.ndarray | None = None
+    flicker = _Flicker()
+    cuts: list[int] = []
+    stylized = 0
+    iterations = {"cold": [], "warm": []}  # type: dict[str, list[int]]
+    losses: list[float] = []
+    paths: list[Path] = []
+    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=s.size)):
+        path = frames_dir / f"{t + 1:06d}.png"
+        flow = flowlib.flow_between(prev_in, content) if prev_in is not None and v.flow == "dis" else None
+        rec = ledger.records.get(path.name)
+        if rec is not None and rec.get("status") == "done" and path.exists():
+            out = read_image(path)
+            if rec.get("cut"):
+                cuts.append(t + 1)
+        else:
+            cut = prev_out is None or _is_cut(prev_in, content, flow, v.scene_cut)
+            if cut and prev_out is not None:
+                cuts.append(t + 1)
+            init, temporal = (None, None) if cut else _warm_start(ctx, content, prev_out, flow)
+            n_iter = v.first_iterations if cut else v.iterations
+            result = stylize_frame(ctx, content, iterations=n_iter, init=init, temporal=temporal,
+                                   progress=lambda p, f=t + 1: progress(p, f, expected), should_stop=should_stop)
+            out = to_uint8(result.image)
+            write_image(path, out)
+            ledger.record(path.name, "done", loss=result.loss, iterations=result.iterations,
+                          cut=bool(cut and prev_out is not None))
+            iterations["cold" if cut else "warm"].append(result.iterations)
+            stylized += 1
+            rec = ledger.records[path.name]
+        losses.append(float(rec.get("loss", 0.0)))
+        if flow is not None and prev_out is not None:
+            flicker.add(flow, prev_out, out, prev_in, content)
+        prev_in, prev_out = content, out
+        paths.append(path)
+    if not paths:
+        raise MediaError(f"{src}: no frames in the span {v.start}s to {v.end if v.end is not None else 'end'}")
+
+    fps = info.fps
+    span_end = v.start + len(paths) / float(fps)
+    encode_video(paths, dst, fps=fps, audio_source=src if info.has_audio else None,
+                 audio_start=v.start, audio_end=span_end)
+    if v.keep_frames:
+        _keep_frames(paths, dst.with_name(dst.stem + "_frames"))
+    e_warp, e_warp_input = flicker.values()
+    metrics = {
+        "frames": len(paths), "frames_stylized": stylized, "fps": float(fps), "cuts": cuts,
+        "e_warp": e_warp, "e_warp_input": e_warp_input,
+        "iterations_cold": _mean(iterations["cold"]), "iterations_warm": _mean(iterations["warm"]),
+        "has_audio": info.has_audio,
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    return VideoResult(loss=float(np.mean(losses)), metrics=metrics)
+
+
+def _warm_start(ctx: JobContext, content: np.ndarray, prev_out: np.ndarray,
+                flow: flowlib.FlowResult | None) -> tuple[torch.Tensor, Temporal | None]:
+    """The previous output warped to this frame (disocclusions from the content), and its temporal target."""
+    if flow is None:  # flow: none — plain warm start, no temporal term
+        return to_tensor(prev_out, ctx.device), None
+    warped = flowlib.warp(prev_out, flow.backward)  # (H, W, 3) uint8
+    mask = flow.mask[..., None]  # (H, W, 1) float32 in {0,1}
+    init = (mask * warped + (1 - mask) * content).round().astype(np.uint8)
+    mask_t = torch.from_numpy(np.ascontiguousarray(flow.mask))[None, None].to(ctx.device)  # (1, 1, H, W)
+    return to_tensor(init, ctx.device), Temporal(warped=to_tensor(warped, ctx.device), mask=mask_t)
+
+
+def _is_cut(prev_in: np.ndarray | None, content: np.ndarray, flow: flowlib.FlowResult | None,
+            threshold: float) -> bool:
+    if prev_in is None:
+        return True
+    hist = flowlib.histogram_change(prev_in, content)
+    if flow is None:
+        return hist > threshold
+    return flowlib.is_scene_cut(flow, hist, threshold)
+
+
+def _frame_ledger(work: Path, digest: str) -> Ledger:
+    """The per-frame ledger; frames made under other settings are thrown away."""
+    meta = work / "meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("hash") != digest:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not meta.exists():
+        meta.write_text(json.dumps({"hash": digest}))
+    return Ledger(work)
+
+
+def _expected_frames(count: int, fps: float, start: float, end: float | None) -> int | None:
+    if count <= 0 or fps <= 0:
+        return None
+    first = int(np.ceil(start * fps - 1e-9))
+    last = count if end is None else min(count, int(np.ceil(end * fps - 1e-9)))
+    return max(0, last - first)
+
+
+def _keep_frames(paths: list[Path], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        shutil.copy2(p, folder / p.name)
+
+
+def _mean(values: list[int]) -> float | None:
+    return float(np.mean(values)) if values else None

@@ -1,0 +1,115 @@
+"""One job's loaded state (VGG19, style targets) and the stylization of one image.
+
+This is the bridge between files (media) and tensors (engine): it reads pixels,
+resizes them to the working size, calls the engine, and hands pixels back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nst_batch.device import resolve_device
+from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, style_grams, stylize
+from nst_batch.media.images import read_image, resize_exact, resize_longest, write_image
+from nst_batch.settings import Job, Settings
+from nst_batch.weights import load_features
+
+__all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_image_file"]
+
+ProgressFn = Callable[[Progress], None]
+StopFn = Callable[[], bool]
+
+
+def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 → (1, 3, H, W) float in [0,1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0,1] → (H, W, 3) uint8, rounded."""
+    return image[0].detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+@dataclass
+class ModelCache:
+    """VGG19 feature stacks by (weights, seed): loaded once per run, shared by jobs."""
+
+    messages: list[str] = field(default_factory=list)  # one line per weights source loaded
+    _features: dict[tuple[str, int], torch.nn.Sequential] = field(default_factory=dict)
+
+    def extractor(self, settings: Settings, device: torch.device) -> FeatureExtractor:
+        key = (settings.weights, settings.seed if settings.weights == "random" else 0)
+        if key not in self._features:
+            features, description = load_features(settings.weights, seed=settings.seed)
+            self._features[key] = features
+            self.messages.append(description)
+        layers = set(settings.content_layers) | set(settings.style_layers)
+        return FeatureExtractor(self._features[key], layers, pooling=settings.pooling).to(device)
+
+
+@dataclass
+class JobContext:
+    """What every unit of a job shares: the device, the extractor and the style targets."""
+
+    job: Job
+    device: torch.device
+    extractor: FeatureExtractor
+    grams: dict[str, torch.Tensor]
+    loss_weights: LossWeights
+
+    @classmethod
+    def create(cls, job: Job, models: ModelCache) -> JobContext:
+        s = job.settings
+        device = resolve_device(s.device)
+        extractor = models.extractor(s, device)
+        style_size = max(16, round(s.size * s.style_scale))
+        styles = [(to_tensor(resize_longest(read_image(spec.image), style_size), device), spec.weight)
+                  for spec in job.styles]
+        grams = style_grams(extractor, styles, s.style_layers)
+        layer_w = s.style_layer_weights or tuple(1.0 for _ in s.style_layers)
+        total = sum(layer_w)
+        weights = LossWeights(
+            content=s.content_weight, style=s.style_weight, tv=s.tv_weight,
+            style_layers={name: w / total for name, w in zip(s.style_layers, layer_w)},
+            content_layers=s.content_layers, temporal=s.video.temporal_weight,
+        )
+        return cls(job=job, device=device, extractor=extractor, grams=grams, loss_weights=weights)
+
+    def initial_image(self, content: torch.Tensor) -> torch.Tensor:
+        """The starting pixels for a cold start: the content, seeded noise, or an image."""
+        init = self.job.settings.init
+        if init == "content":
+            return content.clone()
+        if init == "noise":
+            gen = torch.Generator().manual_seed(self.job.settings.seed)
+            return torch.rand(content.shape, generator=gen).to(content.device)
+        h, w = content.shape[-2:]
+        return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device)
+
+
+def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, init: torch.Tensor | None = None,
+                  temporal: Temporal | None = None, progress: ProgressFn | None = None,
+                  should_stop: StopFn | None = None) -> Result:
+    """Stylize one picture already at working size; `init` None means a cold start."""
+    s = ctx.job.settings
+    content = to_tensor(content_rgb, ctx.device)
+    config = OptimizeConfig(iterations=iterations, optimizer=s.optimizer,
+                            learning_rate=s.learning_rate, tolerance=s.tolerance)
+    return stylize(extractor=ctx.extractor, content=content, grams=ctx.grams, weights=ctx.loss_weights,
+                   config=config, init=ctx.initial_image(content) if init is None else init,
+                   temporal=temporal, callback=progress, should_stop=should_stop)
+
+
+def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
+                       should_stop: StopFn | None = None) -> Result:
+    """Read `src`, stylize at the working size, write `dst` atomically."""
+    s = ctx.job.settings
+    content = resize_longest(read_image(src), s.size)
+    result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
+    write_image(dst, to_uint8(result.image), quality=s.quality)
+    return result

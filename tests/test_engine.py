@@ -1,0 +1,114 @@
+"""The engine alone: Gram matrix, losses, optimisation, determinism — random VGG19, tiny images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Temporal, gram, style_grams, stylize,
+                              temporal_loss, tv_loss)
+from nst_batch.engine.vgg import LAYER_NAMES
+from nst_batch.weights import load_features
+
+STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    features, _ = load_features("random", seed=0)
+    return FeatureExtractor(features, ("conv4_2",) + STYLE)
+
+
+def _weights(**kw: float) -> LossWeights:
+    base = dict(content=1.0, style=1e6, tv=1e-3, style_layers={n: 1 / 5 for n in STYLE}, content_layers=("conv4_2",))
+    return LossWeights(**{**base, **kw})
+
+
+def test_gram_matches_hand_computation() -> None:
+    f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]]]])  # (1, 2, 2, 2)
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    b = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    expected = torch.tensor([[a @ a, a @ b], [b @ a, b @ b]]) / (2 * 2 * 2)
+    assert torch.allclose(gram(f)[0], expected)
+
+
+def test_tv_and_temporal_loss_formulas() -> None:
+    x = torch.zeros(1, 3, 2, 2)
+    x[..., 0, 0] = 1.0  # one bright corner: 1 vertical and 1 horizontal step per channel
+    assert tv_loss(x).item() == pytest.approx(3 / 6 + 3 / 6)
+    prev = torch.zeros_like(x)
+    mask = torch.ones(1, 1, 2, 2)
+    assert temporal_loss(x, prev, mask).item() == pytest.approx(3 / 12)
+    mask[..., 0, 0] = 0.0  # the differing pixel is occluded: no penalty
+    assert temporal_loss(x, prev, mask).item() == 0.0
+
+
+def test_extractor_is_cut_after_deepest_layer() -> None:
+    features, _ = load_features("random", seed=0)
+    ex = FeatureExtractor(features, ["conv1_1", "conv3_1"])
+    assert len(ex.layers) == LAYER_NAMES.index("conv3_1") + 1
+    out = ex(torch.rand(1, 3, 32, 32))
+    assert set(out) == {"conv1_1", "conv3_1"} and out["conv3_1"].shape == (1, 256, 8, 8)
+    assert not any(p.requires_grad for p in ex.parameters())
+    avg = FeatureExtractor(features, ["conv3_1"], pooling="avg")
+    assert any(isinstance(m, torch.nn.AvgPool2d) for m in avg.layers)
+    with pytest.raises(ValueError):
+        FeatureExtractor(features, ["conv9_9"])
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_losses_fall(extractor: FeatureExtractor, optimizer: str) -> None:
+    gen = torch.Generator().manual_seed(1)
+    content = torch.rand(1, 3, 48, 64, generator=gen)
+    style = torch.rand(1, 3, 64, 64, generator=gen)
+    grams = style_grams(extractor, [(style, 1.0)], STYLE)
+    result = stylize(extractor=extractor, content=content, grams=grams, weights=_weights(),
+                     config=OptimizeConfig(iterations=15, optimizer=optimizer, learning_rate=0.02),
+                     init=content)
+    assert result.iterations == 15 and len(result.history) == 15
+    assert result.history[-1] < 0.7 * result.history[0]
+    assert result.terms["style"] > 0 and result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_same_settings_same_output(extractor: FeatureExtractor) -> None:
+    content = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    grams = style_grams(extractor, [(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3)), 1.0)], STYLE)
+    runs = [stylize(extractor=extractor, content=content, grams=grams, weights=_weights(),
+                    config=OptimizeConfig(iterations=5), init=content).image for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_blended_grams_are_weighted_mean(extractor: FeatureExtractor) -> None:
+    a, b = (torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(s)) for s in (4, 5))
+    ga, gb = style_grams(extractor, [(a, 1.0)], STYLE), style_grams(extractor, [(b, 1.0)], STYLE)
+    blend = style_grams(extractor, [(a, 0.7), (b, 0.3)], STYLE)
+    for name in STYLE:
+        assert torch.allclose(blend[name], 0.7 * ga[name] + 0.3 * gb[name], rtol=1e-5, atol=1e-8)
+
+
+def test_temporal_term_pulls_towards_previous_frame(extractor: FeatureExtractor) -> None:
+    gen = torch.Generator().manual_seed(6)
+    content = torch.rand(1, 3, 32, 32, generator=gen)
+    prev = torch.rand(1, 3, 32, 32, generator=gen)
+    grams = style_grams(extractor, [(torch.rand(1, 3, 32, 32, generator=gen), 1.0)], STYLE)
+    mask = torch.ones(1, 1, 32, 32)
+
+    def distance(weight: float) -> float:
+        r = stylize(extractor=extractor, content=content, grams=grams, weights=_weights(temporal=weight),
+                    config=OptimizeConfig(iterations=10), init=content, temporal=Temporal(prev, mask))
+        return float((r.image - prev).pow(2).mean())
+
+    assert distance(1e4) < 0.5 * distance(0.0)
+
+
+def test_stop_request_interrupts(extractor: FeatureExtractor) -> None:
+    from nst_batch.engine import Interrupted
+
+    content = torch.rand(1, 3, 32, 32)
+    grams = style_grams(extractor, [(content, 1.0)], STYLE)
+    calls = []
+    with pytest.raises(Interrupted):
+        stylize(extractor=extractor, content=content, grams=grams, weights=_weights(),
+                config=OptimizeConfig(iterations=50), init=content,
+                callback=calls.append, should_stop=lambda: len(calls) >= 3)
+    assert len(calls) == 3

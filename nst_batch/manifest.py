@@ -139,6 +139,8 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
             raise where.error(f"must be a whole number, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1.0e4 (no exponent sign) as a string
+            value = _float_or_none(value) if _float_or_none(value) is not None else value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise where.error(f"must be a number, got {value!r}")
         return float(value)
@@ -147,6 +149,13 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
             raise where.error(f"must be a string, got {_kind(value)}")
         return str(value)
     raise TypeError(f"no coercion for {hint}")  # a programming error, not user input
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _close(value: Any, choices: Sequence[Any]) -> str:
@@ -376,5 +385,5 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
         outputs[job.output] = job
     for job in jobs:
         for other in jobs:
-            if other.input == job.output or job.output in other.input.parents:
+            if job.output == other.input or other.input in job.output.parents:
                 raise ManifestError(f"{job.source}: output: {job.output} would write into the input of job '{other.name}'")

@@ -8,8 +8,10 @@ from typing import Literal
 
 from nst_batch.errors import NstBatchError
 from nst_batch.media.images import IMAGE_SUFFIXES, is_image_file, list_media
-from nst_batch.media.video import VIDEO_SUFFIXES, is_video_file
+from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
 from nst_batch.settings import Job
+
+VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
 
 __all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError"]
 

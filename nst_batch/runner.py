@@ -17,7 +17,7 @@ import torch
 
 from nst_batch import __version__
 from nst_batch.engine import Interrupted, NonFiniteLoss
-from nst_batch.errors import NstBatchError
+from nst_batch.errors import LockedError, NstBatchError
 from nst_batch.events import (Event, JobFinished, Notice, JobStarted, JobSummary, RunStarted, RunSummary, UnitFinished,
                               UnitProgress, UnitStarted)
 from nst_batch.executors import Executor, UnitResult
@@ -54,13 +54,21 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
             plans.append(plan_job(job))
         except PlanError as exc:
             plans.append(exc)
-    locks = [RunLock(state_dir(job)) for job in jobs]
     held: list[RunLock] = []
     try:
-        for lock in locks:  # all at once: a second run on the same outputs refuses before doing anything
-            lock.acquire()
+        for i, job in enumerate(jobs):  # all at once: a second run on the same outputs refuses before any work
+            if isinstance(plans[i], PlanError):
+                continue
+            lock = RunLock(state_dir(job))
+            try:
+                lock.acquire()
+            except LockedError:
+                raise
+            except NstBatchError as exc:  # output not writable: that job fails, the others run
+                plans[i] = PlanError(f"{job.source}: job '{job.name}': {exc}")
+                continue
             held.append(lock)
-        ledgers = {job.name: Ledger(state_dir(job)) for job in jobs}
+        ledgers = {job.name: Ledger(state_dir(job)) for job, plan in zip(jobs, plans) if isinstance(plan, JobPlan)}
         hashes = {job.name: settings_hash(job.settings, job.styles) for job in jobs}
         todo = {job.name: _todo(plan, ledgers[job.name], hashes[job.name], force)
                 for job, plan in zip(jobs, plans) if isinstance(plan, JobPlan)}

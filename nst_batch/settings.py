@@ -33,6 +33,7 @@ class VideoSettings:
     # [0,1] RGB, of the same order as the content loss at conv4_2, so 1e3 holds the
     # previous frame about as strongly as the content. Measured in bench/video.py.
     temporal_weight: float = _f(1.0e3, "weight of the temporal loss (Ruder et al. 2016)")
+    warm_start: bool = _f(True, "start each frame from the previous result (false: every frame cold, for comparison)")
     flow: Literal["dis", "none"] = _f("dis", "optical flow for warm start: dis (OpenCV DIS, preset medium) or none")
     scene_cut: float = _f(0.5, "scene-cut threshold in [0,1]: a cut resets the warm start")
     start: float = _f(0.0, "seconds: first frame processed")

@@ -85,8 +85,8 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
             if rec.get("cut"):
                 cuts.append(t + 1)
         else:
-            cut = prev_out is None or _is_cut(prev_in, content, flow, v.scene_cut)
-            if cut and prev_out is not None:
+            cut = prev_out is None or not v.warm_start or _is_cut(prev_in, content, flow, v.scene_cut)
+            if cut and prev_out is not None and v.warm_start:
                 cuts.append(t + 1)
             init, temporal = (None, None) if cut else _warm_start(ctx, content, prev_out, flow)
             n_iter = v.first_iterations if cut else v.iterations
@@ -95,7 +95,7 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
             out = to_uint8(result.image)
             write_image(path, out)
             ledger.record(path.name, "done", loss=result.loss, iterations=result.iterations,
-                          cut=bool(cut and prev_out is not None))
+                          cut=bool(cut and prev_out is not None and v.warm_start))
             iterations["cold" if cut else "warm"].append(result.iterations)
             stylized += 1
             rec = ledger.records[path.name]

@@ -27,7 +27,7 @@ StopFn = Callable[[], bool]
 
 def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8 → (1, 3, H, W) float in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div(255).to(device)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous().to(device)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

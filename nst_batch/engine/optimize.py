@@ -101,7 +101,7 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
             should_stop: Callable[[], bool] | None = None) -> Result:
     """Optimise pixels starting from `init` (1, 3, H, W) in [0,1]; content and grams are fixed targets."""
     targets = content_targets(extractor, content, weights.content_layers)
-    image = init.detach().clone().clamp_(0, 1).requires_grad_(True)
+    image = init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
 
     def loss_terms(x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = extractor(x)  # one forward pass serves every term

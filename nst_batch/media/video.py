@@ -1,0 +1,560 @@
+"""Video I/O: probe with PyAV, decode frames with OpenCV, encode H.264 + AAC with PyAV.
+
+Frames are numpy uint8 RGB arrays, (H, W, 3), upright as a player shows them.
+Time is counted in frames: frame i of a video is at i / fps seconds after the
+first frame, whatever its container timestamp says (`read_frames` never
+seeks, so variable-frame-rate files are read frame by frame, in order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from nst_batch.errors import MediaError
+from nst_batch.media.atomic import atomic_path
+
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "encode_video", "is_video_file", "probe_video", "read_frames"]
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
+
+# A file whose decoding stops before this share of its promised frames (and of
+# its duration) is reported as truncated.
+_TRUNCATED_BELOW = 0.9
+
+# FFmpeg demuxers for still images: they open a JPEG or PNG (whatever its name)
+# as a one-frame "video" stream, which is not a video for us.
+_IMAGE_DEMUXERS = frozenset({"image2", "image2pipe"})
+
+# AAC-LC codes 1024 samples per frame; only the last frame may be shorter
+# (FFmpeg's aac encoder has AV_CODEC_CAP_SMALL_LAST_FRAME).
+_AAC_FRAME_SIZE = 1024
+_AAC_FALLBACK_RATE = 48000
+
+# libavutil's AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic
+# value 6 is SMPTE 170M (BT.601), AVColorRange 1 is limited ("tv") range.
+_BT601 = 6
+_LIMITED_RANGE = 1
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe_video` learns from a video's container.
+
+    width, height: as displayed, i.e. after `rotation`.
+    fps: the average frame rate, exact (e.g. Fraction(30000, 1001)).
+    frame_count: from the container's metadata (or duration × fps when it has
+        none); may be approximate, especially for variable frame rates.
+    duration: seconds, from the container.
+    rotation: degrees clockwise (0, 90, 180 or 270) a player turns the stored
+        picture to show it upright; `read_frames` applies it.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    frame_count: int
+    duration: float
+    rotation: int
+    has_audio: bool
+
+
+def is_video_file(path: Path | str) -> bool:
+    """True when the name ends in a video extension (mp4, mov, avi, mkv, mpg, mpeg, webm, m4v)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def probe_video(path: Path | str) -> VideoInfo:
+    """Read a video's metadata and decode its first frame; raise MediaError if it has none."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: file not found")
+    try:
+        with av.open(str(path)) as container:
+            return _probe_container(path, container)
+    except av.FFmpegError as exc:
+        raise MediaError(f"{path}: not a readable video ({_reason(exc)})") from exc
+
+
+def read_frames(
+    path: Path | str,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+    size: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield upright RGB frames i with start <= i / fps < end, each (H, W, 3) uint8.
+
+    Frames are decoded in order (earlier ones are decoded and dropped, never
+    seeked past). `size` scales each frame so its longer side is `size` px
+    (INTER_AREA when shrinking), rounding both sides to even numbers.
+
+    Raises MediaError when nothing can be decoded, when the span holds no
+    frame, or, after yielding every frame it could decode, when decoding
+    stops well short of what the container promised (a truncated file):
+    "<file>: truncated video: decoded X of Y frames".
+    """
+    path = Path(path)
+    if start < 0 or (end is not None and end <= start):
+        raise ValueError(f"read_frames: bad span [{start}, {end}) for {path}")
+    if size is not None and size < 2:
+        raise ValueError(f"read_frames: size must be at least 2, got {size}")
+    info = probe_video(path)
+    capture = _open_capture(path)
+    try:
+        yield from _read_span(capture, info, start=start, end=end, size=size)
+    finally:
+        capture.release()
+
+
+def encode_video(
+    frames: Iterable[np.ndarray] | Sequence[Path],
+    out: Path,
+    *,
+    fps: Fraction,
+    audio_source: Path | None = None,
+    audio_start: float = 0.0,
+    audio_end: float | None = None,
+    crf: int = 18,
+) -> None:
+    """Encode RGB frames (arrays, or paths of image files) to H.264 yuv420p in an MP4.
+
+    Frame i gets timestamp i / fps exactly, so the video lasts n / fps.
+    Odd widths or heights lose their last column or row. When
+    `audio_source` has an audio stream, its [audio_start, audio_end) span
+    (seconds from its first video frame, the same clock as `read_frames`) is
+    re-encoded to AAC and cut at the end of the video; no audio stream in
+    means no audio stream out. The file appears at `out` only when complete.
+    """
+    out = Path(out)
+    rate = _as_fraction(fps)
+    if rate <= 0:
+        raise ValueError(f"encode_video: fps must be positive, got {fps}")
+    if audio_start < 0 or (audio_end is not None and audio_end <= audio_start):
+        raise ValueError(f"encode_video: bad audio span [{audio_start}, {audio_end}) for {out}")
+    with atomic_path(out) as tmp:
+        try:
+            count = _encode_to(tmp, _iter_frames(frames), rate, audio_source, audio_start, audio_end, crf)
+            _check_frame_count(tmp, count)
+        except av.FFmpegError as exc:
+            raise MediaError(f"{out}: encoding failed ({_reason(exc)})") from exc
+        except _OutputError as exc:
+            raise MediaError(f"{out}: {exc}") from exc
+
+
+class _OutputError(Exception):
+    """A problem with the video being written; `encode_video` names the output file."""
+
+
+# --- probing ---------------------------------------------------------------------------------
+
+
+def _probe_container(path: Path, container: av.container.InputContainer) -> VideoInfo:
+    stream = _video_stream(path, container)
+    fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not fps:
+        raise MediaError(f"{path}: video stream has no frame rate")
+    fps = Fraction(fps)
+    duration = _duration(container, stream)
+    first = next(iter(container.decode(stream)), None)
+    if first is None:
+        raise MediaError(f"{path}: video has no frames")
+    rotation = _rotation(first, stream)
+    width, height = first.width, first.height
+    if rotation in (90, 270):
+        width, height = height, width
+    frame_count = stream.frames or max(round(duration * fps), 1)
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=int(frame_count),
+        duration=duration,
+        rotation=rotation,
+        has_audio=len(container.streams.audio) > 0,
+    )
+
+
+def _video_stream(path: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    if container.format.name in _IMAGE_DEMUXERS or container.format.name.endswith("_pipe"):
+        raise MediaError(f"{path}: not a video (an image in {container.format.name} format)")
+    # Cover art in audio files is a one-picture "video" stream marked attached_pic.
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        raise MediaError(f"{path}: not a video (no video stream)")
+    return streams[0]
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _rotation(first: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
+    # FFmpeg exports rotation as a display matrix, attached by the decoder to
+    # every frame; PyAV's VideoFrame.rotation reads it counter-clockwise
+    # (libavutil/display.h). Files tagged the pre-2023 way carry a "rotate"
+    # stream tag instead, already in degrees clockwise.
+    clockwise = -first.rotation if first.rotation else _rotate_tag(stream)
+    return (round(clockwise / 90) * 90) % 360
+
+
+def _rotate_tag(stream: av.video.stream.VideoStream) -> float:
+    try:
+        return float(stream.metadata.get("rotate", 0))
+    except ValueError:
+        return 0.0
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _open_capture(path: Path) -> cv2.VideoCapture:
+    # Ask for FFmpeg explicitly: only that backend honours orientation metadata
+    # (CAP_PROP_ORIENTATION_AUTO, opencv/opencv#15499).
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_ORIENTATION_AUTO, 1])
+    if not capture.isOpened():
+        capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise MediaError(f"{path}: OpenCV cannot open the video")
+    return capture
+
+
+def _read_span(
+    capture: cv2.VideoCapture, info: VideoInfo, *, start: float, end: float | None, size: int | None
+) -> Iterator[np.ndarray]:
+    # When OpenCV does not rotate (another backend, an old build), rotate here.
+    manual_rotation = 0 if capture.get(cv2.CAP_PROP_ORIENTATION_AUTO) else info.rotation
+    index = _skip_until(capture, info.fps, start)
+    yielded = 0
+    while end is None or Fraction(index) / info.fps < end:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        index += 1
+        yield _convert(bgr, manual_rotation, size)
+        yielded += 1
+    else:
+        return  # the span ended before the video did
+    _check_complete(info, index, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+    if yielded == 0:
+        raise MediaError(f"{info.path}: no frames in [{start}, {end}) s (video has {index} frames at {info.fps} fps)")
+
+
+def _skip_until(capture: cv2.VideoCapture, fps: Fraction, start: float) -> int:
+    index = 0
+    while Fraction(index) / fps < start and capture.grab():
+        index += 1
+    return index
+
+
+def _check_complete(info: VideoInfo, decoded: int, last_time: float) -> None:
+    if decoded == 0:
+        raise MediaError(f"{info.path}: no frame could be decoded")
+    # Compare both the frame count and the time reached: AVI files mark
+    # dropped frames with empty chunks that count in the header but decode to
+    # nothing (OpenCV's tree.avi: 444 promised, 68 decoded, yet complete).
+    short_of_frames = decoded < _TRUNCATED_BELOW * info.frame_count
+    short_of_time = last_time < _TRUNCATED_BELOW * info.duration
+    if short_of_frames and short_of_time:
+        raise MediaError(f"{info.path}: truncated video: decoded {decoded} of {info.frame_count} frames")
+
+
+def _convert(bgr: np.ndarray, rotation: int, size: int | None) -> np.ndarray:
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8
+    if rotation:
+        rgb = _rotate_clockwise(rgb, rotation)
+    if size is not None:
+        rgb = _resize_longest(rgb, size)
+    return rgb
+
+
+def _rotate_clockwise(image: np.ndarray, degrees: int) -> np.ndarray:
+    codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    return cv2.rotate(image, codes[degrees])
+
+
+def _resize_longest(image: np.ndarray, size: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new_w, new_h = _even(width * scale), _even(height * scale)
+    if (new_w, new_h) == (width, height):
+        return image
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+
+
+def _even(length: float) -> int:
+    return max(2, 2 * round(length / 2))
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def _encode_to(
+    tmp: Path,
+    frames: Iterator[np.ndarray],
+    fps: Fraction,
+    audio_source: Path | None,
+    audio_start: float,
+    audio_end: float | None,
+    crf: int,
+) -> int:
+    first = next(frames, None)
+    if first is None:
+        raise _OutputError("no frames to encode")
+    height, width = _even_shape(first)
+    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        video = _add_video_stream(container, width, height, fps, crf)
+        audio = _AudioTrack.open(container, audio_source, audio_start, audio_end)
+        count = 0
+        for rgb in _chain(first, frames):
+            if audio is not None:
+                audio.write_until(count / fps, final=False)
+            container.mux(video.encode(_video_frame(rgb, count, width, height, fps)))
+            count += 1
+        container.mux(video.encode())
+        if audio is not None:
+            audio.write_until(count / fps, final=True)
+            audio.close()
+    return count
+
+
+def _add_video_stream(
+    container: av.container.OutputContainer, width: int, height: int, fps: Fraction, crf: int
+) -> av.video.stream.VideoStream:
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.time_base = 1 / fps
+    stream.options = {"crf": str(crf)}
+    # PyAV converts RGB to YUV with swscale's default BT.601 limited-range
+    # matrix; say so in the file, or players assume BT.709 for HD sizes and
+    # shift the colours.
+    context = stream.codec_context
+    context.colorspace = context.color_primaries = context.color_trc = _BT601
+    context.color_range = _LIMITED_RANGE
+    return stream
+
+
+def _video_frame(rgb: np.ndarray, index: int, width: int, height: int, fps: Fraction) -> av.VideoFrame:
+    if _even_shape(rgb) != (height, width):
+        raise _OutputError(f"frame {index} is {rgb.shape[1]}x{rgb.shape[0]}, the first was {width}x{height}")
+    cropped = np.ascontiguousarray(rgb[:height, :width])  # (H, W, 3) even
+    frame = av.VideoFrame.from_ndarray(cropped, format="rgb24")
+    frame.pts, frame.time_base = index, 1 / fps
+    return frame
+
+
+def _even_shape(rgb: np.ndarray) -> tuple[int, int]:
+    height, width = rgb.shape[:2]
+    if height < 2 or width < 2:
+        raise _OutputError(f"frame of {width}x{height} px is too small to encode")
+    return height - height % 2, width - width % 2
+
+
+def _iter_frames(frames: Iterable[np.ndarray] | Sequence[Path]) -> Iterator[np.ndarray]:
+    for item in frames:
+        frame = _read_image(Path(item)) if isinstance(item, (str, Path)) else np.asarray(item)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"encode_video: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+        yield frame
+
+
+def _read_image(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MediaError(f"{path}: cannot read frame image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def _check_frame_count(path: Path, expected: int) -> None:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = sum(1 for packet in container.demux(stream) if packet.size)
+    if packets != expected:
+        raise _OutputError(f"wrote {packets} video frames instead of {expected}")
+
+
+# --- audio -----------------------------------------------------------------------------------
+
+
+class _AudioTrack:
+    """Copies a span of a source file's audio into an output container as AAC.
+
+    Re-encoding (rather than copying packets) is what lets the span start and
+    end on any sample: compressed packets cannot be cut. Samples are placed by
+    the source frames' timestamps, so gaps in the source stay gaps (silence).
+    """
+
+    def __init__(
+        self,
+        source: av.container.InputContainer,
+        stream: av.audio.stream.AudioStream,
+        out: av.audio.stream.AudioStream,
+        chunks: Iterator[np.ndarray],
+    ) -> None:
+        self._source, self._stream, self._out, self._chunks = source, stream, out, chunks
+        self._written = 0  # samples encoded so far
+        self._container = out.container
+
+    @classmethod
+    def open(
+        cls, container: av.container.OutputContainer, source_path: Path | None, start: float, end: float | None
+    ) -> _AudioTrack | None:
+        if source_path is None:
+            return None
+        source_path = Path(source_path)
+        if not source_path.is_file():
+            raise MediaError(f"{source_path}: audio source not found")
+        try:
+            source = av.open(str(source_path))
+        except av.FFmpegError as exc:
+            raise MediaError(f"{source_path}: cannot read audio ({_reason(exc)})") from exc
+        if not source.streams.audio:
+            source.close()
+            return None
+        stream = source.streams.audio[0]
+        rate, layout = _aac_rate(stream.rate), "mono" if stream.channels == 1 else "stereo"
+        out = container.add_stream("aac", rate=rate)
+        out.layout = layout
+        out.codec_context.time_base = Fraction(1, rate)
+        chunks = _rebuffer(_span_samples(source, stream, rate, layout, start, end), _AAC_FRAME_SIZE)
+        return cls(source, stream, out, chunks)
+
+    @property
+    def rate(self) -> int:
+        return self._out.rate
+
+    def write_until(self, seconds: Fraction, *, final: bool) -> None:
+        """Encode audio up to `seconds`; before the end, only whole AAC frames."""
+        target = int(seconds * self.rate)
+        while self._written + (1 if final else _AAC_FRAME_SIZE) <= target:
+            chunk = next(self._chunks, None)  # (C, n) float32
+            if chunk is None:
+                return
+            if final:
+                chunk = chunk[:, : target - self._written]
+            self._encode(chunk)
+
+    def close(self) -> None:
+        self._container.mux(self._out.encode(None))
+        self._source.close()
+
+    def _encode(self, chunk: np.ndarray) -> None:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=self._out.layout.name)
+        frame.sample_rate, frame.pts, frame.time_base = self.rate, self._written, Fraction(1, self.rate)
+        self._container.mux(self._out.encode(frame))
+        self._written += chunk.shape[1]
+
+
+def _aac_rate(rate: int) -> int:
+    supported = av.codec.Codec("aac", "w").audio_rates or ()
+    return rate if rate in supported else _AAC_FALLBACK_RATE
+
+
+def _span_samples(
+    source: av.container.InputContainer,
+    stream: av.audio.stream.AudioStream,
+    rate: int,
+    layout: str,
+    start: float,
+    end: float | None,
+) -> Iterator[np.ndarray]:
+    """Yield (C, n) float32 planar pieces of the audio in [start, end), in order.
+
+    Each decoded frame is placed by its timestamp, in output samples from
+    `start`: what falls before 0 or from `limit` on is dropped, overlaps are
+    dropped, and gaps (including a late first frame) are filled with silence.
+    """
+    origin = _video_origin(source) + start  # source time of output sample 0, seconds
+    limit = None if end is None else round((end - start) * rate)
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    tolerance = rate // 100  # timestamp jitter under 10 ms is not a gap
+    cursor: int | None = None  # output index of the next expected sample
+    for frame in source.decode(stream):
+        position = round((frame.time - origin) * rate) if frame.time is not None else cursor or 0
+        cursor = min(position, 0) if cursor is None else cursor
+        if abs(position - cursor) <= tolerance:
+            position = cursor
+        samples = _resampled(resampler, frame)  # (C, n)
+        if position > cursor:
+            silence = np.zeros((samples.shape[0], position - cursor), dtype=np.float32)
+            yield _within(silence, cursor, limit)
+        elif position < cursor:
+            samples, position = samples[:, cursor - position :], cursor
+        yield _within(samples, position, limit)
+        cursor = position + samples.shape[1]
+        if limit is not None and cursor >= limit:
+            return
+
+
+def _within(samples: np.ndarray, position: int, limit: int | None) -> np.ndarray:
+    """The part of samples (C, n), starting at output index `position`, inside [0, limit)."""
+    begin = min(max(0, -position), samples.shape[1])
+    stop = samples.shape[1] if limit is None else min(samples.shape[1], max(begin, limit - position))
+    return samples[:, begin:stop]
+
+
+def _resampled(resampler: av.AudioResampler, frame: av.AudioFrame) -> np.ndarray:
+    frame.pts = None  # resample by content; placement is done by the caller
+    pieces = [f.to_ndarray() for f in resampler.resample(frame)]
+    if not pieces:
+        return np.zeros((len(resampler.layout.channels), 0), dtype=np.float32)
+    return np.concatenate(pieces, axis=1).astype(np.float32, copy=False)
+
+
+def _rebuffer(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Regroup (C, n) pieces into (C, size) chunks; the last one may be shorter."""
+    pending: list[np.ndarray] = []
+    count = 0
+    for piece in pieces:
+        if not piece.shape[1]:
+            continue
+        pending.append(piece)
+        count += piece.shape[1]
+        while count >= size:
+            joined = np.concatenate(pending, axis=1)
+            yield joined[:, :size]
+            pending, count = [joined[:, size:]], count - size
+    if count:
+        yield np.concatenate(pending, axis=1)
+
+
+def _video_origin(source: av.container.InputContainer) -> float:
+    if not source.streams.video:
+        return 0.0
+    stream = source.streams.video[0]
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _as_fraction(fps: Fraction | float | int) -> Fraction:
+    if isinstance(fps, Fraction):
+        return fps
+    # A float like 29.97 stands for 30000/1001: snap to the nearest simple ratio.
+    return Fraction(fps).limit_denominator(1001)
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+

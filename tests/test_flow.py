@@ -1,0 +1,171 @@
+"""Tests for nst_batch.flow on synthetic frames and, when installed, OpenCV's sample clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from nst_batch.flow import (
+    FlowResult,
+    compute_flow,
+    consistency_mask,
+    flow_between,
+    histogram_change,
+    is_scene_cut,
+    warp,
+    warp_error,
+)
+try:
+    from tests import videogen
+except ImportError:  # tests/ is on sys.path instead of the repository root
+    import videogen  # type: ignore[no-redef]
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+WIDTH, HEIGHT = 128, 96
+
+
+def _mean_abs(a: np.ndarray, b: np.ndarray, border: int = 8) -> float:
+    diff = np.abs(a.astype(np.float32) - b.astype(np.float32))
+    return float(diff[border:-border, border:-border].mean())
+
+
+def _square_scene(x: int, size: int = 24) -> np.ndarray:
+    """A static texture with a differently textured square whose left edge is at x."""
+    frame = videogen.texture(WIDTH, HEIGHT, seed=3).copy()
+    y = (HEIGHT - size) // 2
+    frame[y : y + size, x : x + size] = videogen.texture(size, size, seed=4)
+    return frame
+
+
+def _read_clip(path: Path, count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < count:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames
+
+
+def test_compute_flow_follows_translation() -> None:
+    prev, cur = videogen.pattern(5, WIDTH, HEIGHT), videogen.pattern(6, WIDTH, HEIGHT)
+    backward = compute_flow(cur, prev)  # the content moves by SHIFT, so it came from -SHIFT
+    assert backward.shape == (HEIGHT, WIDTH, 2) and backward.dtype == np.float32
+    dx, dy = videogen.SHIFT
+    assert np.median(backward[..., 0]) == pytest.approx(-dx, abs=0.25)
+    assert np.median(backward[..., 1]) == pytest.approx(-dy, abs=0.25)
+
+
+def test_warp_of_previous_frame_matches_current() -> None:
+    prev, cur = videogen.pattern(5, WIDTH, HEIGHT), videogen.pattern(6, WIDTH, HEIGHT)
+    result = flow_between(prev, cur)
+    warped = warp(prev, result.backward)
+    assert warped.dtype == np.uint8 and warped.shape == cur.shape
+    assert _mean_abs(warped, cur) < 0.1 * _mean_abs(prev, cur)
+
+
+def test_warp_keeps_dtype_and_channels() -> None:
+    rng = np.random.default_rng(0)
+    flow = rng.uniform(-3, 3, size=(HEIGHT, WIDTH, 2)).astype(np.float32)
+    wide = rng.random((HEIGHT, WIDTH, 6), dtype=np.float32)
+    warped = warp(wide, flow)
+    assert warped.shape == wide.shape and warped.dtype == np.float32
+    np.testing.assert_allclose(warped[..., 4:5], warp(wide[..., 4:5], flow), atol=1e-6)
+    np.testing.assert_allclose(warped[..., :3], warp(wide[..., :3], flow), atol=1e-6)
+    assert warp(wide[..., 0], flow).shape == (HEIGHT, WIDTH)
+
+
+def test_zero_flow_is_identity() -> None:
+    image = videogen.pattern(0, WIDTH, HEIGHT)
+    np.testing.assert_array_equal(warp(image, np.zeros((HEIGHT, WIDTH, 2), np.float32)), image)
+
+
+def test_mask_is_zero_where_square_uncovers_background() -> None:
+    step, size, x = 8, 24, WIDTH // 3
+    prev, cur = _square_scene(x, size), _square_scene(x + step, size)
+    result = flow_between(prev, cur)
+    y = (HEIGHT - size) // 2
+    uncovered = result.mask[y + 2 : y + size - 2, x + 1 : x + step - 1]  # background hidden in prev
+    assert result.mask.dtype == np.float32 and set(np.unique(result.mask)) <= {0.0, 1.0}
+    assert uncovered.mean() < 0.2
+    assert result.mask[:, -24:].mean() > 0.95  # static background far from the square
+    assert result.reliable_fraction == pytest.approx(float(result.mask.mean()))
+
+
+def test_mask_marks_flow_leaving_the_frame() -> None:
+    flow = np.zeros((HEIGHT, WIDTH, 2), np.float32)
+    flow[..., 0] = -5.0  # every pixel came from 5 px to the left
+    mask = consistency_mask(flow, -flow)
+    assert mask[:, :5].max() == 0.0
+    assert mask[:, 6:].min() == 1.0
+
+
+def test_histogram_change_low_within_clip_high_across_cut() -> None:
+    frames = [videogen.pattern(i, WIDTH, HEIGHT) for i in range(4)]
+    cut = videogen.pattern(4, WIDTH, HEIGHT, cut=True)
+    assert max(histogram_change(a, b) for a, b in zip(frames, frames[1:])) < 0.2
+    assert histogram_change(frames[-1], cut) > 0.5
+    assert histogram_change(frames[0], frames[0]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_scene_cut_on_synthetic_clip() -> None:
+    frames = [videogen.pattern(i, WIDTH, HEIGHT, cut=i >= 4) for i in range(7)]
+    cuts = [
+        t
+        for t in range(1, len(frames))
+        if is_scene_cut(flow_between(frames[t - 1], frames[t]), histogram_change(frames[t - 1], frames[t]), 0.5)
+    ]
+    assert cuts == [4]
+
+
+def test_scene_cut_rule() -> None:
+    mask = np.ones((4, 4), np.float32)
+    flow = np.zeros((4, 4, 2), np.float32)
+    assert not is_scene_cut(FlowResult(flow, mask, 0.3), 0.4, 0.5)
+    assert is_scene_cut(FlowResult(flow, mask, 0.2), 0.0, 0.5)
+    assert is_scene_cut(FlowResult(flow, mask, 1.0), 0.6, 0.5)
+
+
+@pytest.mark.skipif(not (OPENCV_DATA / "vtest.avi").is_file(), reason="opencv-doc sample clips not installed")
+def test_real_clips_cut_only_at_splice() -> None:
+    vtest = [cv2.resize(f, (384, 288), interpolation=cv2.INTER_AREA) for f in _read_clip(OPENCV_DATA / "vtest.avi", 6)]
+    tree = [cv2.resize(f, (384, 288)) for f in _read_clip(OPENCV_DATA / "tree.avi", 6)]
+    for clip in (vtest, tree):
+        for prev, cur in zip(clip, clip[1:]):
+            change = histogram_change(prev, cur)
+            assert change < 0.2
+            assert not is_scene_cut(flow_between(prev, cur), change, 0.5)
+    change = histogram_change(vtest[-1], tree[0])
+    assert change > 0.5
+    assert is_scene_cut(flow_between(vtest[-1], tree[0]), change, 0.5)
+
+
+def test_warp_error_lower_for_consistent_than_flickering_sequence() -> None:
+    inputs = [videogen.pattern(i, WIDTH, HEIGHT) for i in range(5)]
+    # A "stylised" output that follows the input: a fixed colour transform.
+    consistent = [(255 - f) // 2 + 40 for f in inputs]
+    rng = np.random.default_rng(0)
+    flickering = [
+        np.clip(f.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8)
+        for f in consistent
+    ]
+    low, high = warp_error(consistent, inputs), warp_error(flickering, inputs)
+    assert low < 0.2 * high
+    assert 0.0 <= low < 0.005
+
+
+def test_warp_error_accepts_precomputed_flows_and_resizes_inputs() -> None:
+    inputs = [videogen.pattern(i, WIDTH, HEIGHT) for i in range(3)]
+    outputs = [f.astype(np.float32) / 255.0 for f in inputs]
+    flows = [flow_between(a, b) for a, b in zip(inputs, inputs[1:])]
+    assert warp_error(outputs, inputs, flows=flows) == pytest.approx(warp_error(outputs, inputs), rel=1e-6)
+    bigger = [cv2.resize(f, (WIDTH * 2, HEIGHT * 2), interpolation=cv2.INTER_CUBIC) for f in inputs]
+    assert warp_error(outputs, bigger) < 0.01
+    assert warp_error(outputs[:1], inputs[:1]) == 0.0
+    with pytest.raises(ValueError):
+        warp_error(outputs, inputs[:2])

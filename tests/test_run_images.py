@@ -1,0 +1,106 @@
+"""End to end through the real command: image folders, a blended style, validate, resume, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from cli_helpers import nst
+from conftest import write_manifest
+
+FAST = ["--set", "size=64", "--set", "iterations=4", "--weights", "random", "--device", "cpu"]
+
+
+@pytest.fixture()
+def manifest(tmp_path: Path, photos: Path, style_image: Path, style_image2: Path) -> Path:
+    return write_manifest(tmp_path / "pipeline.yaml", """
+version: 1
+defaults:
+  format: png
+jobs:
+  - name: folder
+    input: photos
+    style: styles/starry.jpg
+    output: out/folder
+  - name: blend
+    input: photos/astronaut.jpg
+    style:
+      - {image: styles/starry.jpg, weight: 0.7}
+      - {image: styles/graffiti.jpg, weight: 0.3}
+    output: out/blend
+    format: jpg
+    iterations: 3
+""")
+
+
+def test_run_folder_and_blend(manifest: Path, tmp_path: Path) -> None:
+    result = nst("run", manifest, *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "out"
+    sources = {"folder/astronaut.png": "astronaut.jpg", "folder/chelsea.png": "chelsea.png",
+               "folder/sub/coffee.png": "sub/coffee.jpg", "blend/astronaut.jpg": "astronaut.jpg"}
+    for rel, src in sources.items():
+        h, w = cv2.imread(str(tmp_path / "photos" / src)).shape[:2]
+        expected = (round(h * 64 / max(h, w)), round(w * 64 / max(h, w)))  # longest side = size
+        img = cv2.imread(str(out / rel))
+        assert img is not None, rel
+        assert img.shape[:2] == expected, rel
+    saved = json.loads((out / "folder" / "nst-batch.json").read_text())
+    assert saved["settings"]["size"] == 64 and saved["settings"]["weights"] == "random"
+    blend = json.loads((out / "blend" / "nst-batch.json").read_text())
+    assert blend["settings"]["iterations"] == 4  # --set applies to every job, over the job's own value
+    assert [s["weight"] for s in blend["styles"]] == [0.7, 0.3]
+    assert "RANDOM weights" in result.stdout  # never silent about untrained weights
+    assert "4 done, 0 skipped, 0 failed" in result.stdout
+
+    again = nst("run", manifest, *FAST, cwd=tmp_path)
+    assert again.returncode == 0 and "0 done, 4 skipped, 0 failed" in again.stdout
+    changed = nst("run", manifest, *FAST, "--set", "seed=3", cwd=tmp_path)
+    assert "4 done, 0 skipped" in changed.stdout  # changed settings redo the outputs
+    forced = nst("run", manifest, *FAST, "--set", "seed=3", "--force", cwd=tmp_path)
+    assert "4 done, 0 skipped" in forced.stdout
+
+
+def test_bad_image_fails_alone(manifest: Path, tmp_path: Path) -> None:
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    result = nst("run", manifest, *FAST, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "broken.jpg" in result.stdout and "cannot decode" in result.stdout
+    assert (tmp_path / "out" / "folder" / "sub" / "coffee.png").exists()  # the rest of the night went on
+    assert "Traceback" not in result.stdout + result.stderr
+    status = nst("status", manifest, *FAST[:4], cwd=tmp_path)
+    assert status.returncode == 0 and "folder" in status.stdout
+
+
+def test_validate(manifest: Path, tmp_path: Path) -> None:
+    ok = nst("validate", manifest, "--weights", "random", cwd=tmp_path)
+    assert ok.returncode == 0 and "manifest OK" in ok.stdout and "folder" in ok.stdout
+    no_weights = nst("validate", manifest, cwd=tmp_path)
+    assert no_weights.returncode == 2 and "nst-batch weights import" in no_weights.stderr
+    cuda = nst("validate", manifest, "--weights", "random", "--device", "cuda", cwd=tmp_path)
+    assert cuda.returncode == 2 and "CUDA is not available" in cuda.stderr
+    bad = write_manifest(tmp_path / "bad.yaml", "version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n"
+                                                "    output: o\n    optimizer: sgd\n")
+    res = nst("validate", bad, cwd=tmp_path)
+    assert res.returncode == 2 and "bad.yaml:6: jobs[0].optimizer" in res.stderr and "Traceback" not in res.stderr
+    debug = nst("--debug", "validate", bad, cwd=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_empty_folder_and_unwritable_output(tmp_path: Path, style_image: Path, photos: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    m = write_manifest(tmp_path / "p.yaml", """
+version: 1
+jobs:
+  - {name: empty, input: empty, style: styles/starry.jpg, output: out/e}
+  - {name: blocked, input: photos/chelsea.png, style: styles/starry.jpg, output: blocker/out}
+  - {name: fine, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/f}
+""")
+    res = nst("run", m, *FAST, cwd=tmp_path)
+    assert res.returncode == 1 and "holds no images or videos" in res.stdout
+    assert "blocker" in res.stdout and "not writable" in res.stdout
+    assert (tmp_path / "out" / "f" / "astronaut.png").exists()

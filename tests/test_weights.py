@@ -1,0 +1,96 @@
+"""Weights: torchvision-format files through the real loading path; offline errors; unsafe pickles."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from cli_helpers import nst
+from nst_batch.errors import WeightsError
+from nst_batch.weights import cache_path, import_weights, load_features, load_state_dict_file
+
+
+@pytest.fixture(scope="module")
+def torchvision_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A full VGG19 state dict of random values, in torchvision's own format."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "vgg19-random.pth"
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), path)
+    return path
+
+
+def test_full_and_features_only_files_load(torchvision_file: Path, tmp_path: Path) -> None:
+    full = torchvision.models.vgg19(weights=None)
+    full.load_state_dict(torch.load(torchvision_file, weights_only=True))
+    features = load_state_dict_file(torchvision_file)
+    assert torch.equal(features["0.weight"], full.features[0].weight)
+    only = tmp_path / "features.pth"
+    torch.save(full.features.state_dict(), only)
+    assert torch.equal(load_state_dict_file(only)["34.bias"], full.features[34].bias)
+    model, description = load_features(str(only))
+    assert torch.equal(model[0].weight, full.features[0].weight) and str(only) in description
+
+
+def test_wrong_files_are_refused(tmp_path: Path) -> None:
+    vgg16 = tmp_path / "vgg16.pth"
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), vgg16)
+    with pytest.raises(WeightsError, match="not a VGG19 state dict"):
+        load_state_dict_file(vgg16)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError, match="cannot read|refused"):
+        load_state_dict_file(junk)
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("echo pwned > /tmp/nst-batch-pwned",))
+
+
+def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as fh:
+        pickle.dump({"0.weight": _Evil()}, fh)
+    with pytest.raises(WeightsError, match="refused: not a plain tensor state dict"):
+        load_state_dict_file(evil)
+    assert not Path("/tmp/nst-batch-pwned").exists()
+
+
+def test_offline_without_weights_says_how_to_fix() -> None:
+    with pytest.raises(WeightsError) as info:
+        load_features("imagenet")
+    message = str(info.value)
+    assert str(cache_path()) in message and "nst-batch weights import" in message
+
+
+def test_import_then_imagenet_loads(torchvision_file: Path) -> None:
+    target, official = import_weights(torchvision_file)
+    assert target == cache_path() and target.exists() and not official
+    model, description = load_features("imagenet")
+    assert "ImageNet" in description
+    assert torch.equal(model[0].weight, load_state_dict_file(torchvision_file)["0.weight"])
+
+
+def test_random_weights_are_seeded() -> None:
+    a, _ = load_features("random", seed=1)
+    b, _ = load_features("random", seed=1)
+    c, _ = load_features("random", seed=2)
+    assert torch.equal(a[0].weight, b[0].weight) and not torch.equal(a[0].weight, c[0].weight)
+
+
+def test_weights_commands(torchvision_file: Path, tmp_path: Path) -> None:
+    env = {"TORCH_HOME": str(tmp_path / "th")}
+    info = nst("weights", "info", env=env)
+    assert info.returncode == 1 and "missing" in info.stdout
+    imp = nst("weights", "import", torchvision_file, env=env)
+    assert imp.returncode == 0, imp.stderr
+    assert (tmp_path / "th" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").exists()
+    info = nst("weights", "info", env=env)
+    assert info.returncode == 0 and "present" in info.stdout and "NOT torchvision's official" in info.stdout
+    bad = nst("weights", "import", tmp_path / "nothing.pth", env=env)
+    assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr

@@ -15,13 +15,11 @@ from nst_batch.flow import (
     flow_between,
     histogram_change,
     is_scene_cut,
+    pair_warp_error,
     warp,
     warp_error,
 )
-try:
-    from tests import videogen
-except ImportError:  # tests/ is on sys.path instead of the repository root
-    import videogen  # type: ignore[no-redef]
+import videogen  # tests/videogen.py: pytest puts tests/ on sys.path (rootdir-less layout)
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 WIDTH, HEIGHT = 128, 96
@@ -164,6 +162,8 @@ def test_warp_error_accepts_precomputed_flows_and_resizes_inputs() -> None:
     outputs = [f.astype(np.float32) / 255.0 for f in inputs]
     flows = [flow_between(a, b) for a, b in zip(inputs, inputs[1:])]
     assert warp_error(outputs, inputs, flows=flows) == pytest.approx(warp_error(outputs, inputs), rel=1e-6)
+    pairs = [pair_warp_error(outputs[t - 1], inputs[t], flows[t - 1]) for t in (1, 2)]  # uint8 and float mixed
+    assert warp_error(outputs, inputs) == pytest.approx(np.mean(pairs), rel=1e-4)
     bigger = [cv2.resize(f, (WIDTH * 2, HEIGHT * 2), interpolation=cv2.INTER_CUBIC) for f in inputs]
     assert warp_error(outputs, bigger) < 0.01
     assert warp_error(outputs[:1], inputs[:1]) == 0.0

@@ -20,15 +20,12 @@ FAST = ["--set", "size=64", "--set", "video.first_iterations=3", "--set", "video
 def _probe(path: Path) -> dict[str, object]:
     with av.open(str(path)) as c:
         v = c.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    with av.open(str(path)) as c:
         audio = c.streams.audio[0] if c.streams.audio else None
         info = {"codec": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt, "fps": v.average_rate,
-                "frames": len(frames), "size": (v.codec_context.width, v.codec_context.height),
-                "duration": float(c.duration) / 1e6 if c.duration else None,
-                "audio": audio is not None,
-                "audio_duration": float(audio.duration * audio.time_base) if audio is not None and audio.duration else None,
-                "first": frames[0]}
+                "size": (v.codec_context.width, v.codec_context.height), "audio": audio is not None,
+                "audio_duration": float(audio.duration * audio.time_base) if audio is not None and audio.duration else None}
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    info.update(frames=len(frames), first=frames[0])
     return info
 
 

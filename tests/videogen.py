@@ -169,7 +169,9 @@ def _add_audio(container: av.container.OutputContainer) -> av.audio.stream.Audio
     return stream
 
 
-def _write_tone(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, *, seconds: Fraction) -> None:
+def _write_tone(
+    container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, *, seconds: Fraction
+) -> None:
     total = int(seconds * AUDIO_RATE)
     samples = tone(np.arange(total, dtype=np.float64) / AUDIO_RATE)  # (total,)
     for start in range(0, total, _AAC_FRAME):

@@ -8,6 +8,7 @@ seeks, so variable-frame-rate files are read frame by frame, in order).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,6 +28,9 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", "
 # A file whose decoding stops before this share of its promised frames (and of
 # its duration) is reported as truncated.
 _TRUNCATED_BELOW = 0.9
+
+# Tolerance when turning seconds into frame indices, in frames.
+_FRAME_SLACK = Fraction(1, 1_000_000)
 
 # FFmpeg demuxers for still images: they open a JPEG or PNG (whatever its name)
 # as a one-frame "video" stream, which is not a video for us.
@@ -222,12 +226,14 @@ def _rotate_tag(stream: av.video.stream.VideoStream) -> float:
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
     # Ask for FFmpeg explicitly: only that backend honours orientation metadata
-    # (CAP_PROP_ORIENTATION_AUTO, opencv/opencv#15499).
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_ORIENTATION_AUTO, 1])
+    # (CAP_PROP_ORIENTATION_AUTO, opencv/opencv#15499). It is on by default but
+    # cannot be passed to open() (the backend bails out on unknown open params).
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise MediaError(f"{path}: OpenCV cannot open the video")
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return capture
 
 
@@ -236,25 +242,38 @@ def _read_span(
 ) -> Iterator[np.ndarray]:
     # When OpenCV does not rotate (another backend, an old build), rotate here.
     manual_rotation = 0 if capture.get(cv2.CAP_PROP_ORIENTATION_AUTO) else info.rotation
-    index = _skip_until(capture, info.fps, start)
-    yielded = 0
-    while end is None or Fraction(index) / info.fps < end:
+    first, stop = _frame_index(start, info.fps), None if end is None else _frame_index(end, info.fps)
+    index = _skip(capture, first)
+    yielded, exhausted = 0, False
+    while stop is None or index < stop:
         ok, bgr = capture.read()
         if not ok:
+            exhausted = True
             break
         index += 1
         yield _convert(bgr, manual_rotation, size)
         yielded += 1
-    else:
-        return  # the span ended before the video did
-    _check_complete(info, index, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+    if exhausted:  # the video ended before the span did
+        _check_complete(info, index, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
     if yielded == 0:
-        raise MediaError(f"{info.path}: no frames in [{start}, {end}) s (video has {index} frames at {info.fps} fps)")
+        span = f"[{start}, {end}) s"
+        raise MediaError(f"{info.path}: no frames in {span} (video: {info.duration:.3f} s at {info.fps} fps)")
 
 
-def _skip_until(capture: cv2.VideoCapture, fps: Fraction, start: float) -> int:
+def _frame_index(seconds: float, fps: Fraction) -> int:
+    """The first frame index i with i / fps >= seconds.
+
+    A millionth of a frame of slack absorbs float rounding: end=5/12 at
+    12 fps is 0.41666666666666669, a hair above frame 5's exact time, yet
+    means "up to frame 5".
+    """
+    return max(0, math.ceil(Fraction(seconds) * fps - _FRAME_SLACK))
+
+
+def _skip(capture: cv2.VideoCapture, count: int) -> int:
+    """Decode and drop `count` frames (grab() skips the colour conversion); return how many there were."""
     index = 0
-    while Fraction(index) / fps < start and capture.grab():
+    while index < count and capture.grab():
         index += 1
     return index
 
@@ -318,16 +337,20 @@ def _encode_to(
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container:
         video = _add_video_stream(container, width, height, fps, crf)
         audio = _AudioTrack.open(container, audio_source, audio_start, audio_end)
-        count = 0
-        for rgb in _chain(first, frames):
+        try:
+            count = 0
+            for rgb in _chain(first, frames):
+                if audio is not None:  # keep the two streams interleaved
+                    audio.write_until(count / fps, final=False)
+                container.mux(video.encode(_video_frame(rgb, count, width, height, fps)))
+                count += 1
+            container.mux(video.encode())
             if audio is not None:
-                audio.write_until(count / fps, final=False)
-            container.mux(video.encode(_video_frame(rgb, count, width, height, fps)))
-            count += 1
-        container.mux(video.encode())
-        if audio is not None:
-            audio.write_until(count / fps, final=True)
-            audio.close()
+                audio.write_until(count / fps, final=True)
+                audio.flush()
+        finally:
+            if audio is not None:
+                audio.release()
     return count
 
 
@@ -403,13 +426,9 @@ class _AudioTrack:
     """
 
     def __init__(
-        self,
-        source: av.container.InputContainer,
-        stream: av.audio.stream.AudioStream,
-        out: av.audio.stream.AudioStream,
-        chunks: Iterator[np.ndarray],
+        self, source: av.container.InputContainer, out: av.audio.stream.AudioStream, chunks: Iterator[np.ndarray]
     ) -> None:
-        self._source, self._stream, self._out, self._chunks = source, stream, out, chunks
+        self._source, self._out, self._chunks = source, out, chunks
         self._written = 0  # samples encoded so far
         self._container = out.container
 
@@ -435,7 +454,7 @@ class _AudioTrack:
         out.layout = layout
         out.codec_context.time_base = Fraction(1, rate)
         chunks = _rebuffer(_span_samples(source, stream, rate, layout, start, end), _AAC_FRAME_SIZE)
-        return cls(source, stream, out, chunks)
+        return cls(source, out, chunks)
 
     @property
     def rate(self) -> int:
@@ -452,8 +471,12 @@ class _AudioTrack:
                 chunk = chunk[:, : target - self._written]
             self._encode(chunk)
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Drain the encoder: call once, after the last `write_until`."""
         self._container.mux(self._out.encode(None))
+
+    def release(self) -> None:
+        """Close the source file."""
         self._source.close()
 
     def _encode(self, chunk: np.ndarray) -> None:

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from nst_batch import flow as flowlib
-from nst_batch.engine import Progress, Temporal
+from nst_batch.engine import Progress, Result, Temporal
 from nst_batch.errors import MediaError
-from nst_batch.ledger import Ledger
+from nst_batch.ledger import Ledger, input_identity
+from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
 from nst_batch.settings import settings_hash
@@ -60,12 +61,15 @@ class _Flicker:
 
 
 def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress: FrameProgress,
-                  should_stop: Callable[[], bool]) -> VideoResult:
+                  should_stop: Callable[[], bool],
+                  on_frame: Callable[[int, Result, bool], None] | None = None) -> VideoResult:
+    """Stylize `src` into the H.264 mp4 `dst`; `on_frame(index, result, cold)` sees each new frame (benchmarks)."""
     s = ctx.job.settings
     v = s.video
     info = probe_video(src)
     frames_dir = work / "frames"
-    ledger = _frame_ledger(work, settings_hash(s, ctx.job.styles, extra={"video": str(src)}))
+    # Frames saved by an earlier run are reused only under the same settings, styles and input file.
+    ledger = _frame_ledger(work, settings_hash(s, ctx.job.styles, extra={"video": input_identity(src)}))
     expected = _expected_frames(info.frame_count, float(info.fps), v.start, v.end)
 
     prev_in: np.ndarray | None = None
@@ -97,6 +101,8 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
             ledger.record(path.name, "done", loss=result.loss, iterations=result.iterations,
                           cut=bool(cut and prev_out is not None and v.warm_start))
             iterations["cold" if cut else "warm"].append(result.iterations)
+            if on_frame is not None:
+                on_frame(t + 1, result, cut)
             stylized += 1
             rec = ledger.records[path.name]
         losses.append(float(rec.get("loss", 0.0)))
@@ -153,7 +159,7 @@ def _frame_ledger(work: Path, digest: str) -> Ledger:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not meta.exists():
-        meta.write_text(json.dumps({"hash": digest}))
+        write_text_atomic(meta, json.dumps({"hash": digest}))
     return Ledger(work)
 
 

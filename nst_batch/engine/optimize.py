@@ -115,6 +115,9 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
         return terms
 
     last: dict[str, torch.Tensor] = {}
+    # L-BFGS with clamped pixels can overshoot late in a run; we return the best
+    # image evaluated, not merely the last (one small copy per iteration).
+    best = _Best()
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -123,6 +126,7 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
         total.backward()
         last.clear()
         last.update({k: v.detach() for k, v in terms.items()}, total=total.detach())
+        best.offer(image, last)
         return total
 
     if config.optimizer == "lbfgs":
@@ -155,6 +159,21 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
             break
 
     with torch.no_grad():
-        final_terms = {k: float(v) for k, v in loss_terms(image).items()}
-    return Result(image=image.detach(), loss=sum(final_terms.values()), terms=final_terms,
-                  iterations=done, history=history)
+        final = loss_terms(image)
+        best.offer(image, {**final, "total": sum(final.values())})
+    return Result(image=best.image, loss=best.loss, terms=best.terms, iterations=done, history=history)
+
+
+@dataclass
+class _Best:
+    """The lowest-loss image seen so far."""
+
+    loss: float = math.inf
+    image: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    terms: dict[str, float] = field(default_factory=dict)
+
+    def offer(self, image: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
+        loss = float(terms["total"])
+        if loss < self.loss:
+            self.loss, self.image = loss, image.detach().clone()
+            self.terms = {k: float(v) for k, v in terms.items() if k != "total"}

@@ -61,6 +61,8 @@ class Settings:
     style_layer_weights: tuple[float, ...] | None = _f(None, "one weight per style layer (null = equal)")
     style_scale: float = _f(1.0, "size of the style image relative to the working size")
     init: str = _f("content", "content | noise | path to an image")
+    preserve_colors: bool = _f(False, "keep the content's colours: only luminance is stylized")
+    output_size: Literal["working", "original"] = _f("working", "write outputs at the working size or the input's own size")
     pooling: Literal["max", "avg"] = _f("max", "VGG pooling: max | avg")
     seed: int = _f(0, "random seed (noise init, random weights)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")

@@ -24,10 +24,10 @@ from nst_batch.engine import Progress, Result, Temporal
 from nst_batch.errors import MediaError
 from nst_batch.ledger import Ledger, input_identity
 from nst_batch.media.atomic import write_text_atomic
-from nst_batch.media.images import read_image, write_image
+from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
 from nst_batch.settings import settings_hash
-from nst_batch.work import JobContext, stylize_frame, to_tensor, to_uint8
+from nst_batch.work import JobContext, finish, stylize_frame, to_tensor, to_uint8
 
 __all__ = ["VideoResult", "stylize_video"]
 
@@ -96,7 +96,7 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
             n_iter = v.first_iterations if cut else v.iterations
             result = stylize_frame(ctx, content, iterations=n_iter, init=init, temporal=temporal,
                                    progress=lambda p, f=t + 1: progress(p, f, expected), should_stop=should_stop)
-            out = to_uint8(result.image)
+            out = finish(s, to_uint8(result.image), content)
             write_image(path, out)
             ledger.record(path.name, "done", loss=result.loss, iterations=result.iterations,
                           cut=bool(cut and prev_out is not None and v.warm_start))
@@ -115,7 +115,9 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
 
     fps = info.fps
     span_end = v.start + len(paths) / float(fps)
-    encode_video(paths, dst, fps=fps, audio_source=src if info.has_audio else None,
+    frames = paths if s.output_size == "working" else (
+        resize_exact(read_image(p), info.width, info.height) for p in paths)  # the source's own size
+    encode_video(frames, dst, fps=fps, audio_source=src if info.has_audio else None,
                  audio_start=v.start, audio_end=span_end)
     if v.keep_frames:
         _keep_frames(paths, dst.with_name(dst.stem + "_frames"))

@@ -15,11 +15,11 @@ import torch
 
 from nst_batch.device import resolve_device
 from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, style_grams, stylize
-from nst_batch.media.images import read_image, resize_exact, resize_longest, write_image
+from nst_batch.media.images import keep_colors, read_image, resize_exact, resize_longest, write_image
 from nst_batch.settings import Job, Settings
 from nst_batch.weights import load_features
 
-__all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_image_file"]
+__all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_image_file", "finish"]
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
@@ -105,11 +105,20 @@ def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, 
                    temporal=temporal, callback=progress, should_stop=should_stop)
 
 
+def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray, original: np.ndarray | None = None) -> np.ndarray:
+    """The picture as written: at the original size if asked (bicubic), colours kept if asked."""
+    if settings.output_size == "original" and original is not None:
+        stylized = resize_exact(stylized, original.shape[1], original.shape[0])
+        content = original
+    return keep_colors(stylized, content) if settings.preserve_colors else stylized
+
+
 def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
                        should_stop: StopFn | None = None) -> Result:
     """Read `src`, stylize at the working size, write `dst` atomically."""
     s = ctx.job.settings
-    content = resize_longest(read_image(src), s.size)
+    original = read_image(src)
+    content = resize_longest(original, s.size)
     result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
-    write_image(dst, to_uint8(result.image), quality=s.quality)
+    write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality)
     return result

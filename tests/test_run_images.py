@@ -104,3 +104,27 @@ jobs:
     assert res.returncode == 1 and "holds no images or videos" in res.stdout
     assert "blocker" in res.stdout and "not writable" in res.stdout
     assert (tmp_path / "out" / "f" / "astronaut.png").exists()
+
+
+def test_preserve_colors_and_original_size(tmp_path: Path, photos: Path, style_image: Path) -> None:
+    m = write_manifest(tmp_path / "p.yaml", """
+version: 1
+jobs:
+  - {name: plain, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/plain}
+  - {name: kept, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/kept,
+     preserve_colors: true, output_size: original}
+""")
+    res = nst("run", m, *FAST, "--set", "iterations=8", "--set", "style_weight=1e9", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    content = cv2.imread(str(tmp_path / "photos" / "astronaut.jpg"))
+    kept = cv2.imread(str(tmp_path / "out" / "kept" / "astronaut.png"))
+    plain = cv2.imread(str(tmp_path / "out" / "plain" / "astronaut.png"))
+    assert kept.shape == content.shape and plain.shape[:2] == (64, 64)  # original vs working size
+
+    def chroma_error(img):  # type: ignore[no-untyped-def]
+        small = cv2.resize(content, img.shape[1::-1], interpolation=cv2.INTER_AREA)
+        a = cv2.cvtColor(img, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(float)
+        b = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(float)
+        return abs(a - b).mean()
+
+    assert chroma_error(kept) < 2.0 < chroma_error(plain)  # colours kept only when asked

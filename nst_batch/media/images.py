@@ -10,7 +10,7 @@ import numpy as np
 from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "write_image", "list_media", "resize_longest", "resize_exact"]
+__all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "write_image", "list_media", "resize_longest", "resize_exact", "keep_colors"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -60,6 +60,14 @@ def resize_exact(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     if (w, h) == (width, height):
         return rgb
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if width < w else cv2.INTER_CUBIC)
+
+
+def keep_colors(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Luminance of `stylized`, chroma of `content` (colour preservation, Gatys et al. 2016,
+    done as jcjohnson/neural-style's `-original_colors`: a swap in YCrCb). Same sizes."""
+    y = cv2.cvtColor(stylized, cv2.COLOR_RGB2YCrCb)
+    y[..., 1:] = cv2.cvtColor(content, cv2.COLOR_RGB2YCrCb)[..., 1:]
+    return cv2.cvtColor(y, cv2.COLOR_YCrCb2RGB)
 
 
 def list_media(folder: Path, *, suffixes: tuple[str, ...]) -> list[Path]:

@@ -13,7 +13,7 @@ from nst_batch.settings import Job
 
 VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
 
-__all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError"]
+__all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError", "output_is_file", "output_root"]
 
 
 class PlanError(NstBatchError):
@@ -42,14 +42,20 @@ class JobPlan:
 
 def state_dir(job: Job) -> Path:
     """Where a job keeps its ledger, lock and unfinished video frames."""
-    if _output_is_file(job):
+    if output_is_file(job):
         return job.output.parent / ".nst-batch" / job.output.name
     return job.output / ".nst-batch"
 
 
-def _output_is_file(job: Job) -> bool:
+def output_is_file(job: Job) -> bool:
+    """A job's `output` names a file (`out/clip.mp4`) rather than a folder."""
     suffix = job.output.suffix.lower()
     return suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES
+
+
+def output_root(job: Job) -> Path:
+    """The folder the job's outputs live in."""
+    return job.output.parent if output_is_file(job) else job.output
 
 
 def plan_job(job: Job) -> JobPlan:
@@ -67,7 +73,7 @@ def plan_job(job: Job) -> JobPlan:
         return JobPlan(job, units, root)
     if is_image_file(src) or is_video_file(src):
         out_suffix = ".mp4" if is_video_file(src) else fmt
-        if _output_is_file(job):
+        if output_is_file(job):
             dst, root = job.output, job.output.parent
         else:
             dst, root = job.output / (src.stem + out_suffix), job.output

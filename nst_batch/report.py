@@ -1,0 +1,178 @@
+"""`report.html` at the output root: per job the style, before/after thumbnails, loss curves,
+timings; for videos a strip of sampled frames before/after, the video, and E_warp.
+
+Self-contained: thumbnails are JPEG files in `report_files/` beside the page, loss curves
+are inline SVG; it opens from disk with no server. Built from the ledgers alone, so
+`nst-batch report MANIFEST` can rebuild it at any time.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nst_batch.errors import NstBatchError
+from nst_batch.ledger import Ledger
+from nst_batch.media.atomic import write_text_atomic
+from nst_batch.media.images import read_image, resize_longest, write_image
+from nst_batch.media.video import read_frames
+from nst_batch.plan import JobPlan, output_root, plan_job, state_dir
+from nst_batch.settings import Job
+
+__all__ = ["report_root", "write_report"]
+
+THUMB = 240  # px, longest side of a thumbnail
+STRIP = 6  # sampled frames per video
+
+
+def report_root(jobs: Sequence[Job]) -> Path:
+    """The deepest folder that holds every job's outputs."""
+    return Path(os.path.commonpath([str(output_root(job)) for job in jobs]))
+
+
+def write_report(jobs: Sequence[Job]) -> Path:
+    root = report_root(jobs)
+    files = root / "report_files"
+    files.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for job in jobs:
+        try:
+            plan = plan_job(job)
+        except NstBatchError as exc:
+            sections.append(f"<section><h2>{_e(job.name)}</h2><p class=fail>{_e(str(exc))}</p></section>")
+            continue
+        sections.append(_job_section(plan, root, files))
+    page = _PAGE.format(body="\n".join(sections))
+    path = root / "report.html"
+    write_text_atomic(path, page)
+    return path
+
+
+def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
+    job = plan.job
+    ledger = Ledger(state_dir(job))
+    slug = _slug(job.name)
+    styles = "".join(
+        f"<figure><img src='{_rel(_thumb(s.image, files / f'{slug}-style{i}.jpg'), root)}'>"
+        f"<figcaption>{_e(s.image.name)} × {s.weight:g}</figcaption></figure>"
+        for i, s in enumerate(job.styles))
+    rows = []
+    done = failed = 0
+    seconds = 0.0
+    for i, unit in enumerate(plan.units):
+        rec = ledger.records.get(unit.key, {})
+        status = rec.get("status", "pending")
+        if status == "failed":
+            failed += 1
+            rows.append(f"<div class=unit><h3>{_e(unit.key)}</h3><p class=fail>failed: {_e(str(rec.get('error')))}</p></div>")
+            continue
+        if status != "done" or not unit.dst.exists():
+            rows.append(f"<div class=unit><h3>{_e(unit.key)}</h3><p>pending</p></div>")
+            continue
+        done += 1
+        seconds += float(rec.get("seconds", 0.0))
+        metrics: dict[str, Any] = rec.get("metrics", {})
+        if unit.kind == "video":
+            rows.append(_video_block(unit.src, unit.dst, rec, metrics, root, files, f"{slug}-{i}"))
+        else:
+            before = _thumb(unit.src, files / f"{slug}-{i}-in.jpg")
+            after = _thumb(unit.dst, files / f"{slug}-{i}-out.jpg")
+            rows.append(
+                f"<div class=unit><h3>{_e(unit.key)}</h3><div class=pair>"
+                f"<figure><img src='{_rel(before, root)}'><figcaption>before</figcaption></figure>"
+                f"<figure><a href='{_rel(unit.dst, root)}'><img src='{_rel(after, root)}'></a>"
+                f"<figcaption>after · loss {float(rec.get('loss', 0)):.4g} · {float(rec.get('seconds', 0)):.1f}s"
+                f"</figcaption></figure>{_svg_curve(metrics.get('history', []))}</div></div>")
+    head = (f"<section><h2>{_e(job.name)}</h2><p>{done} done, {failed} failed, "
+            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s · size {job.settings.size}px · "
+            f"weights {_e(job.settings.weights)}</p><div class=styles>{styles}</div>")
+    return head + "".join(rows) + "</section>"
+
+
+def _video_block(src: Path, dst: Path, rec: dict[str, Any], metrics: dict[str, Any], root: Path, files: Path,
+                 slug: str) -> str:
+    n = int(metrics.get("frames", 0))
+    picks = sorted({round(k * (n - 1) / max(STRIP - 1, 1)) for k in range(STRIP)}) if n else []
+    size = max(_frame_size(dst))
+    before = _strip(read_frames(src, size=size), picks, files / f"{slug}-in")
+    after = _strip(read_frames(dst), picks, files / f"{slug}-out")
+    warp = metrics.get("e_warp")
+    floor = metrics.get("e_warp_input")
+    flicker = (f"E_warp {warp:.5f} (input {floor:.5f})" if warp is not None and floor is not None else "E_warp -")
+    cells = "".join(f"<img src='{_rel(p, root)}'>" for p in before)
+    cells_out = "".join(f"<img src='{_rel(p, root)}'>" for p in after)
+    return (f"<div class=unit><h3><a href='{_rel(dst, root)}'>{_e(dst.name)}</a></h3>"
+            f"<p>{n} frames · {flicker} · cuts at {metrics.get('cuts', [])} · "
+            f"{float(rec.get('seconds', 0)):.1f}s</p><div class=strip>{cells}</div>"
+            f"<div class=strip>{cells_out}</div></div>")
+
+
+def _frame_size(video: Path) -> tuple[int, int]:
+    first = next(iter(read_frames(video)))
+    return first.shape[1], first.shape[0]
+
+
+def _strip(frames: Any, picks: list[int], stem: Path) -> list[Path]:
+    out: list[Path] = []
+    wanted = set(picks)
+    for i, frame in enumerate(frames):
+        if i in wanted:
+            path = stem.with_name(f"{stem.name}-{i:05d}.jpg")
+            write_image(path, resize_longest(frame, THUMB // 2), quality=85)
+            out.append(path)
+        if i >= max(picks, default=-1):
+            break
+    return out
+
+
+def _thumb(src: Path, dst: Path) -> Path:
+    write_image(dst, resize_longest(read_image(src), THUMB), quality=85)
+    return dst
+
+
+def _svg_curve(history: Sequence[float]) -> str:
+    """Loss per iteration as an inline SVG polyline (log scale)."""
+    if len(history) < 2:
+        return ""
+    values = np.log10(np.maximum(np.asarray(history, dtype=float), 1e-12))
+    lo, hi = float(values.min()), float(values.max())
+    w, h = 240, 120
+    xs = np.linspace(0, w, len(values))
+    ys = h - (values - lo) / max(hi - lo, 1e-9) * (h - 10) - 5
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+    return (f"<figure><svg width={w} height={h} viewBox='0 0 {w} {h}'><rect width={w} height={h} fill='#fafafa'/>"
+            f"<polyline fill=none stroke='#c33' stroke-width=1.5 points='{points}'/></svg>"
+            f"<figcaption>loss (log), {history[0]:.3g} → {min(history):.3g}</figcaption></figure>")
+
+
+def _rel(path: Path, root: Path) -> str:
+    return html.escape(os.path.relpath(path, root).replace(os.sep, "/"), quote=True)
+
+
+def _e(text: str) -> str:
+    return html.escape(text)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+_PAGE = """<!doctype html>
+<html lang=en><head><meta charset=utf-8><title>nst-batch report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+section {{ border-top: 1px solid #ccc; padding: 1em 0; }}
+figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
+figcaption {{ font-size: 0.8em; color: #555; }}
+.strip img {{ margin-right: 2px; }}
+.fail {{ color: #b00; }}
+</style></head><body>
+<h1>nst-batch report</h1>
+{body}
+</body></html>
+"""

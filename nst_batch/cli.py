@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nst_batch import __version__
-from nst_batch.errors import NstBatchError
+from nst_batch.errors import ManifestError, NstBatchError
 from nst_batch.manifest import Manifest, load_manifest, parse_overrides
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -99,12 +99,23 @@ def run(
         summary = run_jobs(loaded.jobs, executor=make_executor("local"), emit=view,
                            should_stop=stop, force=force, fail_fast=fail_fast)
     print_summary(out, summary)
+    _write_report(loaded)
     if summary.interrupted:
         err.print(f"interrupted: finished outputs are kept; run `nst-batch run {manifest}` again to resume",
                   style="yellow")
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _write_report(loaded: Manifest) -> None:
+    """The HTML report after every run; a report that cannot be made never fails the run."""
+    from nst_batch.report import write_report
+
+    try:
+        out.print(f"report: {write_report(loaded.jobs)}")
+    except (NstBatchError, OSError) as exc:
+        err.print(f"warning: no report: {exc}", style="yellow", soft_wrap=True)
 
 
 class _StopFlag:
@@ -188,6 +199,74 @@ def status(
             continue
         table.add_row(job.name, str(len(st["done"])), str(len(st["pending"])), str(len(st["failed"])), str(job.output))
     out.print(table)
+
+
+@app.command()
+@_errors
+def plan(
+    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    sets: list[str] = SetOpt,
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Print every job's units, working size, iterations and an estimated time on the chosen device."""
+    from nst_batch.checks import check_jobs
+    from nst_batch.estimate import estimate
+
+    loaded = _load(manifest, sets, device, "random")  # timing only: random weights cost the same
+    plans, problems = check_jobs(loaded.jobs)
+    for problem in problems:
+        err.print(f"error: {problem}", style="red", soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
+    table = Table(title=f"plan: {manifest} (estimated by a short calibration on this machine)")
+    for col in ("job", "outputs", "size", "iterations", "s/iteration", "estimate"):
+        table.add_column(col, justify="right" if col != "job" else "left")
+    estimates = estimate(plans)
+    for plan_, est in zip(plans, estimates):
+        table.add_row(est.job, str(est.units), str(plan_.job.settings.size), str(est.iterations),
+                      f"{est.seconds_per_iteration:.3f}", _duration(est.seconds))
+    out.print(table)
+    out.print(f"total: about {_duration(sum(e.seconds for e in estimates))} on {plans[0].job.settings.device if plans else '-'}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+@app.command()
+@_errors
+def report(manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."), sets: list[str] = SetOpt) -> None:
+    """Rebuild report.html at the output root from the jobs' ledgers."""
+    from nst_batch.report import write_report
+
+    out.print(f"report: {write_report(_load(manifest, sets, None, None).jobs)}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema (for editor completion and checks)."""
+    import json
+
+    from nst_batch.schema import manifest_schema
+
+    print(json.dumps(manifest_schema(), indent=2))
+
+
+@app.command()
+@_errors
+def init(path: Path = typer.Argument(Path("pipeline.yaml"), help="Where to write the starter manifest.")) -> None:
+    """Write a commented starter manifest (and its JSON Schema beside it)."""
+    import json
+
+    from nst_batch.schema import manifest_schema, starter_manifest
+
+    if path.exists():
+        raise ManifestError(f"{path}: already exists; not overwriting it")
+    path.write_text(starter_manifest(), encoding="utf-8")
+    (path.parent / "nst-batch.schema.json").write_text(json.dumps(manifest_schema(), indent=2) + "\n")
+    out.print(f"wrote {path} and {path.parent / 'nst-batch.schema.json'}")
 
 
 @weights_app.command("info")

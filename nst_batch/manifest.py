@@ -23,7 +23,7 @@ from nst_batch.engine.vgg import LAYER_NAMES
 from nst_batch.errors import ManifestError
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
 
-__all__ = ["Manifest", "load_manifest", "parse_overrides", "SETTING_FIELDS", "VIDEO_FIELDS"]
+__all__ = ["Manifest", "load_manifest", "read_yaml", "parse_overrides", "SETTING_FIELDS", "VIDEO_FIELDS"]
 
 SUPPORTED_VERSIONS = (1,)
 TOP_KEYS = ("version", "defaults", "jobs")
@@ -76,6 +76,11 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> _MarkedList
     return out
 
 
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads `1.0e4` and `1e4` (no exponent sign) as strings;
+# editors and users expect numbers.
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"),
+    list("-+0123456789."))
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
@@ -139,8 +144,6 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
             raise where.error(f"must be a whole number, got {value!r}")
         return value
     if hint is float:
-        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1.0e4 (no exponent sign) as a string
-            value = _float_or_none(value) if _float_or_none(value) is not None else value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise where.error(f"must be a number, got {value!r}")
         return float(value)
@@ -149,13 +152,6 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
             raise where.error(f"must be a string, got {_kind(value)}")
         return str(value)
     raise TypeError(f"no coercion for {hint}")  # a programming error, not user input
-
-
-def _float_or_none(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _close(value: Any, choices: Sequence[Any]) -> str:
@@ -237,7 +233,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise where.error("expected KEY=VALUE, e.g. --set size=256")
         try:
-            value = yaml.load(text, Loader=_Loader) if text.strip() else None
+            value = read_yaml(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise where.error(f"cannot read the value: {exc.problem if hasattr(exc, 'problem') else exc}") from exc
         w = _Where(f"--set {item}", 0, key)
@@ -254,6 +250,11 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 # --- the manifest ---------------------------------------------------------------
 
 
+def read_yaml(text: str) -> Any:
+    """Parse YAML safely (no tags that build objects), with YAML 1.2 floats and line numbers."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a yaml.SafeLoader
+
+
 def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Manifest:
     """Read and validate a manifest; every error is a ManifestError naming file, line and key."""
     path = Path(path)
@@ -265,7 +266,7 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{file}: cannot read the manifest: {exc}") from exc
     try:
-        raw = yaml.load(text, Loader=_Loader) or _MarkedDict()
+        raw = read_yaml(text) or _MarkedDict()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         loc = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file

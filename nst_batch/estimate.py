@@ -1,0 +1,99 @@
+"""How long a manifest will take: iterations counted from the plan, seconds per iteration
+measured by a short calibration on the chosen device (random weights: the same arithmetic)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from nst_batch.device import resolve_device
+from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, style_grams, stylize
+from nst_batch.media.images import read_image, resize_longest
+from nst_batch.media.video import probe_video
+from nst_batch.plan import JobPlan
+from nst_batch.weights import load_features
+
+__all__ = ["JobEstimate", "estimate"]
+
+_CALIBRATION_ITERATIONS = 3
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    job: str
+    units: int
+    iterations: int
+    seconds_per_iteration: float
+    seconds: float
+
+
+def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
+    features, _ = load_features("random")
+    timings: dict[tuple[object, ...], tuple[float, float]] = {}
+    out = []
+    for plan in plans:
+        s = plan.job.settings
+        device = resolve_device(s.device)
+        total_iterations = 0
+        shapes: list[tuple[int, int, int]] = []  # (height, width, iterations)
+        for unit in plan.units:
+            if unit.kind == "video":
+                info = probe_video(unit.src)
+                fps = float(info.fps)
+                end = info.duration if s.video.end is None else min(s.video.end, info.duration)
+                frames = max(1, round((end - s.video.start) * fps))
+                n = s.video.first_iterations + (frames - 1) * (s.video.iterations if s.video.warm_start
+                                                                else s.video.first_iterations)
+                h, w = _scaled(info.height, info.width, s.size)
+            else:
+                h, w = resize_longest(read_image(unit.src), s.size).shape[:2]
+                n = s.iterations
+            shapes.append((h, w, n))
+            total_iterations += n
+        seconds = 0.0
+        # One calibration per working size (at a 4:3 picture); other shapes scale with their area,
+        # as the convolutions' cost does.
+        key = (str(device), s.size, s.content_layers, s.style_layers, s.optimizer)
+        ref_h, ref_w = s.size * 3 // 4, s.size
+        if key not in timings:
+            timings[key] = _seconds_per_iteration(features, s.content_layers, s.style_layers, s.optimizer,
+                                                  ref_h, ref_w, device)
+        per_iteration, overhead = timings[key]
+        for h, w, n in shapes:
+            seconds += (overhead + n * per_iteration) * (h * w) / (ref_h * ref_w)
+        per = seconds / total_iterations if total_iterations else 0.0
+        out.append(JobEstimate(plan.job.name, len(plan.units), total_iterations, per, seconds))
+    return out
+
+
+def _scaled(h: int, w: int, size: int) -> tuple[int, int]:
+    scale = size / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _seconds_per_iteration(features: torch.nn.Sequential, content_layers: Sequence[str], style_layers: Sequence[str],
+                           optimizer: str, h: int, w: int, device: torch.device) -> tuple[float, float]:
+    """(seconds per iteration, fixed seconds per picture: targets and the final evaluation)."""
+    extractor = FeatureExtractor(features, set(content_layers) | set(style_layers)).to(device)
+    gen = torch.Generator().manual_seed(0)
+    content = torch.rand(1, 3, h, w, generator=gen).to(device)
+    grams = style_grams(extractor, [(content, 1.0)], style_layers)
+    weights = LossWeights(content=1.0, style=1.0, tv=1.0, content_layers=content_layers,
+                          style_layers={n: 1 / len(style_layers) for n in style_layers})
+
+    def once(iterations: int) -> float:
+        t0 = time.perf_counter()
+        stylize(extractor=extractor, content=content, grams=grams, weights=weights,
+                config=OptimizeConfig(iterations=iterations, optimizer=optimizer), init=content)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+    once(1)  # warm-up (allocator, cuDNN autotuning)
+    short = once(1)
+    long = once(1 + _CALIBRATION_ITERATIONS)
+    per_iteration = max(long - short, 1e-6) / _CALIBRATION_ITERATIONS
+    return per_iteration, max(short - per_iteration, 0.0)

@@ -1,0 +1,102 @@
+"""The manifest as JSON Schema (for editors' YAML language server) and a commented starter manifest.
+
+Both are derived from the settings dataclasses, so they cannot drift from what
+`manifest.py` accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal
+
+from nst_batch.engine.vgg import LAYER_NAMES
+from nst_batch.settings import Settings, VideoSettings
+
+__all__ = ["manifest_schema", "starter_manifest"]
+
+_LAYER_KEYS = ("content_layers", "style_layers")
+
+
+def _type(hint: Any, name: str) -> dict[str, Any]:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return {"anyOf": [_type(inner[0], name), {"type": "null"}]}
+    if origin is tuple:
+        item = {"enum": list(LAYER_NAMES)} if name in _LAYER_KEYS else _type(args[0], name)
+        return {"type": "array", "items": item}
+    return {bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
+            str: {"type": "string"}}[hint]
+
+
+def _properties(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "video":
+            continue
+        prop = {**_type(hints[f.name], f.name), "description": f.metadata["help"]}
+        if f.default is not dataclasses.MISSING:
+            prop["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+        props[f.name] = prop
+    return props
+
+
+def manifest_schema() -> dict[str, Any]:
+    settings = _properties(Settings)
+    settings["video"] = {"type": "object", "additionalProperties": False, "properties": _properties(VideoSettings),
+                         "description": "video settings"}
+    style_item = {"type": "object", "additionalProperties": False, "required": ["image"],
+                  "properties": {"image": {"type": "string"}, "weight": {"type": "number", "exclusiveMinimum": 0}}}
+    job = {
+        "type": "object", "additionalProperties": False, "required": ["input", "style", "output"],
+        "properties": {
+            "name": {"type": "string", "description": "the job's name (default: the input's file name)"},
+            "input": {"type": "string", "description": "an image, a video, or a folder of them"},
+            "style": {"description": "a style image, or a list of {image, weight}",
+                      "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1,
+                                                     "items": {"anyOf": [{"type": "string"}, style_item]}}]},
+            "output": {"type": "string", "description": "a folder, or an .mp4 file for a video input"},
+            **settings,
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "nst-batch manifest", "type": "object", "additionalProperties": False,
+        "required": ["version", "jobs"],
+        "properties": {
+            "version": {"const": 1},
+            "defaults": {"type": "object", "additionalProperties": False, "properties": settings},
+            "jobs": {"type": "array", "minItems": 1, "items": job},
+        },
+    }
+
+
+def starter_manifest() -> str:
+    """A commented manifest with every setting at its default."""
+    lines = ["# nst-batch manifest (see README.md). Check it: nst-batch validate pipeline.yaml",
+             "# yaml-language-server: $schema=nst-batch.schema.json", "version: 1", "defaults:"]
+    for cls, indent in ((Settings, "  "), (VideoSettings, "    ")):
+        if cls is VideoSettings:
+            lines.append("  # video:")
+        for f in dataclasses.fields(cls):
+            if f.name == "video":
+                continue
+            lines.append(f"{indent}# {f.name}: {_yaml(f.default)}    # {f.metadata['help']}")
+    lines += ["jobs:", "  - name: photos", "    input: photos            # a folder, an image or a video",
+              "    style: style.jpg", "    output: out/photos"]
+    return "\n".join(lines) + "\n"
+
+
+def _yaml(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)

@@ -1,0 +1,38 @@
+"""`nst-batch schema` describes what the manifest loader accepts; `nst-batch init` writes a manifest that loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from cli_helpers import nst
+from conftest import REPO
+from test_manifest import CONTRACT
+from nst_batch.manifest import load_manifest, read_yaml
+
+
+def test_schema_accepts_good_and_rejects_bad(tmp_path: Path) -> None:
+    res = nst("schema")
+    assert res.returncode == 0
+    schema = json.loads(res.stdout)
+    jsonschema.validate(read_yaml((REPO / "pipeline.yaml").read_text()), schema)
+    jsonschema.validate(read_yaml(CONTRACT), schema)
+    for bad in ({"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "optimizer": "sgd"}]},
+                {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "sise": 3}]},
+                {"version": 1, "jobs": [{"input": "a", "output": "c"}]},
+                {"version": 1, "defaults": {"style_layers": ["conv9_1"]}, "jobs": [{"input": "a", "style": "b", "output": "c"}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_init_writes_a_manifest_that_loads(tmp_path: Path, photos: Path) -> None:
+    (tmp_path / "style.jpg").write_bytes((REPO / "samples" / "styles" / "starry_night.jpg").read_bytes())
+    res = nst("init", tmp_path / "pipeline.yaml")
+    assert res.returncode == 0, res.stderr
+    job = load_manifest(tmp_path / "pipeline.yaml").jobs[0]
+    assert job.input == photos and job.settings.size == 512
+    again = nst("init", tmp_path / "pipeline.yaml")
+    assert again.returncode == 2 and "exists" in again.stderr  # never overwrites a manifest

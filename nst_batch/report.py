@@ -78,7 +78,7 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
         seconds += float(rec.get("seconds", 0.0))
         metrics: dict[str, Any] = rec.get("metrics", {})
         if unit.kind == "video":
-            rows.append(_video_block(unit.src, unit.dst, rec, metrics, root, files, f"{slug}-{i}"))
+            rows.append(_video_block(job, unit.src, unit.dst, rec, metrics, root, files, f"{slug}-{i}"))
         else:
             before = _thumb(unit.src, files / f"{slug}-{i}-in.jpg")
             after = _thumb(unit.dst, files / f"{slug}-{i}-out.jpg")
@@ -94,12 +94,13 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
     return head + "".join(rows) + "</section>"
 
 
-def _video_block(src: Path, dst: Path, rec: dict[str, Any], metrics: dict[str, Any], root: Path, files: Path,
-                 slug: str) -> str:
+def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: dict[str, Any], root: Path,
+                 files: Path, slug: str) -> str:
     n = int(metrics.get("frames", 0))
     picks = sorted({round(k * (n - 1) / max(STRIP - 1, 1)) for k in range(STRIP)}) if n else []
     size = max(_frame_size(dst))
-    before = _strip(read_frames(src, size=size), picks, files / f"{slug}-in")
+    v = job.settings.video
+    before = _strip(read_frames(src, start=v.start, end=v.end, size=size), picks, files / f"{slug}-in")
     after = _strip(read_frames(dst), picks, files / f"{slug}-out")
     warp = metrics.get("e_warp")
     floor = metrics.get("e_warp_input")

@@ -86,7 +86,7 @@ class ProgressView:
         elif event.status == "done":
             extra = ""
             if event.metrics.get("e_warp") is not None:
-                extra = f", E_warp {event.metrics['e_warp']:.5f} (input {event.metrics['e_warp_input']:.5f})"
+                extra = f", E_warp {event.metrics['e_warp']:.2e} (input {event.metrics['e_warp_input']:.2e})"
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
             self._log(f"done {event.job}/{event.key} in {event.seconds:.1f}s, loss {event.loss:.4g}{extra}")
@@ -101,7 +101,7 @@ def print_summary(console: Console, summary: RunSummary, *, out: TextIO | None =
         table.add_column(col, justify="right" if col in ("done", "skipped", "failed", "time", "s/output") else "left")
     for js in summary.jobs:
         per = f"{js.seconds / js.done:.1f}" if js.done else "-"
-        warps = [f"{m['e_warp']:.4f} ({m['e_warp_input']:.4f})" for m in js.videos.values()
+        warps = [f"{m['e_warp']:.2e} ({m['e_warp_input']:.2e})" for m in js.videos.values()
                  if m.get("e_warp") is not None]
         table.add_row(js.job, str(js.done), str(js.skipped), str(js.failed), f"{js.seconds:.1f}s", per,
                       ", ".join(warps) or "-", js.output)

@@ -104,7 +104,7 @@ def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: d
     after = _strip(read_frames(dst), picks, files / f"{slug}-out")
     warp = metrics.get("e_warp")
     floor = metrics.get("e_warp_input")
-    flicker = (f"E_warp {warp:.5f} (input {floor:.5f})" if warp is not None and floor is not None else "E_warp -")
+    flicker = (f"E_warp {warp:.2e} (input {floor:.2e})" if warp is not None and floor is not None else "E_warp -")
     cells = "".join(f"<img src='{_rel(p, root)}'>" for p in before)
     cells_out = "".join(f"<img src='{_rel(p, root)}'>" for p in after)
     return (f"<div class=unit><h3><a href='{_rel(dst, root)}'>{_e(dst.name)}</a></h3>"

@@ -98,7 +98,8 @@ def print_summary(console: Console, summary: RunSummary, *, out: TextIO | None =
     """The end-of-run table: per job, what was done, what failed and why."""
     table = Table(title="nst-batch summary", show_lines=False)
     for col in ("job", "done", "skipped", "failed", "time", "s/output", "E_warp (input)", "output"):
-        table.add_column(col, justify="right" if col in ("done", "skipped", "failed", "time", "s/output") else "left")
+        table.add_column(col, justify="right" if col in ("done", "skipped", "failed", "time", "s/output") else "left",
+                         overflow="fold")
     for js in summary.jobs:
         per = f"{js.seconds / js.done:.1f}" if js.done else "-"
         warps = [f"{m['e_warp']:.2e} ({m['e_warp_input']:.2e})" for m in js.videos.values()

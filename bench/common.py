@@ -28,3 +28,35 @@ def save(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+# --- the engine on real pictures with random VGG19 weights ---------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+CONTENT = REPO / "samples" / "photos" / "astronaut.jpg"
+STYLE = REPO / "samples" / "styles" / "starry_night.jpg"
+WEIGHTS_NOTE = "random VGG19 weights (same arithmetic cost as ImageNet's)"
+
+
+def picture(path: Path, size: int, device: str = "cpu") -> torch.Tensor:
+    """An image file as (1, 3, H, W) in [0,1], longest side `size`."""
+    from nst_batch.media.images import read_image, resize_longest
+    from nst_batch.work import to_tensor
+
+    return to_tensor(resize_longest(read_image(path), size), torch.device(device))
+
+
+def default_weights() -> Any:
+    """LossWeights as the default Settings build them."""
+    from nst_batch.engine import LossWeights
+    from nst_batch.settings import Settings
+
+    s = Settings()
+    return LossWeights(content=s.content_weight, style=s.style_weight, tv=s.tv_weight,
+                       style_layers={n: 1 / len(s.style_layers) for n in s.style_layers},
+                       content_layers=s.content_layers)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()

@@ -47,6 +47,10 @@ class _MarkedDict(dict):  # type: ignore[type-arg]
     line: int = 0
     key_lines: dict[Any, int]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_lines = {}  # also in the empty mapping that stands in for an empty file or `defaults:`
+
 
 class _MarkedList(list):  # type: ignore[type-arg]
     line: int = 0
@@ -189,6 +193,13 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
         for name in value:
             if name not in LAYER_NAMES:
                 raise where.error(f"unknown VGG19 layer '{name}'" + _did_you_mean(name, LAYER_NAMES))
+    if key == "scales":
+        if not value:
+            raise where.error("must name at least one scale, e.g. [0.25, 0.5, 1.0]")
+        if any(not 0.0 < v <= 1.0 for v in value):
+            raise where.error(f"every scale must be in (0, 1], got {list(value)}")
+        if any(b <= a for a, b in zip(value, value[1:])) or value[-1] != 1.0:
+            raise where.error(f"must rise and end at 1.0 (full size), e.g. [0.25, 0.5, 1.0]; got {list(value)}")
     if key == "device" and not _DEVICE_RE.match(value):
         raise where.error(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 

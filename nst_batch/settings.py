@@ -70,6 +70,15 @@ class Settings:
     format: Literal["png", "jpg"] = _f("png", "output image format: png | jpg")
     quality: int = _f(95, "JPEG quality 1-100 (jpg only)")
     tolerance: float = _f(1.0e-5, "stop early when the relative loss change stays below this for 10 iterations (0 = never)")
+    scales: tuple[float, ...] = _f(
+        (1.0,), "coarse-to-fine schedule: fractions of `size`, ascending, ending at 1.0; iterations split evenly "
+                "(cold starts only; warm-started video frames run at full size)")
+    precision: Literal["fp32", "tf32", "bf16"] = _f(
+        "tf32", "arithmetic of the VGG forward on CUDA: fp32 | tf32 | bf16 (autocast; Grams and losses stay fp32); "
+                "on the CPU tf32 is fp32")
+    memory_saving: bool = _f(False, "recompute VGG activations in the backward pass (checkpointing per block): "
+                                    "much less memory on big frames, about a third more time per iteration")
+    compile: bool = _f(False, "torch.compile the VGG forward (first image of a job pays the compile time)")
     video: VideoSettings = field(default_factory=VideoSettings, metadata={"help": "video settings"})
 
 
@@ -98,7 +107,10 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
 
 # Settings that never change the pixels: excluded from the hash so that, say,
 # moving a resumed run from one GPU to another does not redo finished work.
-_NOT_HASHED = ("device",)  # and video.keep_frames, below
+_NOT_HASHED = ("device", "memory_saving", "compile")  # and video.keep_frames, below
+# Settings added after outputs were already being written: left out of the hash while
+# at their default, so that an upgrade does not redo finished work.
+_HASHED_UNLESS_DEFAULT = {"scales": [1.0], "precision": "tf32"}
 
 
 def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None) -> str:
@@ -107,6 +119,9 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
     for key in _NOT_HASHED:
         data.pop(key, None)
     data["video"].pop("keep_frames", None)
+    for key, default in _HASHED_UNLESS_DEFAULT.items():
+        if data.get(key) == default:
+            data.pop(key)
     data["styles"] = [{"image": _file_identity(s.image), "weight": s.weight} for s in styles]
     data["extra"] = extra or {}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

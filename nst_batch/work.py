@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from nst_batch.device import resolve_device
-from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, style_grams, stylize
+from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, schedule,
+                              style_grams, stylize, stylize_multiscale)
+from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.media.images import keep_colors, read_image, resize_exact, resize_longest, write_image
 from nst_batch.settings import Job, Settings
 from nst_batch.weights import load_features
@@ -49,7 +51,11 @@ class ModelCache:
             self._features[key] = features
             self.messages.append(description)
         layers = set(settings.content_layers) | set(settings.style_layers)
-        return FeatureExtractor(self._features[key], layers, pooling=settings.pooling).to(device)
+        extractor = FeatureExtractor(self._features[key], layers, pooling=settings.pooling,
+                                     memory_saving=settings.memory_saving).to(device)
+        if settings.compile:
+            extractor.compile()  # nn.Module.compile: compiles forward in place, stays a FeatureExtractor
+        return extractor
 
 
 @dataclass
@@ -61,6 +67,8 @@ class JobContext:
     extractor: FeatureExtractor
     grams: dict[str, torch.Tensor]
     loss_weights: LossWeights
+    styles: list[tuple[torch.Tensor, float]] = field(default_factory=list)  # at the working style size
+    _scaled_grams: dict[float, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, job: Job, models: ModelCache) -> JobContext:
@@ -70,7 +78,7 @@ class JobContext:
         style_size = max(16, round(s.size * s.style_scale))
         styles = [(to_tensor(resize_longest(read_image(spec.image), style_size), device), spec.weight)
                   for spec in job.styles]
-        grams = style_grams(extractor, styles, s.style_layers)
+        grams = style_grams(extractor, styles, s.style_layers, precision=s.precision)
         layer_w = s.style_layer_weights or tuple(1.0 for _ in s.style_layers)
         total = sum(layer_w)
         weights = LossWeights(
@@ -78,7 +86,17 @@ class JobContext:
             style_layers={name: w / total for name, w in zip(s.style_layers, layer_w)},
             content_layers=s.content_layers, temporal=s.video.temporal_weight,
         )
-        return cls(job=job, device=device, extractor=extractor, grams=grams, loss_weights=weights)
+        return cls(job=job, device=device, extractor=extractor, grams=grams, loss_weights=weights, styles=styles)
+
+    def grams_at(self, scale: float) -> dict[str, torch.Tensor]:
+        """Style targets for a coarse-to-fine scale: the style images shrunk by `scale`; once per job."""
+        if scale == 1.0:
+            return self.grams
+        if scale not in self._scaled_grams:
+            s = self.job.settings
+            shrunk = [(resize(img, scaled_size(img, scale)), w) for img, w in self.styles]
+            self._scaled_grams[scale] = style_grams(self.extractor, shrunk, s.style_layers, precision=s.precision)
+        return self._scaled_grams[scale]
 
     def initial_image(self, content: torch.Tensor) -> torch.Tensor:
         """The starting pixels for a cold start: the content, seeded noise, or an image."""
@@ -99,7 +117,12 @@ def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, 
     s = ctx.job.settings
     content = to_tensor(content_rgb, ctx.device)
     config = OptimizeConfig(iterations=iterations, optimizer=s.optimizer,
-                            learning_rate=s.learning_rate, tolerance=s.tolerance)
+                            learning_rate=s.learning_rate, tolerance=s.tolerance, precision=s.precision)
+    if init is None and tuple(s.scales) != (1.0,):  # coarse-to-fine for cold starts only
+        return stylize_multiscale(extractor=ctx.extractor, content=content, grams_at=ctx.grams_at,
+                                  weights=ctx.loss_weights, config=config, init=ctx.initial_image(content),
+                                  steps=schedule(s.scales, iterations), temporal=temporal, callback=progress,
+                                  should_stop=should_stop)
     return stylize(extractor=ctx.extractor, content=content, grams=ctx.grams, weights=ctx.loss_weights,
                    config=config, init=ctx.initial_image(content) if init is None else init,
                    temporal=temporal, callback=progress, should_stop=should_stop)

@@ -38,8 +38,8 @@ def test_style_scale_sets_the_style_image_size(style_image: Path, models: ModelC
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[int, ...]] = []
     real = work.style_grams
-    monkeypatch.setattr(work, "style_grams", lambda ex, styles, layers: (
-        seen.append(tuple(styles[0][0].shape)), real(ex, styles, layers))[1])
+    monkeypatch.setattr(work, "style_grams", lambda ex, styles, layers, **kw: (
+        seen.append(tuple(styles[0][0].shape)), real(ex, styles, layers, **kw))[1])
     small = _ctx(style_image, models, style_scale=0.5)
     large = _ctx(style_image, models, style_scale=2.0)
     assert max(seen[0][-2:]) == 24 and max(seen[1][-2:]) == 96

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from nst_batch.engine.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
+from nst_batch.engine.precision import forward_precision
 from nst_batch.engine.vgg import FeatureExtractor
 
 __all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Temporal", "Interrupted",
@@ -44,6 +45,7 @@ class OptimizeConfig:
     optimizer: str = "lbfgs"  # lbfgs | adam
     learning_rate: float = 0.02  # adam only
     tolerance: float = 0.0
+    precision: str = "tf32"  # fp32 | tf32 | bf16, of the VGG forward (see engine/precision.py)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class Result:
 
 @torch.no_grad()
 def style_grams(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor, float]],
-                layers: Sequence[str]) -> dict[str, torch.Tensor]:
+                layers: Sequence[str], *, precision: str = "tf32") -> dict[str, torch.Tensor]:
     """Target Grams of one or several style images, blended by weight: {layer: (1, C, C)}.
 
     Computed once per job; under no_grad (not inference_mode: the targets are later
@@ -82,7 +84,8 @@ def style_grams(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor
     total = sum(w for _, w in styles)
     out: dict[str, torch.Tensor] = {}
     for image, weight in styles:
-        feats = extractor(image)
+        with forward_precision(image.device, precision):
+            feats = extractor(image)
         for name in layers:
             g = gram(feats[name]) * (weight / total)
             out[name] = out[name] + g if name in out else g
@@ -90,8 +93,10 @@ def style_grams(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor
 
 
 @torch.no_grad()
-def content_targets(extractor: FeatureExtractor, content: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    feats = extractor(content)
+def content_targets(extractor: FeatureExtractor, content: torch.Tensor, layers: Sequence[str], *,
+                    precision: str = "tf32") -> dict[str, torch.Tensor]:
+    with forward_precision(content.device, precision):
+        feats = extractor(content)
     return {name: feats[name] for name in layers}
 
 
@@ -100,11 +105,12 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
             temporal: Temporal | None = None, callback: Callable[[Progress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> Result:
     """Optimise pixels starting from `init` (1, 3, H, W) in [0,1]; content and grams are fixed targets."""
-    targets = content_targets(extractor, content, weights.content_layers)
+    targets = content_targets(extractor, content, weights.content_layers, precision=config.precision)
     image = init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
 
     def loss_terms(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = extractor(x)  # one forward pass serves every term
+        with forward_precision(x.device, config.precision):
+            feats = extractor(x)  # one forward pass serves every term; float32 out
         terms = {
             "content": sum(content_loss(feats[n], targets[n]) for n in weights.content_layers) * weights.content,
             "style": sum(style_loss(feats[n], grams[n]) * w for n, w in weights.style_layers.items()) * weights.style,

@@ -7,6 +7,7 @@ Exit codes: 0 all done; 1 some output failed; 2 bad manifest, weights or device;
 from __future__ import annotations
 
 import functools
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -95,17 +96,31 @@ def run(
 
     loaded = _load(manifest, sets, device, weights)
     stop = _StopFlag()
-    with stop.installed(), ProgressView(out, quiet=quiet) as view:
-        summary = run_jobs(loaded.jobs, executor=make_executor("local"), emit=view,
-                           should_stop=stop, force=force, fail_fast=fail_fast)
+    try:
+        with stop.installed(), ProgressView(out, quiet=quiet) as view:
+            summary = run_jobs(loaded.jobs, executor=make_executor("local"), emit=view,
+                               should_stop=stop, force=force, fail_fast=fail_fast)
+    except KeyboardInterrupt:  # a second Ctrl-C: no summary, but still say how to go on
+        _say_how_to_resume()
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     print_summary(out, summary)
     _write_report(loaded)
     if summary.interrupted:
-        err.print(f"interrupted: finished outputs are kept; run `nst-batch run {manifest}` again to resume",
-                  style="yellow")
+        _say_how_to_resume()
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _say_how_to_resume() -> None:
+    err.print(f"interrupted: finished outputs are kept; run `{_command_line()}` again to resume",
+              style="yellow", soft_wrap=True)
+
+
+def _command_line() -> str:
+    """This command again: the same options give the same settings hash, so a resume skips what is done
+    (without --force, which would redo it)."""
+    return shlex.join(["nst-batch", *(arg for arg in sys.argv[1:] if arg != "--force")])
 
 
 def _write_report(loaded: Manifest) -> None:
@@ -182,12 +197,16 @@ def validate(
 def status(
     manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
     sets: list[str] = SetOpt,
+    device: Optional[str] = DeviceOpt,
+    weights: Optional[str] = WeightsOpt,
 ) -> None:
-    """Show what is done, pending and failed for each job of MANIFEST."""
+    """Show what is done, pending and failed for each job of MANIFEST (give the options `run` was given)."""
     from nst_batch.plan import PlanError
     from nst_batch.runner import job_status
 
-    loaded = _load(manifest, sets, None, None)
+    # --weights matters: it is part of the settings hash, so without it a finished
+    # `run --weights random` would show as pending. --device is accepted for symmetry.
+    loaded = _load(manifest, sets, device, weights)
     table = Table(title=f"status: {manifest}")
     for col in ("job", "done", "pending", "failed", "output"):
         table.add_column(col)

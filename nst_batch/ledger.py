@@ -28,8 +28,13 @@ class Ledger:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "ledger.jsonl"
         self.records: dict[str, dict[str, Any]] = {}
+        # A kill mid-write leaves a last line without its newline; the next record must
+        # start on a line of its own, or it would be glued to the torn one and lost.
+        self._torn = False
         if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            self._torn = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
@@ -47,11 +52,13 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                fh.write(("\n" if self._torn else "") + json.dumps(rec, sort_keys=True) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
+            self._torn = True  # a full disk may have kept part of the line
             raise NstBatchError(f"{self.path}: cannot write the ledger: {exc.strerror or exc}") from exc
+        self._torn = False
         self.records[key] = rec
 
 

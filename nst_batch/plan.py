@@ -83,5 +83,10 @@ def plan_job(job: Job) -> JobPlan:
 
 
 def _unit(job: Job, src: Path, dst: Path, root: Path) -> Unit:
+    # The manifest refuses an output inside an input; an output *folder* that holds a
+    # file input (`input: clip.mp4`, `output: .`) can still name the input itself.
+    if dst == src:
+        raise PlanError(f"{job.source}: job '{job.name}': the output {dst} would overwrite the input; "
+                        "choose another output folder")
     kind: Literal["image", "video"] = "video" if is_video_file(src) else "image"
     return Unit(job=job.name, kind=kind, src=src, dst=dst, key=dst.relative_to(root).as_posix())

@@ -7,7 +7,9 @@ work is left, records what happened, and keeps one bad file from stopping the ni
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,7 +24,7 @@ from nst_batch.events import (Event, JobFinished, Notice, JobStarted, JobSummary
                               UnitProgress, UnitStarted)
 from nst_batch.executors import Executor, UnitResult
 from nst_batch.ledger import Ledger, RunLock, input_identity
-from nst_batch.media.atomic import write_text_atomic
+from nst_batch.media.atomic import remove_stale_partials, write_text_atomic
 from nst_batch.plan import JobPlan, PlanError, Unit, plan_job, state_dir
 from nst_batch.settings import Job, Settings, settings_hash, settings_to_dict
 
@@ -90,7 +92,7 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
                 continue
             stop = _run_job(plan, todo[job.name], ledgers[job.name], hashes[job.name], js, summary,
                             executor=executor, emit=emit, should_stop=should_stop, index=index, total=total_todo,
-                            fail_fast=fail_fast)
+                            fail_fast=fail_fast, force=force)
             index += len(todo[job.name])
             emit(JobFinished(js))
             if stop:
@@ -111,10 +113,12 @@ def _todo(plan: JobPlan, ledger: Ledger, digest: str, force: bool) -> list[Unit]
 
 def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: JobSummary, summary: RunSummary, *,
              executor: Executor, emit: Emit, should_stop: Callable[[], bool], index: int, total: int,
-             fail_fast: bool) -> bool:
+             fail_fast: bool, force: bool) -> bool:
     """Run one job's units; True when the whole run must stop (interrupt or fail-fast)."""
     job = plan.job
     job_started = time.perf_counter()
+    # We hold the job's lock, so any temporary file beside its outputs is a killed run's.
+    remove_stale_partials([u.dst for u in plan.units] + [settings_file(job)])
     js.skipped = len(plan.units) - len(todo)
     for unit in plan.units:
         if unit not in todo:
@@ -136,6 +140,8 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
         for n, unit in enumerate(todo, start=index + 1):
             emit(UnitStarted(job=job.name, key=unit.key, kind=unit.kind, index=n, total=total))
             t0 = time.perf_counter()
+            if force:  # --force redoes video frames too, not only the assembled video
+                _remove_work(job, unit)
             try:
                 result = _run_unit(executor, job, unit, emit, should_stop)
             except Interrupted:
@@ -154,6 +160,8 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
             seconds = time.perf_counter() - t0
             ledger.record(unit.key, "done", hash=digest, input=input_identity(unit.src), loss=result.loss,
                           seconds=round(seconds, 3), **({"metrics": result.metrics} if result.metrics else {}))
+            # Only now: a kill between the output's rename and its record must find the frames.
+            _remove_work(job, unit)
             js.done += 1
             if unit.kind == "video":
                 js.videos[unit.key] = result.metrics
@@ -173,20 +181,41 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _work_dirs(job: Job, unit: Unit) -> tuple[Path, Path]:
+    """A unit's folders for resumable state (video frames): first attempt, and the safer retry."""
+    work = state_dir(job) / "work" / unit.key
+    return work, work.with_name(work.name + ".retry")
+
+
+def _remove_work(job: Job, unit: Unit) -> None:
+    for folder in _work_dirs(job, unit):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _run_unit(executor: Executor, job: Job, unit: Unit, emit: Emit, should_stop: Callable[[], bool]) -> UnitResult:
     """Run a unit; after out-of-memory or a NaN/inf loss, retry it once with safer settings."""
     def progress(p: UnitProgress) -> None:
         emit(p)
 
-    work = state_dir(job) / "work" / unit.key
+    work, retry_work = _work_dirs(job, unit)
     try:
         return executor.run_unit(job, unit, work=work, progress=progress, should_stop=should_stop)
     except (torch.cuda.OutOfMemoryError, NonFiniteLoss) as exc:
         safer = dataclasses.replace(job, settings=safer_settings(job.settings, exc))
-        result = executor.run_unit(safer, unit, work=work.with_name(work.name + ".retry"), progress=progress,
-                                   should_stop=should_stop)
-        result.metrics["retried"] = f"{type(exc).__name__}: {exc}"
-        return result
+        retried = f"{type(exc).__name__}: {exc}"
+    # The retry runs outside the `except`: there, the traceback would keep the failed
+    # attempt's frames (and their tensors) alive, and a retry after out-of-memory would
+    # run out of memory again.
+    _release_memory()
+    result = executor.run_unit(safer, unit, work=retry_work, progress=progress, should_stop=should_stop)
+    result.metrics["retried"] = retried
+    return result
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _save_settings(job: Job, digest: str) -> None:

@@ -3,8 +3,9 @@
 Frame t > 1 starts from the previous stylized frame warped to frame t along the
 backward flow (Ruder, Dosovitskiy, Brox 2016); pixels the flow cannot explain start
 from the content. Every finished frame is saved as a PNG in the unit's work folder
-and recorded in `frames.jsonl`; the warm start always reads the saved (8-bit) frame,
-so a run resumed after a kill makes exactly the frames an uninterrupted run makes.
+and recorded in that folder's `ledger.jsonl`; the warm start always reads the saved
+(8-bit) frame, so a run resumed after a kill makes exactly the frames an
+uninterrupted run makes.
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ class _Flicker:
 def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress: FrameProgress,
                   should_stop: Callable[[], bool],
                   on_frame: Callable[[int, Result, bool], None] | None = None) -> VideoResult:
-    """Stylize `src` into the H.264 mp4 `dst`; `on_frame(index, result, cold)` sees each new frame (benchmarks)."""
+    """Stylize `src` into the H.264 mp4 `dst`; `on_frame(index, result, cold)` sees each new frame (benchmarks).
+
+    `work` keeps the finished frames and is left in place: the caller removes it once it
+    has recorded `dst` as done, so that a kill in between still finds the frames.
+    """
     s = ctx.job.settings
     v = s.video
     info = probe_video(src)
@@ -128,7 +133,6 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
         "iterations_cold": _mean(iterations["cold"]), "iterations_warm": _mean(iterations["warm"]),
         "has_audio": info.has_audio,
     }
-    shutil.rmtree(work, ignore_errors=True)
     return VideoResult(loss=float(np.mean(losses)), metrics=metrics)
 
 

@@ -1,20 +1,23 @@
 """Atomic writes: write under a temporary name in the same folder, then rename.
 
 A reader (or a resumed run) never sees half a file: either the old file, no file,
-or the whole new one. A crash leaves at most a `*.partial*` file, which the next
-run overwrites or removes.
+or the whole new one. A crash leaves at most a `*.partial-PID*` file, which the next
+run removes (`remove_stale_partials`) before it writes there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "remove_stale_partials"]
 
 PARTIAL_MARK = ".partial"
+# `x.partial-123.png` → final name `x.png` (stem "x", suffix ".png").
+_PARTIAL_NAME = re.compile(rf"(?P<stem>.+){re.escape(PARTIAL_MARK)}-\d+(?P<suffix>\.[^.]*)?")
 
 
 @contextlib.contextmanager
@@ -48,3 +51,30 @@ def write_text_atomic(final: Path, text: str) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
+
+
+def remove_stale_partials(finals: Iterable[Path]) -> list[Path]:
+    """Delete the temporary files that a killed writer left beside `finals`; return them.
+
+    The temporary name carries the writer's pid, so a later run never reuses it: without
+    this, a `kill -9` during a write would leave the file forever. Call it only while
+    holding the lock on these outputs, or it could delete a live writer's file.
+    """
+    names: dict[Path, set[str]] = {}
+    for final in finals:
+        names.setdefault(Path(final).parent, set()).add(Path(final).name)
+    removed: list[Path] = []
+    for folder, wanted in names.items():  # one listing per folder, not one per output
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no folder yet (nothing to remove) or unreadable (the writes will say so)
+            continue
+        for entry in entries:
+            match = _PARTIAL_NAME.fullmatch(entry.name)
+            if match and match["stem"] + (match["suffix"] or "") in wanted and entry.is_file():
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    continue  # gone already, or a read-only folder: the write there will say so
+                removed.append(Path(entry.path))
+    return removed

@@ -22,6 +22,8 @@ def is_image_file(path: Path) -> bool:
 def read_image(path: Path) -> np.ndarray:
     """Decode an image file (EXIF orientation applied) → (H, W, 3) uint8 RGB."""
     path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder, not an image")
     if not path.is_file():
         raise MediaError(f"{path}: image not found")
     data = np.fromfile(path, dtype=np.uint8)

@@ -13,7 +13,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 
-torch.set_num_threads(2)
+# Tests use tiny images: one thread avoids oversubscription on a shared 2-core machine
+# (helpers measured a small convolution ~200x slower with 2 threads under load).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -96,8 +96,8 @@ def main() -> None:
     for r in rows:
         it = f"{r['mean_iterations_to_first_loss']:.1f}" if r["mean_iterations_to_first_loss"] is not None else "-"
         print(f"{r['arm']:24} {r['seconds']:8.1f} {r['s_per_frame']:8.2f} {r['seconds'] / base['seconds']:13.2f} "
-              f"{it:>15} {r['frames_reaching_first_loss']:>8} {r['e_warp']:9.5f} "
-              f"{r['e_warp'] / base['e_warp']:8.2f} {r['e_warp_input']:12.5f}")
+              f"{it:>15} {r['frames_reaching_first_loss']:>8} {r['e_warp']:9.2e} "
+              f"{r['e_warp'] / base['e_warp']:8.2f} {r['e_warp_input']:12.2e}")
     print(f"goal: warm frames reach the first frame's loss in <= {args.first / 5:.0f} iterations (1/5 of the first); "
           f"E_warp <= 0.5x independent")
     print("saved", save("video", {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,

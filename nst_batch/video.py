@@ -87,7 +87,9 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
     paths: list[Path] = []
     for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=s.size)):
         path = frames_dir / f"{t + 1:06d}.png"
-        flow = flowlib.flow_between(prev_in, content) if prev_in is not None and v.flow == "dis" else None
+        # The flow of the input frames serves the flicker measure in every mode; the warm start
+        # uses it only with `flow: dis`.
+        flow = flowlib.flow_between(prev_in, content) if prev_in is not None else None
         rec = ledger.records.get(path.name)
         if rec is not None and rec.get("status") == "done" and path.exists():
             out = read_image(path)
@@ -97,7 +99,8 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
             cut = prev_out is None or not v.warm_start or _is_cut(prev_in, content, flow, v.scene_cut)
             if cut and prev_out is not None and v.warm_start:
                 cuts.append(t + 1)
-            init, temporal = (None, None) if cut else _warm_start(ctx, content, prev_out, flow)
+            init, temporal = (None, None) if cut else _warm_start(ctx, content, prev_out,
+                                                                   flow if v.flow == "dis" else None)
             n_iter = v.first_iterations if cut else v.iterations
             result = stylize_frame(ctx, content, iterations=n_iter, init=init, temporal=temporal,
                                    progress=lambda p, f=t + 1: progress(p, f, expected), should_stop=should_stop)

@@ -185,11 +185,16 @@ def validate(
         table.add_row(plan.job.name, str(len(plan.units)), "+".join(kinds), str(s.size), iters,
                       ", ".join(f"{p.image.name}x{p.weight:g}" for p in plan.job.styles), str(plan.job.output))
     out.print(table)
+    _exit_on_problems(problems)
+    out.print("manifest OK")
+
+
+def _exit_on_problems(problems: list[str]) -> None:
+    """Print every problem `check_jobs` found, one line each, and exit 2 if there were any."""
     for problem in problems:
         err.print(f"error: {problem}", style="red", soft_wrap=True)
     if problems:
         raise typer.Exit(2)
-    out.print("manifest OK")
 
 
 @app.command()
@@ -233,10 +238,7 @@ def plan(
 
     loaded = _load(manifest, sets, device, "random")  # timing only: random weights cost the same
     plans, problems = check_jobs(loaded.jobs)
-    for problem in problems:
-        err.print(f"error: {problem}", style="red", soft_wrap=True)
-    if problems:
-        raise typer.Exit(2)
+    _exit_on_problems(problems)
     table = Table(title=f"plan: {manifest} (estimated by a short calibration on this machine)")
     for col in ("job", "outputs", "size", "iterations", "s/iteration", "estimate"):
         table.add_column(col, justify="right" if col != "job" else "left")

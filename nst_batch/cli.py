@@ -88,18 +88,33 @@ def run(
     force: bool = typer.Option(False, "--force", help="Redo every output, even those already finished."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failure."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only notices, failures and the summary."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) | ray (every GPU here, "
+                                 "or a Ray cluster with --address)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (`auto`, or host:port); "
+                                          "default: start a local Ray."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray workers: default one per GPU, "
+                                          "or 1 without GPUs (each uses its share of the CPUs)."),
+    ray_temp_dir: Optional[Path] = typer.Option(None, "--ray-temp-dir", help="Where a local Ray keeps its "
+                                                "sockets and logs (default: Ray's, /tmp/ray)."),
 ) -> None:
     """Stylize every job of MANIFEST; finished outputs are skipped (resume)."""
     from nst_batch.executors import make_executor
     from nst_batch.progress import ProgressView, print_summary
     from nst_batch.runner import run as run_jobs
 
+    if executor not in ("local", "ray"):
+        raise ManifestError(f"--executor: unknown executor '{executor}' (local | ray)")
     loaded = _load(manifest, sets, device, weights)
     stop = _StopFlag()
     try:
-        with stop.installed(), ProgressView(out, quiet=quiet) as view:
-            summary = run_jobs(loaded.jobs, executor=make_executor("local"), emit=view,
-                               should_stop=stop, force=force, fail_fast=fail_fast)
+        runner = make_executor(executor, address=address, workers=workers,
+                               temp_dir=str(ray_temp_dir.resolve()) if ray_temp_dir else None)
+        try:
+            with stop.installed(), ProgressView(out, quiet=quiet) as view:
+                summary = run_jobs(loaded.jobs, executor=runner, emit=view,
+                                   should_stop=stop, force=force, fail_fast=fail_fast)
+        finally:
+            runner.close()
     except KeyboardInterrupt:  # a second Ctrl-C: no summary, but still say how to go on
         _say_how_to_resume()
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NstBatchError", "ManifestError", "MediaError", "WeightsError", "DeviceError", "LockedError"]
+__all__ = ["NstBatchError", "ManifestError", "MediaError", "WeightsError", "DeviceError", "ExecutorError", "LockedError", "describe"]
 
 
 class NstBatchError(Exception):
@@ -33,7 +33,22 @@ class DeviceError(NstBatchError):
     exit_code = 2
 
 
+class ExecutorError(NstBatchError):
+    """The executor cannot start (Ray missing, no cluster at the address)."""
+
+    exit_code = 2
+
+
 class LockedError(NstBatchError):
     """Another run holds the lock on the same outputs."""
 
     exit_code = 3
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed unit: our own message, or the OS error with its file, or the exception's type."""
+    if isinstance(exc, NstBatchError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"

@@ -174,9 +174,9 @@ def _kind(value: Any) -> str:
 
 def _check_range(key: str, value: Any, where: _Where) -> None:
     """Constraints beyond the type, by setting name."""
-    positive = {"size", "learning_rate", "style_scale", "video.first_iterations"}
+    positive = {"size", "learning_rate", "style_scale", "video.first_iterations", "video.segment_frames"}
     non_negative = {"iterations", "content_weight", "style_weight", "tv_weight", "tolerance",
-                    "video.iterations", "video.temporal_weight", "video.start"}
+                    "video.iterations", "video.temporal_weight", "video.start", "video.overlap"}
     if key in positive and value <= 0:
         raise where.error(f"must be > 0, got {value}")
     if key in non_negative and value < 0:

@@ -13,7 +13,7 @@ from nst_batch.settings import Job
 
 VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
 
-__all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError", "output_is_file", "output_root"]
+__all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError", "output_is_file", "output_root", "work_dirs"]
 
 
 class PlanError(NstBatchError):
@@ -45,6 +45,12 @@ def state_dir(job: Job) -> Path:
     if output_is_file(job):
         return job.output.parent / ".nst-batch" / job.output.name
     return job.output / ".nst-batch"
+
+
+def work_dirs(job: Job, unit: Unit) -> tuple[Path, Path]:
+    """A unit's folders for resumable state (video frames): first attempt, and the safer retry."""
+    work = state_dir(job) / "work" / unit.key
+    return work, work.with_name(work.name + ".retry")
 
 
 def output_is_file(job: Job) -> bool:

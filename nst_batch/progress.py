@@ -87,6 +87,9 @@ class ProgressView:
             extra = ""
             if event.metrics.get("e_warp") is not None:
                 extra = f", E_warp {event.metrics['e_warp']:.2e} (input {event.metrics['e_warp_input']:.2e})"
+            if event.metrics.get("e_warp_seam") is not None:
+                extra += (f", {event.metrics['segments']} segments: E_warp {event.metrics['e_warp_seam']:.2e} "
+                          f"at the seams, {event.metrics['e_warp_inside']:.2e} inside")
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
             self._log(f"done {event.job}/{event.key} in {event.seconds:.1f}s, loss {event.loss:.4g}{extra}")

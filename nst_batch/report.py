@@ -105,10 +105,15 @@ def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: d
     warp = metrics.get("e_warp")
     floor = metrics.get("e_warp_input")
     flicker = (f"E_warp {warp:.2e} (input {floor:.2e})" if warp is not None and floor is not None else "E_warp -")
+    if metrics.get("e_warp_seam") is not None:
+        flicker += (f" · {metrics['segments']} segments: E_warp {metrics['e_warp_seam']:.2e} at the seams, "
+                    f"{metrics['e_warp_inside']:.2e} inside")
+    cuts = metrics.get("cuts") or []
+    cut_text = f"scene cuts at frames {', '.join(map(str, cuts))}" if cuts else "no scene cuts"
     cells = "".join(f"<img src='{_rel(p, root)}'>" for p in before)
     cells_out = "".join(f"<img src='{_rel(p, root)}'>" for p in after)
     return (f"<div class=unit><h3><a href='{_rel(dst, root)}'>{_e(dst.name)}</a></h3>"
-            f"<p>{n} frames · {flicker} · cuts at {metrics.get('cuts', [])} · "
+            f"<p>{n} frames · {flicker} · {cut_text} · "
             f"{float(rec.get('seconds', 0)):.1f}s</p><div class=strip>{cells}</div>"
             f"<div class=strip>{cells_out}</div></div>")
 

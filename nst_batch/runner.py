@@ -6,8 +6,6 @@ work is left, records what happened, and keeps one bad file from stopping the ni
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 import json
 import shutil
 import time
@@ -18,17 +16,17 @@ from pathlib import Path
 import torch
 
 from nst_batch import __version__
-from nst_batch.engine import Interrupted, NonFiniteLoss
-from nst_batch.errors import LockedError, NstBatchError
+from nst_batch.engine import Interrupted
+from nst_batch.errors import LockedError, NstBatchError, describe
 from nst_batch.events import (Event, JobFinished, Notice, JobStarted, JobSummary, RunStarted, RunSummary, UnitFinished,
-                              UnitProgress, UnitStarted)
-from nst_batch.executors import Executor, UnitResult
+                              UnitStarted)
+from nst_batch.executors import Executor
 from nst_batch.ledger import Ledger, RunLock, input_identity
 from nst_batch.media.atomic import remove_stale_partials, write_text_atomic
-from nst_batch.plan import JobPlan, PlanError, Unit, plan_job, state_dir
-from nst_batch.settings import Job, Settings, settings_hash, settings_to_dict
+from nst_batch.plan import JobPlan, PlanError, Unit, plan_job, state_dir, work_dirs
+from nst_batch.settings import Job, settings_hash, settings_to_dict
 
-__all__ = ["run", "settings_file", "safer_settings", "job_status"]
+__all__ = ["run", "settings_file", "job_status"]
 
 Emit = Callable[[Event], None]
 
@@ -38,13 +36,6 @@ def settings_file(job: Job) -> Path:
     if job.output.suffix:
         return job.output.with_name(job.output.name + ".nst-batch.json")
     return job.output / "nst-batch.json"
-
-
-def safer_settings(settings: Settings, exc: BaseException) -> Settings:
-    """The settings of the one retry after out-of-memory (smaller) or a NaN/inf loss (gentler steps)."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return dataclasses.replace(settings, size=max(16, settings.size * 3 // 4))
-    return dataclasses.replace(settings, optimizer="adam", learning_rate=settings.learning_rate / 4)
 
 
 def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Callable[[], bool],
@@ -131,91 +122,59 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
             emit(Notice(line, "warning" if line.startswith("RANDOM") else "info"))
         _save_settings(job, digest)
     except Exception as exc:  # noqa: BLE001 - the job fails (style unreadable, no device...), the night goes on
-        reason = _reason(exc)
+        reason = describe(exc)
         js.failed += len(todo)
         js.failures.append(("(job)", reason))
         emit(UnitFinished(job=job.name, key="(job)", status="failed", error=reason))
         return fail_fast
+    count = index
+    began: dict[str, float] = {}
+
+    def started(unit: Unit) -> None:
+        nonlocal count
+        count += 1
+        began[unit.key] = time.perf_counter()
+        emit(UnitStarted(job=job.name, key=unit.key, kind=unit.kind, index=count, total=total))
+
+    if force:  # --force redoes video frames too, not only the assembled video
+        for unit in todo:
+            _remove_work(job, unit)
+    outcomes = executor.run_units(job, todo, started=started, progress=emit, should_stop=should_stop)
     try:
-        for n, unit in enumerate(todo, start=index + 1):
-            emit(UnitStarted(job=job.name, key=unit.key, kind=unit.kind, index=n, total=total))
-            t0 = time.perf_counter()
-            if force:  # --force redoes video frames too, not only the assembled video
-                _remove_work(job, unit)
-            try:
-                result = _run_unit(executor, job, unit, emit, should_stop)
-            except Interrupted:
+        for unit, outcome in outcomes:
+            seconds = time.perf_counter() - began.get(unit.key, job_started)
+            if isinstance(outcome, Interrupted):
                 summary.interrupted = True
                 return True
-            except Exception as exc:  # noqa: BLE001 - one bad unit never stops the night
-                reason = _reason(exc)
-                ledger.record(unit.key, "failed", error=reason, trace=traceback.format_exc(), hash=digest)
+            if isinstance(outcome, BaseException):  # one bad unit never stops the night
+                reason = describe(outcome)
+                trace = getattr(outcome, "trace", None) or "".join(traceback.format_exception(outcome))
+                ledger.record(unit.key, "failed", error=reason, trace=trace, hash=digest)
                 js.failed += 1
                 js.failures.append((unit.key, reason))
-                emit(UnitFinished(job=job.name, key=unit.key, status="failed", error=reason,
-                                  seconds=time.perf_counter() - t0))
+                emit(UnitFinished(job=job.name, key=unit.key, status="failed", error=reason, seconds=seconds))
                 if fail_fast:
                     return True
                 continue
-            seconds = time.perf_counter() - t0
-            ledger.record(unit.key, "done", hash=digest, input=input_identity(unit.src), loss=result.loss,
-                          seconds=round(seconds, 3), **({"metrics": result.metrics} if result.metrics else {}))
+            ledger.record(unit.key, "done", hash=digest, input=input_identity(unit.src), loss=outcome.loss,
+                          seconds=round(seconds, 3), **({"metrics": outcome.metrics} if outcome.metrics else {}))
             # Only now: a kill between the output's rename and its record must find the frames.
             _remove_work(job, unit)
             js.done += 1
             if unit.kind == "video":
-                js.videos[unit.key] = result.metrics
-                js.frames += int(result.metrics.get("frames_stylized", 0))
-            emit(UnitFinished(job=job.name, key=unit.key, status="done", seconds=seconds, loss=result.loss,
-                              metrics=result.metrics))
+                js.videos[unit.key] = outcome.metrics
+                js.frames += int(outcome.metrics.get("frames_stylized", 0))
+            emit(UnitFinished(job=job.name, key=unit.key, status="done", seconds=seconds, loss=outcome.loss,
+                              metrics=outcome.metrics))
     finally:
+        outcomes.close()  # an executor stops what it still runs for this job
         js.seconds = time.perf_counter() - job_started
     return False
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, NstBatchError):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _work_dirs(job: Job, unit: Unit) -> tuple[Path, Path]:
-    """A unit's folders for resumable state (video frames): first attempt, and the safer retry."""
-    work = state_dir(job) / "work" / unit.key
-    return work, work.with_name(work.name + ".retry")
-
-
 def _remove_work(job: Job, unit: Unit) -> None:
-    for folder in _work_dirs(job, unit):
+    for folder in work_dirs(job, unit):
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _run_unit(executor: Executor, job: Job, unit: Unit, emit: Emit, should_stop: Callable[[], bool]) -> UnitResult:
-    """Run a unit; after out-of-memory or a NaN/inf loss, retry it once with safer settings."""
-    def progress(p: UnitProgress) -> None:
-        emit(p)
-
-    work, retry_work = _work_dirs(job, unit)
-    try:
-        return executor.run_unit(job, unit, work=work, progress=progress, should_stop=should_stop)
-    except (torch.cuda.OutOfMemoryError, NonFiniteLoss) as exc:
-        safer = dataclasses.replace(job, settings=safer_settings(job.settings, exc))
-        retried = f"{type(exc).__name__}: {exc}"
-    # The retry runs outside the `except`: there, the traceback would keep the failed
-    # attempt's frames (and their tensors) alive, and a retry after out-of-memory would
-    # run out of memory again.
-    _release_memory()
-    result = executor.run_unit(safer, unit, work=retry_work, progress=progress, should_stop=should_stop)
-    result.metrics["retried"] = retried
-    return result
-
-
-def _release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _save_settings(job: Job, digest: str) -> None:

@@ -39,6 +39,10 @@ class VideoSettings:
     start: float = _f(0.0, "seconds: first frame processed")
     end: float | None = _f(None, "seconds: stop before this time (null = to the end)")
     keep_frames: bool = _f(False, "keep the stylized PNG frames beside the video")
+    segment_frames: int | None = _f(None, "split the video into segments of this many frames, stylized in parallel "
+                                          "by `--executor ray` (null = one piece)")
+    overlap: int = _f(5, "frames a segment starts early, warm-starting through them and discarding them, "
+                         "so the seam does not show")
 
 
 @dataclass(frozen=True)

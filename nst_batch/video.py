@@ -27,10 +27,11 @@ from nst_batch.ledger import Ledger, input_identity
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
-from nst_batch.settings import settings_hash
+from nst_batch.settings import Job, Settings, settings_hash
 from nst_batch.work import JobContext, finish, stylize_frame, to_tensor, to_uint8
 
-__all__ = ["VideoResult", "stylize_video"]
+__all__ = ["VideoResult", "Segment", "video_segments", "prepare_video_work", "stylize_video", "stylize_segment",
+           "assemble_video"]
 
 FrameProgress = Callable[[Progress, int, "int | None"], None]
 
@@ -61,6 +62,47 @@ class _Flicker:
         return self.out_sum / self.pairs, self.in_sum / self.pairs
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Frames [first, last) of the processed span (`last` None: to the end), stylized as one run.
+
+    A segment after the first starts `overlap` frames early: it stylizes those frames
+    (cold, then warm) only to warm-start its own first frame, and discards them.
+    """
+
+    first: int = 0
+    last: int | None = None
+    overlap: int = 0
+
+
+def video_segments(settings: Settings, src: Path) -> list[Segment]:
+    """How `video.segment_frames` splits `src`; one segment when it is unset or the clip is short."""
+    v = settings.video
+    if not v.segment_frames:
+        return [Segment()]
+    info = probe_video(src)
+    expected = _expected_frames(info.frame_count, float(info.fps), v.start, v.end)
+    if expected is None or expected <= v.segment_frames:
+        return [Segment()]
+    firsts = list(range(0, expected, v.segment_frames))
+    # The last segment reads to the end of the stream: a container's frame count can be off.
+    return [Segment(a, b, v.overlap if a else 0) for a, b in zip(firsts, [*firsts[1:], None])]
+
+
+def prepare_video_work(job: Job, src: Path, work: Path) -> None:
+    """Make `work` ready for a video's segments; frames saved under other settings or input are thrown away.
+
+    Call it once per video before its segments run (they may run at once, on several workers).
+    """
+    digest = settings_hash(job.settings, job.styles, extra={"video": input_identity(src)})
+    meta = work / "meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("hash") != digest:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not meta.exists():
+        write_text_atomic(meta, json.dumps({"hash": digest}))
+
+
 def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress: FrameProgress,
                   should_stop: Callable[[], bool],
                   on_frame: Callable[[int, Result, bool], None] | None = None) -> VideoResult:
@@ -68,54 +110,95 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
 
     `work` keeps the finished frames and is left in place: the caller removes it once it
     has recorded `dst` as done, so that a kill in between still finds the frames.
+    Segments (`video.segment_frames`) run one after another here; `--executor ray`
+    runs the same segments at once, and the output is the same.
+    """
+    prepare_video_work(ctx.job, src, work)
+    segments = video_segments(ctx.job.settings, src)
+    stylized = sum(stylize_segment(ctx, src, work, seg, progress=progress, should_stop=should_stop,
+                                   on_frame=on_frame) for seg in segments)
+    return assemble_video(ctx.job.settings, src, dst, work, segments, stylized=stylized)
+
+
+def _segment_ledger(work: Path, seg: Segment) -> Ledger:
+    """Each segment records its frames in a ledger of its own: segments may run at once."""
+    return Ledger(work if seg.first == 0 else work / "segments" / f"{seg.first:06d}")
+
+
+def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, progress: FrameProgress,
+                    should_stop: Callable[[], bool],
+                    on_frame: Callable[[int, Result, bool], None] | None = None) -> int:
+    """Stylize the frames of one segment into `work/frames`; the number of frames stylized (not reused).
+
+    Frames are decoded in order from the start (no seeking: wrong on variable-frame-rate files).
     """
     s = ctx.job.settings
     v = s.video
     info = probe_video(src)
-    frames_dir = work / "frames"
-    # Frames saved by an earlier run are reused only under the same settings, styles and input file.
-    ledger = _frame_ledger(work, settings_hash(s, ctx.job.styles, extra={"video": input_identity(src)}))
     expected = _expected_frames(info.frame_count, float(info.fps), v.start, v.end)
+    frames_dir = work / "frames"
+    ledger = _segment_ledger(work, seg)
 
+    def saved(t: int) -> dict[str, Any] | None:
+        rec = ledger.records.get(f"{t + 1:06d}.png")
+        return rec if rec is not None and rec.get("status") == "done" and (frames_dir / rec["key"]).exists() else None
+
+    # The overlap only serves the warm start of the segment's first frame: not needed once that is saved.
+    begin = seg.first if saved(seg.first) else seg.first - seg.overlap
     prev_in: np.ndarray | None = None
     prev_out: np.ndarray | None = None
-    flicker = _Flicker()
-    cuts: list[int] = []
     stylized = 0
-    iterations = {"cold": [], "warm": []}  # type: dict[str, list[int]]
-    losses: list[float] = []
-    paths: list[Path] = []
     for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=s.size)):
+        if t < begin:
+            continue
+        if seg.last is not None and t >= seg.last:
+            break
         path = frames_dir / f"{t + 1:06d}.png"
-        # The flow of the input frames serves the flicker measure in every mode; the warm start
-        # uses it only with `flow: dis`.
-        flow = flowlib.flow_between(prev_in, content) if prev_in is not None else None
-        rec = ledger.records.get(path.name)
-        if rec is not None and rec.get("status") == "done" and path.exists():
+        rec = saved(t) if t >= seg.first else None
+        if rec is not None:
             out = read_image(path)
-            if rec.get("cut"):
-                cuts.append(t + 1)
         else:
+            flow = flowlib.flow_between(prev_in, content) if prev_in is not None else None
             cut = prev_out is None or not v.warm_start or _is_cut(prev_in, content, flow, v.scene_cut)
-            if cut and prev_out is not None and v.warm_start:
-                cuts.append(t + 1)
             init, temporal = (None, None) if cut else _warm_start(ctx, content, prev_out,
                                                                    flow if v.flow == "dis" else None)
             n_iter = v.first_iterations if cut else v.iterations
             result = stylize_frame(ctx, content, iterations=n_iter, init=init, temporal=temporal,
                                    progress=lambda p, f=t + 1: progress(p, f, expected), should_stop=should_stop)
             out = finish(s, to_uint8(result.image), content)
-            write_image(path, out)
-            ledger.record(path.name, "done", loss=result.loss, iterations=result.iterations,
-                          cut=bool(cut and prev_out is not None and v.warm_start))
-            iterations["cold" if cut else "warm"].append(result.iterations)
-            if on_frame is not None:
-                on_frame(t + 1, result, cut)
-            stylized += 1
-            rec = ledger.records[path.name]
-        losses.append(float(rec.get("loss", 0.0)))
-        if flow is not None and prev_out is not None:
-            flicker.add(flow, prev_out, out, prev_in, content)
+            if t >= seg.first:  # overlap frames are discarded
+                write_image(path, out)  # lossless: a resumed run warm-starts from exactly these pixels
+                ledger.record(path.name, "done", loss=result.loss, iterations=result.iterations, cold=bool(cut),
+                              cut=bool(cut and prev_out is not None and v.warm_start))
+                stylized += 1
+                if on_frame is not None:
+                    on_frame(t + 1, result, cut)
+        prev_in, prev_out = content, out
+    return stylized
+
+
+def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segments: list[Segment], *,
+                   stylized: int) -> VideoResult:
+    """Encode the saved frames into `dst` with the source's audio; measure flicker (E_warp), also at the seams."""
+    v = settings.video
+    info = probe_video(src)
+    frames_dir = work / "frames"
+    records: dict[str, dict[str, Any]] = {}
+    for seg in segments:
+        records.update(_segment_ledger(work, seg).records)
+    seams = {seg.first for seg in segments if seg.first}
+    flicker, seam_flicker = _Flicker(), _Flicker()
+    prev_in: np.ndarray | None = None
+    prev_out: np.ndarray | None = None
+    paths: list[Path] = []
+    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=settings.size)):
+        path = frames_dir / f"{t + 1:06d}.png"
+        if records.get(path.name, {}).get("status") != "done" or not path.exists():
+            raise MediaError(f"{src}: stylized frame {t + 1} is missing from {frames_dir}")
+        out = read_image(path)
+        if prev_in is not None and prev_out is not None:
+            (seam_flicker if t in seams else flicker).add(flowlib.flow_between(prev_in, content),
+                                                          prev_out, out, prev_in, content)
         prev_in, prev_out = content, out
         paths.append(path)
     if not paths:
@@ -123,20 +206,28 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
 
     fps = info.fps
     span_end = v.start + len(paths) / float(fps)
-    frames = paths if s.output_size == "working" else (
+    frames = paths if settings.output_size == "working" else (
         resize_exact(read_image(p), info.width, info.height) for p in paths)  # the source's own size
     encode_video(frames, dst, fps=fps, audio_source=src if info.has_audio else None,
                  audio_start=v.start, audio_end=span_end)
     if v.keep_frames:
         _keep_frames(paths, dst.with_name(dst.stem + "_frames"))
-    e_warp, e_warp_input = flicker.values()
+    recs = [records[p.name] for p in paths]
+    all_pairs = _Flicker(flicker.out_sum + seam_flicker.out_sum, flicker.in_sum + seam_flicker.in_sum,
+                         flicker.pairs + seam_flicker.pairs)
+    e_warp, e_warp_input = all_pairs.values()
     metrics = {
-        "frames": len(paths), "frames_stylized": stylized, "fps": float(fps), "cuts": cuts,
+        "frames": len(paths), "frames_stylized": stylized, "fps": float(fps),
+        "cuts": [i + 1 for i, r in enumerate(recs) if r.get("cut")],
         "e_warp": e_warp, "e_warp_input": e_warp_input,
-        "iterations_cold": _mean(iterations["cold"]), "iterations_warm": _mean(iterations["warm"]),
+        "iterations_cold": _mean([r["iterations"] for r in recs if r.get("cold")]),
+        "iterations_warm": _mean([r["iterations"] for r in recs if not r.get("cold")]),
         "has_audio": info.has_audio,
     }
-    return VideoResult(loss=float(np.mean(losses)), metrics=metrics)
+    if seams:
+        metrics.update(segments=len(segments), e_warp_seam=seam_flicker.values()[0],
+                       e_warp_inside=flicker.values()[0])
+    return VideoResult(loss=float(np.mean([float(r.get("loss", 0.0)) for r in recs])), metrics=metrics)
 
 
 def _warm_start(ctx: JobContext, content: np.ndarray, prev_out: np.ndarray,
@@ -159,17 +250,6 @@ def _is_cut(prev_in: np.ndarray | None, content: np.ndarray, flow: flowlib.FlowR
     if flow is None:
         return hist > threshold
     return flowlib.is_scene_cut(flow, hist, threshold)
-
-
-def _frame_ledger(work: Path, digest: str) -> Ledger:
-    """The per-frame ledger; frames made under other settings are thrown away."""
-    meta = work / "meta.json"
-    if meta.exists() and json.loads(meta.read_text()).get("hash") != digest:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    if not meta.exists():
-        write_text_atomic(meta, json.dumps({"hash": digest}))
-    return Ledger(work)
 
 
 def _expected_frames(count: int, fps: float, start: float, end: float | None) -> int | None:

@@ -34,7 +34,7 @@ import cv2
 import pytest
 import torch
 
-from cli_helpers import nst
+from cli_helpers import nst, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
 from nst_batch.engine import NonFiniteLoss
 from nst_batch.errors import NstBatchError
@@ -109,7 +109,7 @@ def reference(pristine: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     root = _copy(pristine, tmp_path_factory.mktemp("reference"))
     res = _nst("run", "p.yaml", *ARGS, cwd=root)
     assert res.returncode == 0, res.stdout + res.stderr
-    outputs = _outputs(root)
+    outputs = output_files(root)
     assert sorted(outputs) == sorted([f"photos/{p}" for p in PHOTOS] + ["clip.mp4"])
     return outputs
 
@@ -122,18 +122,6 @@ def tree(pristine: Path, tmp_path: Path) -> Path:
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, dirs_exist_ok=True)
     return dst
-
-
-def _outputs(root: Path) -> dict[str, bytes]:
-    """Every output file under out/, relative → bytes; job state, settings sidecars and the report left out."""
-    out = root / "out"
-    found = {}
-    for path in sorted(out.rglob("*")) if out.exists() else []:
-        rel = path.relative_to(out)
-        if (path.is_file() and not any(p.startswith((".", "report")) for p in rel.parts)
-                and not path.name.endswith("nst-batch.json")):
-            found[rel.as_posix()] = path.read_bytes()
-    return found
 
 
 def _partials(root: Path) -> list[Path]:
@@ -265,7 +253,7 @@ def _run_to_the_end(root: Path, manifest: str) -> subprocess.CompletedProcess[st
 # --- kill -9 ------------------------------------------------------------------------------------
 
 
-def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_outputs(tree: Path, reference: dict[str, bytes]) -> None:
+def test_kill_9_anywhere_then_resume_gives_the_uninterruptedoutput_files(tree: Path, reference: dict[str, bytes]) -> None:
     """SIGKILL twice during the image job and twice in the middle of the video; each restart resumes."""
     photos_ledger = tree / STATE["photos"] / "ledger.jsonl"
     clip_ledger = tree / STATE["clip"] / "ledger.jsonl"
@@ -315,7 +303,7 @@ def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_outputs(tree: Path,
     assert len(video) == 1 and video[0]["metrics"]["frames"] == FRAMES
     assert video[0]["metrics"]["frames_stylized"] == FRAMES - len(frames_4)  # resumed at the first unfinished frame
 
-    assert _outputs(tree) == reference  # byte for byte; no stray file either
+    assert output_files(tree) == reference  # byte for byte; no stray file either
     assert _partials(tree) == []
     assert not (tree / FRAMES_DIR.parent).exists()  # the frames went once the video was recorded
     assert sorted(_done(photos_ledger)) == sorted(PHOTOS)  # each image made once, in all five runs
@@ -337,13 +325,13 @@ def test_sigint_stops_keeps_what_is_done_and_resumes(tree: Path, reference: dict
     assert "Traceback" not in spawned.logs()
     done = _done(ledger)
     assert 1 <= len(done) < len(PHOTOS), spawned.logs()
-    assert sorted(_outputs(tree)) == [f"photos/{k}" for k in sorted(done)]  # kept, and nothing half-made
+    assert sorted(output_files(tree)) == [f"photos/{k}" for k in sorted(done)]  # kept, and nothing half-made
     assert _partials(tree) == []
     assert not any(r["status"] == "failed" for r in _records(ledger))  # an interrupt is not a failure
 
     again = _run_to_the_end(tree, "images.yaml")
     assert f"{len(PHOTOS) - len(done)} done, {len(done)} skipped, 0 failed" in again.stdout
-    assert _outputs(tree) == {k: v for k, v in reference.items() if k.startswith("photos/")}
+    assert output_files(tree) == {k: v for k, v in reference.items() if k.startswith("photos/")}
 
 
 def test_a_second_sigint_stops_at_once_and_still_says_how_to_resume(
@@ -357,7 +345,7 @@ def test_a_second_sigint_stops_at_once_and_still_says_how_to_resume(
     assert spawned.kill(signal.SIGINT) == 130, spawned.logs()  # ... the second stops at once
     err = spawned.err.read_text()
     assert "again to resume" in err and "Traceback" not in spawned.logs()
-    assert sorted(_outputs(tree)) == ["photos/p0.png", "photos/p1.png"] and _partials(tree) == []
+    assert sorted(output_files(tree)) == ["photos/p0.png", "photos/p1.png"] and _partials(tree) == []
     (job,) = load_manifest(tree / "images.yaml", parse_overrides(SETTINGS)).jobs
     assert job_status(job) == {"done": PHOTOS[:2], "pending": PHOTOS[2:], "failed": []}  # what a resume skips
 
@@ -375,7 +363,7 @@ def test_sigterm_in_the_middle_of_a_video_keeps_its_frames(tree: Path, reference
     assert "1 done, 0 skipped, 0 failed" in again.stdout
     video = [r for r in _records(tree / STATE["clip"] / "ledger.jsonl") if r["status"] == "done"][-1]
     assert video["metrics"]["frames_stylized"] == FRAMES - len(kept)
-    assert _outputs(tree) == {"clip.mp4": reference["clip.mp4"]}
+    assert output_files(tree) == {"clip.mp4": reference["clip.mp4"]}
 
 
 # --- the lock -----------------------------------------------------------------------------------
@@ -393,11 +381,11 @@ def test_a_second_run_on_the_same_outputs_refuses(tree: Path, reference: dict[st
     assert second.returncode == 3, second.stdout + second.stderr
     assert f"another nst-batch run (pid {first.proc.pid}) is writing these outputs" in second.stderr
     assert "Traceback" not in second.stdout + second.stderr
-    assert _outputs(tree) == {} and not (tree / STATE["photos"] / "ledger.jsonl").exists()
+    assert output_files(tree) == {} and not (tree / STATE["photos"] / "ledger.jsonl").exists()
 
     gate.unlink()
     assert first.finish() == 0, first.logs()
-    assert _outputs(tree) == {"clip.mp4": reference["clip.mp4"]}  # the first run was never disturbed
+    assert output_files(tree) == {"clip.mp4": reference["clip.mp4"]}  # the first run was never disturbed
 
 
 # --- failures, fail-fast, changed inputs, --force, status --------------------------------------
@@ -429,7 +417,7 @@ def test_failures_are_recorded_and_the_night_goes_on(tree: Path, reference: dict
     assert "failed: photos/p1.png: RuntimeError: injected fault in p1.png" in summary
     assert re.search(r"failed: trunc/trunc\.mp4: \S*truncated\.mp4: truncated video", summary)
     assert "5 done, 0 skipped, 3 failed" in summary
-    made = _outputs(tree)
+    made = output_files(tree)
     assert made == {k: v for k, v in reference.items() if k != "photos/p1.png"}  # the rest, exactly
     failed = {r["key"]: r for r in _records(tree / STATE["photos"] / "ledger.jsonl") if r["status"] == "failed"}
     assert set(failed) == {"broken.png", "p1.png"} and "RuntimeError" in failed["p1.png"]["trace"]
@@ -440,7 +428,7 @@ def test_fail_fast_stops_at_the_first_failure(tree: Path, shim: Callable[..., di
     res = _nst("run", "p.yaml", *ARGS, "--fail-fast", cwd=tree, env=shim(NST_TEST_RAISE="p1.png"))
     assert res.returncode == 1, res.stdout + res.stderr
     assert "failed: photos/p1.png: RuntimeError: injected fault in p1.png" in res.stdout
-    assert sorted(_outputs(tree)) == ["photos/p0.png"]  # nothing after the failure, not even the next job
+    assert sorted(output_files(tree)) == ["photos/p0.png"]  # nothing after the failure, not even the next job
     assert "1 done, 0 skipped, 1 failed" in res.stdout
 
 
@@ -460,7 +448,7 @@ def test_changed_input_redoes_that_output_only_and_force_redoes_all(tree: Path, 
     forced = _nst("run", "images.yaml", *ARGS, "--force", cwd=tree)
     assert forced.returncode == 0 and "5 done, 0 skipped, 0 failed" in forced.stdout
     assert all(p.stat().st_mtime_ns > after[p] for p in after)
-    assert _outputs(tree) == {k: v for k, v in reference.items() if k.startswith("photos/")}
+    assert output_files(tree) == {k: v for k, v in reference.items() if k.startswith("photos/")}
     assert [job_status(job) for job in load_manifest(tree / "images.yaml", parse_overrides(SETTINGS)).jobs] == \
         [{"done": PHOTOS, "pending": [], "failed": []}]
 
@@ -471,23 +459,20 @@ def test_changed_input_redoes_that_output_only_and_force_redoes_all(tree: Path, 
 Fault = Callable[[Job, Unit, int], None]  # (job, unit, attempt) → may raise
 
 
-class FaultyExecutor:
+class FaultyExecutor(LocalExecutor):
     """The real LocalExecutor, with faults injected before chosen units; it remembers every call."""
 
     def __init__(self, faults: dict[str, Fault] | None = None) -> None:
-        self.inner = LocalExecutor()
+        super().__init__()
         self.faults = faults or {}
         self.calls: list[tuple[str, Job]] = []
-
-    def prepare(self, job: Job) -> list[str]:
-        return self.inner.prepare(job)
 
     def run_unit(self, job: Job, unit: Unit, **kwargs: Any) -> UnitResult:
         self.calls.append((unit.key, job))
         attempt = sum(1 for key, _ in self.calls if key == unit.key)
         if unit.key in self.faults:
             self.faults[unit.key](job, unit, attempt)
-        return self.inner.run_unit(job, unit, **kwargs)
+        return super().run_unit(job, unit, **kwargs)
 
 
 def _jobs(root: Path, manifest: str = "images.yaml", *extra: str) -> tuple[Job, ...]:
@@ -571,7 +556,7 @@ def test_a_unit_that_fails_twice_or_raises_is_recorded_and_the_rest_go_on(tree: 
     assert [key for key, _ in executor.calls].count("p2.png") == 1  # a plain error is not retried
     records = _ledger(job)
     assert records["p2.png"]["status"] == "failed" and "RuntimeError" in records["p2.png"]["trace"]
-    assert sorted(_outputs(tree)) == ["photos/p1.png", "photos/p3.png", "photos/p4.png"]
+    assert sorted(output_files(tree)) == ["photos/p1.png", "photos/p3.png", "photos/p4.png"]
 
 
 def test_disk_full_while_writing_an_output(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:

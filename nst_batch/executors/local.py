@@ -1,13 +1,13 @@
-"""The in-process executor: one model cache, one job context at a time."""
+"""The in-process executor: one model cache, one job context at a time, one unit after another."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from nst_batch.engine import Progress
+from nst_batch.engine import Interrupted, Progress
 from nst_batch.events import UnitProgress
-from nst_batch.executors import UnitResult
+from nst_batch.executors import Outcome, UnitResult, run_with_retry
 from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
@@ -30,6 +30,7 @@ class LocalExecutor:
 
     def run_unit(self, job: Job, unit: Unit, *, work: Path, progress: Callable[[UnitProgress], None],
                  should_stop: Callable[[], bool]) -> UnitResult:
+        """Make one unit, once (no retry)."""
         ctx = self.context(job)
         if unit.kind == "video":
             video = stylize_video(ctx, unit.src, unit.dst, work=work, progress=lambda p, f, n: progress(
@@ -44,8 +45,26 @@ class LocalExecutor:
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,
                                                      "history": [round(x, 6) for x in result.history]})
 
+    def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
+                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]) -> Iterator[Outcome]:
+        for unit in units:
+            started(unit)
+            try:
+                result = run_with_retry(lambda j, work, u=unit: self.run_unit(
+                    j, u, work=work, progress=progress, should_stop=should_stop), job, unit)
+            except Interrupted as exc:
+                yield unit, exc
+                return
+            except Exception as exc:  # noqa: BLE001 - the runner records it; the next unit runs
+                yield unit, exc
+                continue
+            yield unit, result
+
     def prepare(self, job: Job) -> list[str]:
         self.context(job)
         new = self.models.messages[self._shown:]
         self._shown = len(self.models.messages)
         return new
+
+    def close(self) -> None:
+        self._context = None

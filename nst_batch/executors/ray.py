@@ -1,0 +1,381 @@
+"""The Ray executor: the same units, spread over actors on every GPU (or CPU worker) of a Ray cluster.
+
+One actor per GPU (or per `--workers` CPU worker) keeps VGG19 and the job's style
+targets loaded. The driver hands a unit to whichever actor is idle, so images and
+different videos run side by side; a video with `video.segment_frames` is split into
+segments that run on different actors and are then assembled. The driver alone writes
+the run's ledger (the runner does, from the outcomes yielded here); workers write the
+outputs and a video's frames, atomically, to the shared filesystem.
+
+An actor that dies mid-unit is restarted by Ray and the unit is retried on it
+(`max_restarts`, `max_task_retries`); units are deterministic, so a retry makes the
+same output, and a video resumes from its saved frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nst_batch.engine import Interrupted
+from nst_batch.errors import ExecutorError, NstBatchError, describe
+from nst_batch.events import UnitProgress
+from nst_batch.executors import RETRYABLE, Outcome, UnitResult, run_with_retry, safer_settings
+from nst_batch.plan import Unit, work_dirs
+from nst_batch.settings import Job
+
+try:
+    import ray
+except ImportError:  # the extra is optional; RayExecutor says how to get it
+    ray = None
+
+__all__ = ["RayExecutor", "RemoteError", "CHAOS_ENV"]
+
+# Tests set this to a file path: the first worker to reach iteration 2 of a unit creates the
+# file and kills itself with SIGKILL (once), to prove that a lost worker loses nothing.
+CHAOS_ENV = "NST_BATCH_CHAOS_KILL"
+# How often workers send progress and look for a stop request, seconds.
+_REPORT_EVERY = 0.5
+_POLL_STOP_EVERY = 1.0
+
+
+class RemoteError(NstBatchError):
+    """A unit failed on a Ray worker; `trace` is the worker's traceback."""
+
+    def __init__(self, message: str, trace: str = "") -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+class _Hub:
+    """A small actor between driver and workers: progress goes up, a stop request goes down."""
+
+    def __init__(self) -> None:
+        self._events: list[UnitProgress] = []
+        self._stop = False
+
+    def put(self, events: list[UnitProgress]) -> None:
+        self._events.extend(events)
+
+    def take(self) -> list[UnitProgress]:
+        events, self._events = self._events, []
+        return events
+
+    def set_stop(self, value: bool) -> None:
+        self._stop = value
+
+    def stopping(self) -> bool:
+        return self._stop
+
+
+class _Worker:
+    """One per GPU or CPU share: a LocalExecutor that keeps the model and style targets between units."""
+
+    def __init__(self, hub_name: str, threads: int, chaos: str | None) -> None:
+        import torch
+
+        from nst_batch.executors.local import LocalExecutor
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which asks us to stop
+        torch.set_num_threads(threads)
+        self.local = LocalExecutor()
+        self.hub = ray.get_actor(hub_name)
+        self.chaos = chaos
+        self._sent = 0.0
+        self._polled = 0.0
+        self._stop = False
+
+    # -- what the driver calls; every method returns (status, payload...) rather than raising,
+    # -- so that our exceptions never need to cross the process boundary.
+
+    def prepare(self, job: Job) -> tuple:
+        return self._guard(lambda: self.local.prepare(_here(job)))
+
+    def run(self, job: Job, unit: Unit) -> tuple:
+        job = _here(job)
+        return self._guard(lambda: run_with_retry(lambda j, work: self.local.run_unit(
+            j, unit, work=work, progress=self._progress, should_stop=self._should_stop), job, unit))
+
+    def segment(self, job: Job, unit: Unit, work: Path, seg: Any) -> tuple:
+        from nst_batch.video import stylize_segment
+
+        job = _here(job)
+        ctx = self.local.context(job)
+        return self._guard(lambda: stylize_segment(
+            ctx, unit.src, work, seg, should_stop=self._should_stop,
+            progress=lambda p, f, n: self._progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss,
+                                                                 frame=f, frames=n))))
+
+    def assemble(self, job: Job, unit: Unit, work: Path, segments: list[Any], stylized: int) -> tuple:
+        from nst_batch.video import assemble_video
+
+        def make() -> UnitResult:
+            video = assemble_video(job.settings, unit.src, unit.dst, work, segments, stylized=stylized)
+            return UnitResult(loss=video.loss, metrics=video.metrics)
+
+        return self._guard(make)
+
+    def _guard(self, fn: Callable[[], Any]) -> tuple:
+        self._stop = False
+        self._polled = 0.0
+        try:
+            return ("ok", fn())
+        except Interrupted:
+            return ("interrupted",)
+        except RETRYABLE as exc:
+            return ("retryable", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
+            return ("failed", describe(exc), traceback.format_exc())
+
+    def _progress(self, event: UnitProgress) -> None:
+        if self.chaos and event.iteration >= 2 and not os.path.exists(self.chaos):
+            Path(self.chaos).write_text(f"killed worker {os.getpid()} in {event.key}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+        now = time.monotonic()
+        if now - self._sent >= _REPORT_EVERY or event.iteration == event.iterations:
+            self._sent = now
+            self.hub.put.remote([event])
+
+    def _should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._polled >= _POLL_STOP_EVERY:
+            self._polled = now
+            self._stop = ray.get(self.hub.stopping.remote())
+        return self._stop
+
+
+def _token_outside_home(folder: Path) -> None:
+    """A local Ray authenticates with a token it would write to ~/.ray; keep it beside Ray's temp files instead.
+
+    Only when the user has not chosen an auth mode or token; the file is readable by its owner alone.
+    """
+    if any(name in os.environ for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        return
+    path = folder / f"nst-batch-auth-token-{os.getuid()}"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes (Ray keeps retrying), when nothing listens at a cluster's address."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"--address: expected `auto` or host:port (e.g. 10.0.0.5:6379), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ExecutorError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                            "start one with `ray start --head` or leave out --address for a local Ray") from exc
+
+
+def _here(job: Job) -> Job:
+    """A job as a worker sees it: Ray shows each GPU actor its own GPU as `cuda` (cuda:0)."""
+    if job.settings.device.startswith("cuda:"):
+        return dataclasses.replace(job, settings=dataclasses.replace(job.settings, device="cuda"))
+    return job
+
+
+@dataclass
+class _UnitState:
+    """A unit in flight on the driver: its job (safer after a retry), and a segmented video's progress."""
+
+    unit: Unit
+    job: Job
+    attempt: int = 0
+    work: Path | None = None
+    segments: list[Any] = field(default_factory=list)
+    remaining: int = 0
+    stylized: int = 0
+    retried: str | None = None
+    over: bool = False
+
+
+@dataclass
+class _Task:
+    state: _UnitState
+    kind: str  # run | segment | assemble
+    attempt: int
+    segment: Any = None
+
+
+class RayExecutor:
+    def __init__(self, *, address: str | None = None, workers: int | None = None, temp_dir: str | None = None) -> None:
+        if ray is None:
+            raise ExecutorError("--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')")
+        self._owns = not ray.is_initialized()
+        if self._owns and address and address != "auto":
+            _check_reachable(address)
+        if self._owns:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            if not address:
+                _token_outside_home(Path(temp_dir or "/tmp/ray"))
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR, configure_logging=True,
+                         **({"_temp_dir": temp_dir} if temp_dir and not address else {}))
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ExecutorError(f"--executor ray: cannot start or join Ray"
+                                    f"{f' at {address}' if address else ''}: {exc}") from exc
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
+        count = workers or (gpus if gpus else 1)
+        options: dict[str, Any] = {"num_cpus": min(1.0, cpus / count)} if gpus else {"num_cpus": cpus / count}
+        if gpus:
+            options["num_gpus"] = min(1.0, gpus / count)
+        threads = max(1, int(cpus / count))
+        hub_cls = ray.remote(num_cpus=0)(_Hub)
+        worker_cls = ray.remote(max_restarts=3, max_task_retries=3)(_Worker)
+        hub_name = f"nst-batch-hub-{uuid.uuid4().hex}"  # by name: a restarted worker finds it again
+        self.hub = hub_cls.options(name=hub_name).remote()
+        self.workers = [worker_cls.options(**options).remote(hub_name, threads, os.environ.get(CHAOS_ENV))
+                        for _ in range(count)]
+        where = address or "a local Ray"
+        share = f"{options['num_gpus']:g} GPU" if gpus else f"{options['num_cpus']:g} CPU"
+        self.description = f"ray: {count} worker(s), {share} each, on {where}"
+        self._described = False
+
+    def prepare(self, job: Job) -> list[str]:
+        answers = ray.get([w.prepare.remote(job) for w in self.workers])
+        for answer in answers:
+            if answer[0] != "ok":
+                raise RemoteError(answer[1], answer[2] if len(answer) > 2 else "")
+        lines = list(answers[0][1])
+        if not self._described:
+            self._described = True
+            lines.insert(0, self.description)
+        return lines
+
+    def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
+                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]) -> Iterator[Outcome]:
+        from nst_batch.video import prepare_video_work, video_segments
+
+        tasks: deque[_Task] = deque()
+
+        def plan(state: _UnitState) -> None:
+            """Queue a unit's work: a segmented video as its segments, anything else as one task."""
+            state.attempt += 1
+            segments = video_segments(state.job.settings, state.unit.src) if state.unit.kind == "video" else []
+            if len(segments) <= 1:
+                tasks.append(_Task(state, "run", state.attempt))
+                return
+            state.work = work_dirs(state.job, state.unit)[0 if state.attempt == 1 else 1]
+            prepare_video_work(state.job, state.unit.src, state.work)
+            state.segments, state.remaining, state.stylized = segments, len(segments), 0
+            tasks.extend(_Task(state, "segment", state.attempt, seg) for seg in segments)
+
+        states = [_UnitState(unit, job) for unit in units]
+        for state in states:
+            plan(state)
+        ray.get(self.hub.set_stop.remote(False))
+        idle = list(self.workers)
+        pending: dict[Any, tuple[Any, _Task]] = {}
+        begun: set[str] = set()
+        interrupted = False
+        try:
+            while tasks or pending:
+                if not interrupted and should_stop():
+                    interrupted = True
+                    self.hub.set_stop.remote(True)
+                while tasks and idle and not interrupted:
+                    task = tasks.popleft()
+                    if task.state.over:
+                        continue
+                    worker = idle.pop()
+                    pending[self._submit(worker, task)] = (worker, task)
+                    if task.state.unit.key not in begun:
+                        begun.add(task.state.unit.key)
+                        started(task.state.unit)
+                if not pending:
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+                for event in ray.get(self.hub.take.remote()):
+                    progress(event)
+                for ref in ready:
+                    worker, task = pending.pop(ref)
+                    try:
+                        answer = ray.get(ref)
+                        idle.append(worker)
+                    except ray.exceptions.RayActorError as exc:  # restarts used up: this worker is gone
+                        answer = ("failed", f"Ray worker died: {exc.__class__.__name__}", str(exc))
+                    except ray.exceptions.RayError as exc:
+                        idle.append(worker)
+                        answer = ("failed", f"Ray task failed: {exc.__class__.__name__}", str(exc))
+                    if answer[0] == "interrupted":
+                        interrupted = True
+                    outcome = self._settle(task, answer, tasks, plan)
+                    if outcome is not None:
+                        yield outcome
+                if not idle and not pending and tasks:  # every worker is gone
+                    for state in {id(t.state): t.state for t in tasks if not t.state.over}.values():
+                        state.over = True
+                        yield state.unit, RemoteError("no Ray worker left to run it")
+                    tasks.clear()
+            if interrupted:
+                yield (units[0] if units else None), Interrupted()
+        finally:
+            if pending:  # the runner stopped early (fail-fast): let the workers stop before locks are released
+                self.hub.set_stop.remote(True)
+                ray.wait(list(pending), num_returns=len(pending), timeout=120)
+
+    def _submit(self, worker: Any, task: _Task) -> Any:
+        s = task.state
+        if task.kind == "run":
+            return worker.run.remote(s.job, s.unit)
+        if task.kind == "segment":
+            return worker.segment.remote(s.job, s.unit, s.work, task.segment)
+        return worker.assemble.remote(s.job, s.unit, s.work, s.segments, s.stylized)
+
+    def _settle(self, task: _Task, answer: tuple, tasks: deque[_Task],
+                plan: Callable[[_UnitState], None]) -> Outcome | None:
+        """What a finished task means for its unit: an outcome to yield, more work, or nothing yet."""
+        state = task.state
+        if state.over or task.attempt != state.attempt or answer[0] == "interrupted":
+            return None
+        status = answer[0]
+        if status == "retryable" and task.kind == "segment" and state.retried is None:
+            # A segmented video is retried whole, in a safer way, like a unit on the local executor.
+            state.retried = answer[1]
+            state.job = dataclasses.replace(state.job, settings=safer_settings(
+                state.job.settings, out_of_memory=answer[1].startswith("OutOfMemoryError")))
+            plan(state)
+            return None
+        if status in ("failed", "retryable"):
+            state.over = True
+            return state.unit, RemoteError(answer[1], answer[2] if len(answer) > 2 else "")
+        if task.kind == "segment":
+            state.stylized += int(answer[1])
+            state.remaining -= 1
+            if state.remaining == 0:
+                tasks.appendleft(_Task(state, "assemble", state.attempt))
+            return None
+        state.over = True
+        result: UnitResult = answer[1]
+        if state.retried:
+            result.metrics["retried"] = state.retried
+        return state.unit, result
+
+    def close(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        ray.kill(self.hub)
+        self.workers = []
+        if self._owns:
+            ray.shutdown()
+

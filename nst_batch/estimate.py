@@ -14,6 +14,7 @@ from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, styl
 from nst_batch.media.images import read_image, resize_longest
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan
+from nst_batch.settings import working_side
 from nst_batch.weights import load_features
 
 __all__ = ["JobEstimate", "estimate"]
@@ -47,17 +48,19 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
                 frames = max(1, round((end - s.video.start) * fps))
                 n = s.video.first_iterations + (frames - 1) * (s.video.iterations if s.video.warm_start
                                                                 else s.video.first_iterations)
-                h, w = _scaled(info.height, info.width, s.size)
+                h, w = _scaled(info.height, info.width, working_side(s.size, info.height, info.width))
             else:
-                h, w = resize_longest(read_image(unit.src), s.size).shape[:2]
+                image = read_image(unit.src)
+                h, w = resize_longest(image, working_side(s.size, *image.shape[:2])).shape[:2]
                 n = s.iterations
             shapes.append((h, w, n))
             total_iterations += n
         seconds = 0.0
-        # One calibration per working size (at a 4:3 picture); other shapes scale with their area,
-        # as the convolutions' cost does.
-        key = (str(device), s.size, s.content_layers, s.style_layers, s.optimizer)
-        ref_h, ref_w = s.size * 3 // 4, s.size
+        # One calibration per working size (at a 4:3 picture; 512 px for `size: original`); other
+        # shapes scale with their area, as the convolutions' cost does.
+        ref_side = 512 if s.size == "original" else s.size
+        key = (str(device), ref_side, s.content_layers, s.style_layers, s.optimizer)
+        ref_h, ref_w = ref_side * 3 // 4, ref_side
         if key not in timings:
             timings[key] = _seconds_per_iteration(features, s.content_layers, s.style_layers, s.optimizer,
                                                   ref_h, ref_w, device)

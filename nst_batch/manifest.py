@@ -131,8 +131,15 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, where)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(value, inner[0], where)
+        for alternative in inner:  # e.g. size: a whole number, or `original`
+            try:
+                return _coerce(value, alternative, where)
+            except ManifestError:
+                continue
+        raise where.error(f"must be {' or '.join(_describe(a) for a in inner)}, got {value!r}")
     if origin is tuple:
         if isinstance(value, (str, int, float)):
             value = [value]
@@ -158,6 +165,12 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
     raise TypeError(f"no coercion for {hint}")  # a programming error, not user input
 
 
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
+    return {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
 def _close(value: Any, choices: Sequence[Any]) -> str:
     return _did_you_mean(str(value), [str(c) for c in choices]) if isinstance(value, str) else ""
 
@@ -177,6 +190,8 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
     positive = {"size", "learning_rate", "style_scale", "video.first_iterations", "video.segment_frames"}
     non_negative = {"iterations", "content_weight", "style_weight", "tv_weight", "tolerance",
                     "video.iterations", "video.temporal_weight", "video.start", "video.overlap"}
+    if key == "size" and value == "original":
+        return
     if key in positive and value <= 0:
         raise where.error(f"must be > 0, got {value}")
     if key in non_negative and value < 0:

@@ -89,7 +89,7 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
                 f"<figcaption>after · loss {float(rec.get('loss', 0)):.4g} · {float(rec.get('seconds', 0)):.1f}s"
                 f"</figcaption></figure>{_svg_curve(metrics.get('history', []))}</div></div>")
     head = (f"<section><h2>{_e(job.name)}</h2><p>{done} done, {failed} failed, "
-            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s · size {job.settings.size}px · "
+            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s · size {job.settings.size}{'' if job.settings.size == 'original' else 'px'} · "
             f"weights {_e(job.settings.weights)}</p><div class=styles>{styles}</div>")
     return head + "".join(rows) + "</section>"
 

@@ -24,8 +24,7 @@ def _type(hint: Any, name: str) -> dict[str, Any]:
     if origin is Literal:
         return {"enum": list(args)}
     if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return {"anyOf": [_type(inner[0], name), {"type": "null"}]}
+        return {"anyOf": [_type(a, name) if a is not type(None) else {"type": "null"} for a in args]}
     if origin is tuple:
         item = {"enum": list(LAYER_NAMES)} if name in _LAYER_KEYS else _type(args[0], name)
         return {"type": "array", "items": item}

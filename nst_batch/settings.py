@@ -49,7 +49,7 @@ class VideoSettings:
 class Settings:
     """Everything that decides how one job is stylized."""
 
-    size: int = _f(512, "longest side of the working image, px")
+    size: int | Literal["original"] = _f(512, "longest side of the working image, px; `original`: each input's own size")
     iterations: int = _f(300, "optimizer iterations per image")
     optimizer: Literal["lbfgs", "adam"] = _f("lbfgs", "lbfgs | adam")
     learning_rate: float = _f(0.02, "Adam step size on [0,1] pixels (adam only)")
@@ -134,3 +134,8 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
 def _file_identity(path: Path) -> str:
     stat = path.stat()
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def working_side(size: int | str, height: int, width: int) -> int:
+    """The longest side a picture of `height` x `width` is stylized at: `size`, or its own with `size: original`."""
+    return max(height, width) if size == "original" else int(size)

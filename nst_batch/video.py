@@ -27,7 +27,7 @@ from nst_batch.ledger import Ledger, input_identity
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
-from nst_batch.settings import Job, Settings, settings_hash
+from nst_batch.settings import Job, Settings, settings_hash, working_side
 from nst_batch.work import JobContext, finish, stylize_frame, to_tensor, to_uint8
 
 __all__ = ["VideoResult", "Segment", "video_segments", "prepare_video_work", "stylize_video", "stylize_segment",
@@ -148,7 +148,8 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     prev_in: np.ndarray | None = None
     prev_out: np.ndarray | None = None
     stylized = 0
-    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=s.size)):
+    size = working_side(s.size, info.height, info.width)
+    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
         if t < begin:
             continue
         if seg.last is not None and t >= seg.last:
@@ -191,7 +192,8 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
     prev_in: np.ndarray | None = None
     prev_out: np.ndarray | None = None
     paths: list[Path] = []
-    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=settings.size)):
+    size = working_side(settings.size, info.height, info.width)
+    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
         path = frames_dir / f"{t + 1:06d}.png"
         if records.get(path.name, {}).get("status") != "done" or not path.exists():
             raise MediaError(f"{src}: stylized frame {t + 1} is missing from {frames_dir}")

@@ -18,7 +18,7 @@ from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Pro
                               style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.media.images import keep_colors, read_image, resize_exact, resize_longest, write_image
-from nst_batch.settings import Job, Settings
+from nst_batch.settings import Job, Settings, working_side
 from nst_batch.weights import load_features
 
 __all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_image_file", "finish"]
@@ -65,20 +65,17 @@ class JobContext:
     job: Job
     device: torch.device
     extractor: FeatureExtractor
-    grams: dict[str, torch.Tensor]
     loss_weights: LossWeights
-    styles: list[tuple[torch.Tensor, float]] = field(default_factory=list)  # at the working style size
-    _scaled_grams: dict[float, dict[str, torch.Tensor]] = field(default_factory=dict)
+    style_images: list[tuple[np.ndarray, float]]  # as read, with their blend weights
+    _styles: dict[int, list[tuple[torch.Tensor, float]]] = field(default_factory=dict)  # by working side
+    _grams: dict[tuple[int, float], dict[str, torch.Tensor]] = field(default_factory=dict)  # by (side, scale)
 
     @classmethod
     def create(cls, job: Job, models: ModelCache) -> JobContext:
         s = job.settings
         device = resolve_device(s.device)
         extractor = models.extractor(s, device)
-        style_size = max(16, round(s.size * s.style_scale))
-        styles = [(to_tensor(resize_longest(read_image(spec.image), style_size), device), spec.weight)
-                  for spec in job.styles]
-        grams = style_grams(extractor, styles, s.style_layers, precision=s.precision)
+        style_images = [(read_image(spec.image), spec.weight) for spec in job.styles]
         layer_w = s.style_layer_weights or tuple(1.0 for _ in s.style_layers)
         total = sum(layer_w)
         weights = LossWeights(
@@ -86,17 +83,33 @@ class JobContext:
             style_layers={name: w / total for name, w in zip(s.style_layers, layer_w)},
             content_layers=s.content_layers, temporal=s.video.temporal_weight,
         )
-        return cls(job=job, device=device, extractor=extractor, grams=grams, loss_weights=weights, styles=styles)
+        ctx = cls(job=job, device=device, extractor=extractor, loss_weights=weights, style_images=style_images)
+        if s.size != "original":
+            ctx.grams_at(1.0, s.size)  # once per job, now
+        return ctx
 
-    def grams_at(self, scale: float) -> dict[str, torch.Tensor]:
-        """Style targets for a coarse-to-fine scale: the style images shrunk by `scale`; once per job."""
-        if scale == 1.0:
-            return self.grams
-        if scale not in self._scaled_grams:
+    def side(self, content_rgb: np.ndarray) -> int:
+        """The working side of a picture already at working size (its own with `size: original`)."""
+        return working_side(self.job.settings.size, *content_rgb.shape[:2])
+
+    def grams_at(self, scale: float, side: int) -> dict[str, torch.Tensor]:
+        """Style targets for pictures of working side `side` at a coarse-to-fine `scale`: computed once.
+
+        The style image is used at `style_scale` x `side`, shrunk by `scale` for coarse steps.
+        """
+        key = (side, scale)
+        if key not in self._grams:
             s = self.job.settings
-            shrunk = [(resize(img, scaled_size(img, scale)), w) for img, w in self.styles]
-            self._scaled_grams[scale] = style_grams(self.extractor, shrunk, s.style_layers, precision=s.precision)
-        return self._scaled_grams[scale]
+            if side not in self._styles:
+                self._styles.clear()  # `size: original`: keep one size of style pixels, not one per photo
+                style_size = max(16, round(side * s.style_scale))
+                self._styles[side] = [(to_tensor(resize_longest(img, style_size), self.device), w)
+                                      for img, w in self.style_images]
+            styles = self._styles[side]
+            if scale != 1.0:
+                styles = [(resize(img, scaled_size(img, scale)), w) for img, w in styles]
+            self._grams[key] = style_grams(self.extractor, styles, s.style_layers, precision=s.precision)
+        return self._grams[key]
 
     def initial_image(self, content: torch.Tensor) -> torch.Tensor:
         """The starting pixels for a cold start: the content, seeded noise, or an image."""
@@ -116,14 +129,16 @@ def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, 
     """Stylize one picture already at working size; `init` None means a cold start."""
     s = ctx.job.settings
     content = to_tensor(content_rgb, ctx.device)
+    side = ctx.side(content_rgb)
     config = OptimizeConfig(iterations=iterations, optimizer=s.optimizer,
                             learning_rate=s.learning_rate, tolerance=s.tolerance, precision=s.precision)
     if init is None and tuple(s.scales) != (1.0,):  # coarse-to-fine for cold starts only
-        return stylize_multiscale(extractor=ctx.extractor, content=content, grams_at=ctx.grams_at,
+        return stylize_multiscale(extractor=ctx.extractor, content=content,
+                                  grams_at=lambda scale: ctx.grams_at(scale, side),
                                   weights=ctx.loss_weights, config=config, init=ctx.initial_image(content),
                                   steps=schedule(s.scales, iterations), temporal=temporal, callback=progress,
                                   should_stop=should_stop)
-    return stylize(extractor=ctx.extractor, content=content, grams=ctx.grams, weights=ctx.loss_weights,
+    return stylize(extractor=ctx.extractor, content=content, grams=ctx.grams_at(1.0, side), weights=ctx.loss_weights,
                    config=config, init=ctx.initial_image(content) if init is None else init,
                    temporal=temporal, callback=progress, should_stop=should_stop)
 
@@ -141,7 +156,7 @@ def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: Progr
     """Read `src`, stylize at the working size, write `dst` atomically."""
     s = ctx.job.settings
     original = read_image(src)
-    content = resize_longest(original, s.size)
+    content = resize_longest(original, working_side(s.size, *original.shape[:2]))
     result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
     write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality)
     return result

@@ -59,6 +59,7 @@ ROWS = [
     validate("top-typo", "version: 1\njbos: []\n", 2, "M.yaml:2", "unknown top-level key 'jbos'", "did you mean 'jobs'"),
     validate("setting-typo", _job(sise="64"), 2, "M.yaml:7: jobs[0].sise", "did you mean 'size'"),
     validate("optimizer", _job(optimizer="sgd"), 2, "jobs[0].optimizer", "must be one of lbfgs, adam", "'sgd'"),
+    validate("size-word", _job(size="big"), 2, "M.yaml:7: jobs[0].size", "must be a whole number or 'original'"),
     validate("layer", _job(style_layers="[conv1_1, conv6_1]"), 2, "unknown VGG19 layer 'conv6_1'"),
     validate("input-missing", _job(input="nowhere"), 2, "M.yaml:4: jobs[0].input", "input not found", "nowhere"),
     validate("style-missing", _job(style="styles/missing.jpg"), 2, "jobs[0].style", "style image not found"),

@@ -72,7 +72,7 @@ def test_style_layer_weights_steer_which_layer_is_matched(style_image: Path, mod
     def conv1_1_style_error(ctx: JobContext) -> float:
         out = stylize_frame(ctx, _content(), iterations=15).image
         feats = ctx.extractor(out)
-        return float((gram(feats["conv1_1"]) - ctx.grams["conv1_1"]).pow(2).mean())
+        return float((gram(feats["conv1_1"]) - ctx.grams_at(1.0, ctx.job.settings.size)["conv1_1"]).pow(2).mean())
 
     assert conv1_1_style_error(shallow) < conv1_1_style_error(deep)
 

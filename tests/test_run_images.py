@@ -128,3 +128,26 @@ jobs:
         return abs(a - b).mean()
 
     assert chroma_error(kept) < 2.0 < chroma_error(plain)  # colours kept only when asked
+
+
+def test_size_original_works_at_each_inputs_own_size(tmp_path: Path, style_image: Path) -> None:
+    from conftest import sample_photo, write_rgb
+    from videogen import make_clip
+
+    write_rgb(tmp_path / "mixed" / "wide.png", sample_photo("rocket.jpg", 44))
+    write_rgb(tmp_path / "mixed" / "tall.png", sample_photo("astronaut.jpg", 36)[:, :20])
+    make_clip(tmp_path / "mixed" / "clip.mp4", frames=4, fps=12, size=(40, 30), audio=False)
+    m = write_manifest(tmp_path / "p.yaml", """
+version: 1
+jobs:
+  - {name: mixed, input: mixed, style: styles/starry.jpg, output: out, size: original}
+""")
+    res = nst("run", m, "--set", "iterations=2", "--set", "video.first_iterations=2", "--set", "video.iterations=1",
+              "--weights", "random", "--device", "cpu", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in ("wide.png", "tall.png"):
+        assert cv2.imread(str(tmp_path / "out" / name)).shape == cv2.imread(str(tmp_path / "mixed" / name)).shape
+    video = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    assert (video.get(cv2.CAP_PROP_FRAME_WIDTH), video.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (40, 30)
+    saved = json.loads((tmp_path / "out" / "nst-batch.json").read_text())
+    assert saved["settings"]["size"] == "original"

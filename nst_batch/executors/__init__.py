@@ -69,8 +69,16 @@ def make_executor(name: str, *, address: str | None = None, workers: int | None 
 
 
 def safer_settings(settings: Settings, *, out_of_memory: bool) -> Settings:
-    """The settings of the one retry after out-of-memory (smaller) or a NaN/inf loss (gentler steps)."""
+    """The settings of the one retry after out-of-memory (smaller) or a NaN/inf loss (gentler steps).
+
+    With `size: original` the retry keeps the size and recomputes activations instead
+    (`memory_saving`); when that is already on, it works at 1024 px.
+    """
     if out_of_memory:
+        if settings.size == "original":
+            if not settings.memory_saving:
+                return dataclasses.replace(settings, memory_saving=True)
+            return dataclasses.replace(settings, size=1024)
         return dataclasses.replace(settings, size=max(16, settings.size * 3 // 4))
     return dataclasses.replace(settings, optimizer="adam", learning_rate=settings.learning_rate / 4)
 

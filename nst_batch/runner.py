@@ -168,6 +168,8 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
                               metrics=outcome.metrics))
     finally:
         outcomes.close()  # an executor stops what it still runs for this job
+        # A worker killed mid-write (Ray restarts it) leaves its temporary file; nothing writes now.
+        remove_stale_partials([u.dst for u in plan.units])
         js.seconds = time.perf_counter() - job_started
     return False
 

@@ -67,7 +67,9 @@ class Segment:
     """Frames [first, last) of the processed span (`last` None: to the end), stylized as one run.
 
     A segment after the first starts `overlap` frames early: it stylizes those frames
-    (cold, then warm) only to warm-start its own first frame, and discards them.
+    (cold, then warm) to warm-start its own first frame. They are not part of its output;
+    at assembly they are crossfaded over the previous segment's last frames, so the change
+    from one segment's look to the next is spread over `overlap` frames instead of one.
     """
 
     first: int = 0
@@ -85,8 +87,9 @@ def video_segments(settings: Settings, src: Path) -> list[Segment]:
     if expected is None or expected <= v.segment_frames:
         return [Segment()]
     firsts = list(range(0, expected, v.segment_frames))
+    overlap = min(v.overlap, v.segment_frames - 1)  # a crossfade stays within the previous segment
     # The last segment reads to the end of the stream: a container's frame count can be off.
-    return [Segment(a, b, v.overlap if a else 0) for a, b in zip(firsts, [*firsts[1:], None])]
+    return [Segment(a, b, overlap if a else 0) for a, b in zip(firsts, [*firsts[1:], None])]
 
 
 def prepare_video_work(job: Job, src: Path, work: Path) -> None:
@@ -120,9 +123,13 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
     return assemble_video(ctx.job.settings, src, dst, work, segments, stylized=stylized)
 
 
+def _segment_dir(work: Path, seg: Segment) -> Path:
+    """Each segment records its frames in a ledger of its own (segments may run at once), beside its overlap frames."""
+    return work if seg.first == 0 else work / "segments" / f"{seg.first:06d}"
+
+
 def _segment_ledger(work: Path, seg: Segment) -> Ledger:
-    """Each segment records its frames in a ledger of its own: segments may run at once."""
-    return Ledger(work if seg.first == 0 else work / "segments" / f"{seg.first:06d}")
+    return Ledger(_segment_dir(work, seg))
 
 
 def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, progress: FrameProgress,
@@ -167,7 +174,9 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
             result = stylize_frame(ctx, content, iterations=n_iter, init=init, temporal=temporal,
                                    progress=lambda p, f=t + 1: progress(p, f, expected), should_stop=should_stop)
             out = finish(s, to_uint8(result.image), content)
-            if t >= seg.first:  # overlap frames are discarded
+            if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
+                write_image(_segment_dir(work, seg) / "overlap" / path.name, out)
+            else:
                 write_image(path, out)  # lossless: a resumed run warm-starts from exactly these pixels
                 ledger.record(path.name, "done", loss=result.loss, iterations=result.iterations, cold=bool(cut),
                               cut=bool(cut and prev_out is not None and v.warm_start))
@@ -187,7 +196,17 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
     records: dict[str, dict[str, Any]] = {}
     for seg in segments:
         records.update(_segment_ledger(work, seg).records)
-    seams = {seg.first for seg in segments if seg.first}
+    # The crossfade zones: frames [first - overlap, first) of each later segment, with the
+    # weight of the new segment's version rising towards its first frame.
+    fade: dict[int, tuple[Path, float]] = {}
+    seam_pairs: set[int] = set()  # t: the pair (t - 1, t) is part of a seam
+    for seg in segments:
+        if seg.first:
+            start = seg.first - seg.overlap
+            seam_pairs.update(range(max(1, start), seg.first + 1))
+            for t in range(max(0, start), seg.first):
+                weight = (t - start + 1) / (seg.overlap + 1)
+                fade[t] = (_segment_dir(work, seg) / "overlap" / f"{t + 1:06d}.png", weight)
     flicker, seam_flicker = _Flicker(), _Flicker()
     prev_in: np.ndarray | None = None
     prev_out: np.ndarray | None = None
@@ -198,9 +217,14 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         if records.get(path.name, {}).get("status") != "done" or not path.exists():
             raise MediaError(f"{src}: stylized frame {t + 1} is missing from {frames_dir}")
         out = read_image(path)
+        if t in fade and fade[t][0].exists():
+            overlap_path, w = fade[t]
+            out = ((1 - w) * out + w * read_image(overlap_path)).round().astype(np.uint8)
+            path = work / "crossfade" / path.name
+            write_image(path, out)
         if prev_in is not None and prev_out is not None:
-            (seam_flicker if t in seams else flicker).add(flowlib.flow_between(prev_in, content),
-                                                          prev_out, out, prev_in, content)
+            (seam_flicker if t in seam_pairs else flicker).add(flowlib.flow_between(prev_in, content),
+                                                               prev_out, out, prev_in, content)
         prev_in, prev_out = content, out
         paths.append(path)
     if not paths:
@@ -214,7 +238,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
                  audio_start=v.start, audio_end=span_end)
     if v.keep_frames:
         _keep_frames(paths, dst.with_name(dst.stem + "_frames"))
-    recs = [records[p.name] for p in paths]
+    recs = [records[p.name] for p in paths]  # crossfaded frames keep their frame's name
     all_pairs = _Flicker(flicker.out_sum + seam_flicker.out_sum, flicker.in_sum + seam_flicker.in_sum,
                          flicker.pairs + seam_flicker.pairs)
     e_warp, e_warp_input = all_pairs.values()
@@ -226,7 +250,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         "iterations_warm": _mean([r["iterations"] for r in recs if not r.get("cold")]),
         "has_audio": info.has_audio,
     }
-    if seams:
+    if len(segments) > 1:
         metrics.update(segments=len(segments), e_warp_seam=seam_flicker.values()[0],
                        e_warp_inside=flicker.values()[0])
     return VideoResult(loss=float(np.mean([float(r.get("loss", 0.0)) for r in recs])), metrics=metrics)

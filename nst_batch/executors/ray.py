@@ -304,7 +304,7 @@ class RayExecutor:
                         started(task.state.unit)
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=_REPORT_EVERY)
                 for event in ray.get(self.hub.take.remote()):
                     progress(event)
                 for ref in ready:

@@ -24,7 +24,7 @@ class ProgressView:
         self.quiet = quiet
         self._bars: Progress | None = None
         self._overall: TaskID | None = None
-        self._unit: TaskID | None = None
+        self._units: dict[tuple[str, str], TaskID] = {}
         self._last_line = 0.0
 
     def __enter__(self) -> ProgressView:
@@ -57,10 +57,9 @@ class ProgressView:
         elif isinstance(event, JobStarted):
             self._log(f"job {event.job}: {event.todo} of {event.units} to make")
         elif isinstance(event, UnitStarted):
-            if self._bars is not None:
-                if self._unit is not None:
-                    self._bars.remove_task(self._unit)
-                self._unit = self._bars.add_task(f"{event.job}/{event.key}", total=None, info="")
+            if self._bars is not None:  # one bar per unit running (several with --executor ray)
+                self._units[(event.job, event.key)] = self._bars.add_task(f"{event.job}/{event.key}", total=None,
+                                                                          info="")
             elif not self.quiet:
                 self._log(f"[{event.index}/{event.total}] {event.job}/{event.key} ...")
         elif isinstance(event, UnitProgress):
@@ -74,8 +73,9 @@ class ProgressView:
     def _progress(self, event: UnitProgress) -> None:
         frame = f" frame {event.frame}/{event.frames or '?'}" if event.frame else ""
         info = f"{frame} it {event.iteration}/{event.iterations} loss {event.loss:.4g}"
-        if self._bars is not None and self._unit is not None:
-            self._bars.update(self._unit, total=event.iterations, completed=event.iteration, info=info)
+        bar = self._units.get((event.job, event.key))
+        if self._bars is not None and bar is not None:
+            self._bars.update(bar, total=event.iterations, completed=event.iteration, info=info)
         elif not self.quiet and time.monotonic() - self._last_line > 10:  # plain logs: every 10 s at most
             self._last_line = time.monotonic()
             self._log(f"  {event.job}/{event.key}{info}")
@@ -93,6 +93,9 @@ class ProgressView:
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
             self._log(f"done {event.job}/{event.key} in {event.seconds:.1f}s, loss {event.loss:.4g}{extra}")
+        bar = self._units.pop((event.job, event.key), None)
+        if self._bars is not None and bar is not None:
+            self._bars.remove_task(bar)
         if event.status != "skipped" and self._bars is not None and self._overall is not None:
             self._bars.advance(self._overall)
 

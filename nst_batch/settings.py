@@ -123,6 +123,9 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
     for key in _NOT_HASHED:
         data.pop(key, None)
     data["video"].pop("keep_frames", None)
+    if data["video"].get("segment_frames") is None:  # unsegmented: the overlap plays no part
+        data["video"].pop("segment_frames", None)
+        data["video"].pop("overlap", None)
     for key, default in _HASHED_UNLESS_DEFAULT.items():
         if data.get(key) == default:
             data.pop(key)

@@ -201,7 +201,8 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
     fade: dict[int, tuple[Path, float]] = {}
     seam_pairs: set[int] = set()  # t: the pair (t - 1, t) is part of a seam
     for seg in segments:
-        if seg.first:
+        # A segment past the real end (the container's frame count was too high) made no frame: no fade.
+        if seg.first and f"{seg.first + 1:06d}.png" in records:
             start = seg.first - seg.overlap
             seam_pairs.update(range(max(1, start), seg.first + 1))
             for t in range(max(0, start), seg.first):

@@ -79,10 +79,14 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: refused: not a plain tensor state dict (weights_only load: {first})") from exc
+        # Never torch's own advice (load with weights_only=False): that would run the file's code.
+        found = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        why = (f"it would import code ({found[0].rstrip('.')}), which a weights file never needs" if found
+               else "not a PyTorch weights file")
+        raise WeightsError(f"{path}: refused: not a plain tensor state dict: {why}") from exc
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a bad file
-        raise WeightsError(f"{path}: cannot read as a PyTorch state dict: {type(exc).__name__}: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise WeightsError(f"{path}: cannot read as a PyTorch state dict: {type(exc).__name__}: {first}") from exc
     return _features_state_dict(raw, path)
 
 

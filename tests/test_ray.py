@@ -20,7 +20,7 @@ import pytest
 
 from cli_helpers import nst, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
-from videogen import make_clip
+from videogen import make_clip, make_not_video
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
 
@@ -110,7 +110,7 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_sigint_stops_the_workers_and_the_run_resumes(tmp_path: Path) -> None:
     manifest = _project(tmp_path)
-    slow = [*FAST, "--set", "iterations=300", "--set", "tolerance=0"]
+    slow = [*FAST, "--set", "iterations=150", "--set", "tolerance=0"]
     ledger = tmp_path / "out" / "photos" / ".nst-batch" / "ledger.jsonl"
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "nst_batch", "run", str(manifest), *slow, "--executor", "ray", "--workers", "2"]
@@ -130,3 +130,14 @@ def test_sigint_stops_the_workers_and_the_run_resumes(tmp_path: Path) -> None:
     again = nst("run", manifest, *slow, "--executor", "ray", "--workers", "2", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"job photos: {4 - done} done, {done} skipped, 0 failed" in again.stdout
+
+
+def test_a_bad_video_fails_alone_on_ray(tmp_path: Path) -> None:
+    manifest = _project(tmp_path)
+    make_not_video(tmp_path / "photos" / "broken.mp4")  # a folder job's video unit, segmented like the clip
+    res = nst("run", manifest, *FAST, "--set", "video.segment_frames=4", "--executor", "ray", "--workers", "2",
+              cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "failed: photos/broken.mp4" in res.stdout and "Traceback" not in res.stdout + res.stderr
+    assert "5 done, 0 skipped, 1 failed" in res.stdout
+    assert (tmp_path / "out" / "clip.mp4").exists() and len(list((tmp_path / "out" / "photos").glob("*.png"))) == 4

@@ -253,7 +253,7 @@ def _run_to_the_end(root: Path, manifest: str) -> subprocess.CompletedProcess[st
 # --- kill -9 ------------------------------------------------------------------------------------
 
 
-def test_kill_9_anywhere_then_resume_gives_the_uninterruptedoutput_files(tree: Path, reference: dict[str, bytes]) -> None:
+def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_outputs(tree: Path, reference: dict[str, bytes]) -> None:
     """SIGKILL twice during the image job and twice in the middle of the video; each restart resumes."""
     photos_ledger = tree / STATE["photos"] / "ledger.jsonl"
     clip_ledger = tree / STATE["clip"] / "ledger.jsonl"

@@ -112,9 +112,8 @@ class _Worker:
         from nst_batch.video import stylize_segment
 
         job = _here(job)
-        ctx = self.local.context(job)
         return self._guard(lambda: stylize_segment(
-            ctx, unit.src, work, seg, should_stop=self._should_stop,
+            self.local.context(job), unit.src, work, seg, should_stop=self._should_stop,
             progress=lambda p, f, n: self._progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss,
                                                                  frame=f, frames=n))))
 
@@ -152,7 +151,10 @@ class _Worker:
         now = time.monotonic()
         if not self._stop and now - self._polled >= _POLL_STOP_EVERY:
             self._polled = now
-            self._stop = ray.get(self.hub.stopping.remote())
+            try:
+                self._stop = ray.get(self.hub.stopping.remote())
+            except ray.exceptions.RayError:  # the hub is restarting: keep working
+                pass
         return self._stop
 
 
@@ -164,11 +166,15 @@ def _token_outside_home(folder: Path) -> None:
     if any(name in os.environ for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         return
     path = folder / f"nst-batch-auth-token-{os.getuid()}"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+    try:
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    except OSError as exc:
+        raise ExecutorError(f"--executor ray: cannot write Ray's token in {folder} ({exc.strerror or exc}); "
+                            "choose a folder with --ray-temp-dir") from exc
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
 
 
@@ -240,7 +246,7 @@ class RayExecutor:
         if gpus:
             options["num_gpus"] = min(1.0, gpus / count)
         threads = max(1, int(cpus / count))
-        hub_cls = ray.remote(num_cpus=0)(_Hub)
+        hub_cls = ray.remote(num_cpus=0, max_restarts=-1)(_Hub)
         worker_cls = ray.remote(max_restarts=3, max_task_retries=3)(_Worker)
         hub_name = f"nst-batch-hub-{uuid.uuid4().hex}"  # by name: a restarted worker finds it again
         self.hub = hub_cls.options(name=hub_name).remote()
@@ -252,7 +258,15 @@ class RayExecutor:
         self._described = False
 
     def prepare(self, job: Job) -> list[str]:
-        answers = ray.get([w.prepare.remote(job) for w in self.workers])
+        refs = {w: w.prepare.remote(job) for w in self.workers}
+        answers = []
+        for worker, ref in refs.items():
+            try:
+                answers.append(ray.get(ref))
+            except ray.exceptions.RayActorError:  # its restarts are used up: go on without it
+                self.workers.remove(worker)
+        if not answers:
+            raise ExecutorError("--executor ray: no Ray worker is left")
         for answer in answers:
             if answer[0] != "ok":
                 raise RemoteError(answer[1], answer[2] if len(answer) > 2 else "")
@@ -280,19 +294,22 @@ class RayExecutor:
             state.segments, state.remaining, state.stylized = segments, len(segments), 0
             tasks.extend(_Task(state, "segment", state.attempt, seg) for seg in segments)
 
-        states = [_UnitState(unit, job) for unit in units]
-        for state in states:
-            plan(state)
-        ray.get(self.hub.set_stop.remote(False))
+        for unit in units:
+            try:
+                plan(_UnitState(unit, job))
+            except Exception as exc:  # noqa: BLE001 - e.g. a video that does not open: that unit fails
+                yield unit, exc
+        self._tell_hub(stop=False)
         idle = list(self.workers)
         pending: dict[Any, tuple[Any, _Task]] = {}
         begun: set[str] = set()
+        held: list[Outcome] = []
         interrupted = False
         try:
             while tasks or pending:
                 if not interrupted and should_stop():
                     interrupted = True
-                    self.hub.set_stop.remote(True)
+                    self._tell_hub(stop=True)
                 while tasks and idle and not interrupted:
                     task = tasks.popleft()
                     if task.state.over:
@@ -305,14 +322,14 @@ class RayExecutor:
                 if not pending:
                     break
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=_REPORT_EVERY)
-                for event in ray.get(self.hub.take.remote()):
-                    progress(event)
+                self._forward_progress(progress)
                 for ref in ready:
                     worker, task = pending.pop(ref)
                     try:
                         answer = ray.get(ref)
                         idle.append(worker)
                     except ray.exceptions.RayActorError as exc:  # restarts used up: this worker is gone
+                        self.workers.remove(worker)
                         answer = ("failed", f"Ray worker died: {exc.__class__.__name__}", str(exc))
                     except ray.exceptions.RayError as exc:
                         idle.append(worker)
@@ -321,18 +338,43 @@ class RayExecutor:
                         interrupted = True
                     outcome = self._settle(task, answer, tasks, plan)
                     if outcome is not None:
-                        yield outcome
+                        held.append(outcome)
+                busy = {t.state.unit.key for _, t in pending.values()}
+                # A unit's outcome waits until none of its tasks runs: the runner then removes its
+                # work folder, which a task of an earlier attempt could otherwise write into again.
+                for outcome in [o for o in held if o[0].key not in busy]:
+                    held.remove(outcome)
+                    yield outcome
                 if not idle and not pending and tasks:  # every worker is gone
                     for state in {id(t.state): t.state for t in tasks if not t.state.over}.values():
                         state.over = True
                         yield state.unit, RemoteError("no Ray worker left to run it")
                     tasks.clear()
+            self._forward_progress(progress)
+            yield from held
             if interrupted:
                 yield (units[0] if units else None), Interrupted()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now, without waiting for the workers
+            pending.clear()
+            raise
         finally:
             if pending:  # the runner stopped early (fail-fast): let the workers stop before locks are released
-                self.hub.set_stop.remote(True)
+                self._tell_hub(stop=True)
                 ray.wait(list(pending), num_returns=len(pending), timeout=120)
+
+    def _forward_progress(self, progress: Callable[[UnitProgress], None]) -> None:
+        try:
+            events = ray.get(self.hub.take.remote())
+        except ray.exceptions.RayError:  # the hub is restarting: this half second's progress is lost
+            return
+        for event in events:
+            progress(event)
+
+    def _tell_hub(self, *, stop: bool) -> None:
+        try:
+            ray.get(self.hub.set_stop.remote(stop))
+        except ray.exceptions.RayError:
+            pass
 
     def _submit(self, worker: Any, task: _Task) -> Any:
         s = task.state
@@ -354,7 +396,11 @@ class RayExecutor:
             state.retried = answer[1]
             state.job = dataclasses.replace(state.job, settings=safer_settings(
                 state.job.settings, out_of_memory=answer[1].startswith("OutOfMemoryError")))
-            plan(state)
+            try:
+                plan(state)
+            except Exception as exc:  # noqa: BLE001 - the retry cannot start: the unit fails
+                state.over = True
+                return state.unit, exc
             return None
         if status in ("failed", "retryable"):
             state.over = True

@@ -9,6 +9,7 @@
 #      per later frame, flow + temporal loss, at tf32 (the default) and bf16
 #   3. peak CUDA memory at 1080p, with and without memory_saving             (bench/memory.py)
 #   4. s/iteration engine vs floor at 256 and 512 px                          (bench/iteration.py)
+#   5. s/image at 512 px with batch_size 1, 2, 4, 8                           (bench/batch.py)
 # JSON lands in bench/results/ (or $OUT/results when $OUT is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,5 +62,8 @@ timeout 60 "$PY" bench/memory.py --device cuda --sizes 1920 --iterations 2 || ec
 
 echo "== 4. engine vs floor"
 timeout 60 "$PY" bench/iteration.py --device cuda --sizes 256 512 --iterations 10 --rounds 2 || echo "iteration: failed or timed out"
+
+echo "== 5. batch_size at 512 px"
+timeout 90 "$PY" bench/batch.py --device cuda --size 512 --images 8 --iterations 20 --batches 1 2 4 8 || echo "batch: failed or timed out"
 
 if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/results" && cp bench/results/*.json "$OUT/results/"; fi

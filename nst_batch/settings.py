@@ -83,6 +83,8 @@ class Settings:
     memory_saving: bool = _f(False, "recompute VGG activations in the backward pass (checkpointing per block): "
                                     "much less memory on big frames, about a third more time per iteration")
     compile: bool = _f(False, "torch.compile the VGG forward (first image of a job pays the compile time)")
+    batch_size: int = _f(1, "images of the same working size optimized together as one batch (GPU throughput; "
+                            "local executor); 1 = one at a time")
     video: VideoSettings = field(default_factory=VideoSettings, metadata={"help": "video settings"})
 
 
@@ -114,7 +116,7 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
 _NOT_HASHED = ("device", "memory_saving", "compile")  # and video.keep_frames, below
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.
-_HASHED_UNLESS_DEFAULT = {"scales": [1.0], "precision": "tf32"}
+_HASHED_UNLESS_DEFAULT = {"scales": [1.0], "precision": "tf32", "batch_size": 1}
 
 
 def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None) -> str:

@@ -6,7 +6,7 @@ resizes them to the working size, calls the engine, and hands pixels back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from nst_batch.media.images import keep_colors, read_image, resize_exact, resize
 from nst_batch.settings import Job, Settings, working_side
 from nst_batch.weights import load_features
 
-__all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_image_file", "finish"]
+__all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_batch", "stylize_image_file",
+           "working_picture", "finish"]
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
@@ -116,20 +117,33 @@ class JobContext:
         init = self.job.settings.init
         if init == "content":
             return content.clone()
-        if init == "noise":
+        if init == "noise":  # the same noise for every image of a batch, as each would get alone
             gen = torch.Generator().manual_seed(self.job.settings.seed)
-            return torch.rand(content.shape, generator=gen).to(content.device)
+            return torch.rand((1, *content.shape[1:]), generator=gen).to(content.device).expand_as(content).clone()
         h, w = content.shape[-2:]
-        return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device)
+        return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device).expand_as(content).clone()
 
 
 def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, init: torch.Tensor | None = None,
                   temporal: Temporal | None = None, progress: ProgressFn | None = None,
                   should_stop: StopFn | None = None) -> Result:
     """Stylize one picture already at working size; `init` None means a cold start."""
+    return _stylize(ctx, [content_rgb], iterations=iterations, init=init, temporal=temporal, progress=progress,
+                    should_stop=should_stop)
+
+
+def stylize_batch(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int,
+                  progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Result:
+    """Stylize pictures of one working size together, cold (`batch_size`); `Result.losses` has one loss each."""
+    return _stylize(ctx, contents_rgb, iterations=iterations, progress=progress, should_stop=should_stop)
+
+
+def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int, init: torch.Tensor | None = None,
+             temporal: Temporal | None = None, progress: ProgressFn | None = None,
+             should_stop: StopFn | None = None) -> Result:
     s = ctx.job.settings
-    content = to_tensor(content_rgb, ctx.device)
-    side = ctx.side(content_rgb)
+    content = torch.cat([to_tensor(rgb, ctx.device) for rgb in contents_rgb])
+    side = ctx.side(contents_rgb[0])
     config = OptimizeConfig(iterations=iterations, optimizer=s.optimizer,
                             learning_rate=s.learning_rate, tolerance=s.tolerance, precision=s.precision)
     if init is None and tuple(s.scales) != (1.0,):  # coarse-to-fine for cold starts only
@@ -141,6 +155,11 @@ def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, 
     return stylize(extractor=ctx.extractor, content=content, grams=ctx.grams_at(1.0, side), weights=ctx.loss_weights,
                    config=config, init=ctx.initial_image(content) if init is None else init,
                    temporal=temporal, callback=progress, should_stop=should_stop)
+
+
+def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
+    """A picture resized to its working size."""
+    return resize_longest(original, working_side(settings.size, *original.shape[:2]))
 
 
 def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray, original: np.ndarray | None = None) -> np.ndarray:
@@ -156,7 +175,7 @@ def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: Progr
     """Read `src`, stylize at the working size, write `dst` atomically."""
     s = ctx.job.settings
     original = read_image(src)
-    content = resize_longest(original, working_side(s.size, *original.shape[:2]))
+    content = working_picture(s, original)
     result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
     write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality)
     return result

@@ -119,7 +119,7 @@ def test_scales_setting_drives_cold_starts(style_image: Path) -> None:
     steps: list[int] = []
     result = stylize_frame(ctx, content, iterations=6, progress=lambda p: steps.append(p.iteration))
     assert result.image.shape[-2:] == content.shape[:2] and steps == list(range(1, 7))
-    assert 0.5 in ctx._scaled_grams  # style targets at the coarse scale, computed once per job
+    assert (48, 0.5) in ctx._grams  # style targets at the coarse scale (working side 48), computed once per job
     warm = stylize_frame(ctx, content, iterations=2, init=result.image)  # warm starts stay at full size
     assert len(warm.history) == 2
 
@@ -135,3 +135,39 @@ def test_new_settings_validate_and_hash() -> None:
     assert {settings_hash(s, ()) for s in [base, *same]} == {settings_hash(base, ())}
     assert settings_hash(dataclasses.replace(base, scales=(0.5, 1.0)), ()) != settings_hash(base, ())
     assert settings_hash(dataclasses.replace(base, precision="bf16"), ()) != settings_hash(base, ())
+
+
+def test_batch_size_stylizes_same_size_images_together_like_one_at_a_time(tmp_path: Path) -> None:
+    import json
+
+    import cv2
+
+    from cli_helpers import nst
+    from conftest import write_manifest, write_rgb
+
+    for name in ("astronaut.jpg", "chelsea.jpg", "coffee.jpg"):  # the same working size once cropped
+        write_rgb(tmp_path / "photos" / name.replace(".jpg", ".png"), sample_photo(name, 48)[:30, :40])
+    write_rgb(tmp_path / "photos" / "z_rocket.png", sample_photo("rocket.jpg", 40))  # another size: alone
+    write_rgb(tmp_path / "style.png", sample_photo("coffee.jpg", 48))
+    m = write_manifest(tmp_path / "p.yaml", """
+version: 1
+defaults: {optimizer: adam, learning_rate: 0.05, iterations: 6, tolerance: 0, size: 40}
+jobs:
+  - {name: one, input: photos, style: style.png, output: out/one}
+  - {name: batched, input: photos, style: style.png, output: out/batched, batch_size: 2}
+""")
+    res = nst("run", m, "--weights", "random", "--device", "cpu", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    records = [json.loads(line) for line in (tmp_path / "out/batched/.nst-batch/ledger.jsonl").read_text().splitlines()]
+    batch = {r["key"]: r["metrics"]["batch"] for r in records if r["status"] == "done"}
+    assert batch == {"astronaut.png": 2, "chelsea.png": 2, "coffee.png": 1, "z_rocket.png": 1}
+    losses = {r["key"]: r["loss"] for r in records if r["status"] == "done"}
+    assert losses["astronaut.png"] != losses["chelsea.png"]  # each image's own loss, not the batch's
+    for name in batch:
+        alone = cv2.imread(str(tmp_path / "out/one" / name)).astype(int)
+        together = cv2.imread(str(tmp_path / "out/batched" / name)).astype(int)
+        assert alone.shape == together.shape
+        # Adam is per pixel: a batch (mean of the images' losses) takes the same steps up to rounding
+        # (where a gradient is near zero, rounding can flip a step's sign: a few pixels differ more).
+        diff = abs(alone - together)
+        assert diff.mean() < 0.5 and (diff > 4).mean() < 0.01, (name, diff.mean(), (diff > 4).mean())

@@ -53,7 +53,7 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
                        should_stop: Callable[[], bool] | None = None) -> Result:
     """Run `stylize` at each (scale, iterations) of `steps` in order; each starts from the last, enlarged.
 
-    content, init: (1, 3, H, W) at full size. `grams_at(scale)` gives the style targets for
+    content, init: (B, 3, H, W) at full size. `grams_at(scale)` gives the style targets for
     that scale. The result is at full size (the last step should be scale 1.0); its loss and
     terms are those of the last step; `history` and `iterations` run over all steps.
     """
@@ -83,4 +83,4 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
         image = result.image
     assert result is not None  # steps is not empty
     return Result(image=resize(result.image, (h, w)), loss=result.loss, terms=result.terms, iterations=done,
-                  history=history)
+                  history=history, losses=result.losses)

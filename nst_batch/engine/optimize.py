@@ -71,6 +71,7 @@ class Result:
     terms: dict[str, float]
     iterations: int
     history: list[float] = field(default_factory=list)  # total loss after each iteration
+    losses: list[float] = field(default_factory=list)  # each image's own final loss (a batch: one per image)
 
 
 @torch.no_grad()
@@ -104,20 +105,25 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
             weights: LossWeights, config: OptimizeConfig, init: torch.Tensor,
             temporal: Temporal | None = None, callback: Callable[[Progress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> Result:
-    """Optimise pixels starting from `init` (1, 3, H, W) in [0,1]; content and grams are fixed targets."""
+    """Optimise pixels starting from `init` (B, 3, H, W) in [0,1]; content and grams are fixed targets.
+
+    A batch (B > 1) is optimised as one problem whose loss is the mean of the images' losses
+    (the Grams are per image); `Result.losses` gives each image's own final loss.
+    """
     targets = content_targets(extractor, content, weights.content_layers, precision=config.precision)
     image = init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
 
-    def loss_terms(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_terms(x: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+        """The loss terms of `x`, the images `rows` of the batch."""
         with forward_precision(x.device, config.precision):
             feats = extractor(x)  # one forward pass serves every term; float32 out
         terms = {
-            "content": sum(content_loss(feats[n], targets[n]) for n in weights.content_layers) * weights.content,
+            "content": sum(content_loss(feats[n], targets[n][rows]) for n in weights.content_layers) * weights.content,
             "style": sum(style_loss(feats[n], grams[n]) * w for n, w in weights.style_layers.items()) * weights.style,
             "tv": tv_loss(x) * weights.tv,
         }
         if temporal is not None and weights.temporal > 0:
-            terms["temporal"] = temporal_loss(x, temporal.warped, temporal.mask) * weights.temporal
+            terms["temporal"] = temporal_loss(x, temporal.warped[rows], temporal.mask[rows]) * weights.temporal
         return terms
 
     last: dict[str, torch.Tensor] = {}
@@ -167,7 +173,9 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
     with torch.no_grad():
         final = loss_terms(image)
         best.offer(image, {**final, "total": sum(final.values())})
-    return Result(image=best.image, loss=best.loss, terms=best.terms, iterations=done, history=history)
+        losses = [best.loss] if best.image.shape[0] == 1 else [
+            float(sum(loss_terms(best.image[i:i + 1], slice(i, i + 1)).values())) for i in range(best.image.shape[0])]
+    return Result(image=best.image, loss=best.loss, terms=best.terms, iterations=done, history=history, losses=losses)
 
 
 @dataclass

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from nst_batch.engine import Interrupted, Progress
 from nst_batch.events import UnitProgress
-from nst_batch.executors import Outcome, UnitResult, run_with_retry
+from nst_batch.executors import RETRYABLE, Outcome, UnitResult, release_memory, run_with_retry
 from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
-from nst_batch.work import JobContext, ModelCache, stylize_image_file
+from nst_batch.media.images import read_image, write_image
+from nst_batch.work import JobContext, ModelCache, finish, stylize_batch, stylize_image_file, to_uint8, working_picture
 
 __all__ = ["LocalExecutor"]
 
@@ -47,18 +50,98 @@ class LocalExecutor:
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
                   progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]) -> Iterator[Outcome]:
+        if job.settings.batch_size > 1:
+            yield from self._run_batched(job, units, started=started, progress=progress, should_stop=should_stop)
+            return
         for unit in units:
             started(unit)
-            try:
-                result = run_with_retry(lambda j, work, u=unit: self.run_unit(
-                    j, u, work=work, progress=progress, should_stop=should_stop), job, unit)
-            except Interrupted as exc:
-                yield unit, exc
+            outcome = self._run_one(job, unit, progress=progress, should_stop=should_stop)
+            yield unit, outcome
+            if isinstance(outcome, Interrupted):
                 return
-            except Exception as exc:  # noqa: BLE001 - the runner records it; the next unit runs
+
+    def _run_one(self, job: Job, unit: Unit, *, progress: Callable[[UnitProgress], None],
+                 should_stop: Callable[[], bool]) -> UnitResult | BaseException:
+        try:
+            return run_with_retry(lambda j, work: self.run_unit(
+                j, unit, work=work, progress=progress, should_stop=should_stop), job, unit)
+        except Exception as exc:  # noqa: BLE001 - the runner records it; the next unit runs
+            return exc
+
+    def _run_batched(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
+                     progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]) -> Iterator[Outcome]:
+        """`batch_size`: images of one working size are stylized together; videos (and a batch that
+        ran out of memory or met a NaN loss) one at a time, as without batching."""
+        s = job.settings
+        waiting: dict[tuple[int, ...], list[tuple[Unit, np.ndarray, np.ndarray]]] = {}
+
+        def run_batch(batch: list[tuple[Unit, np.ndarray, np.ndarray]]) -> Iterator[Outcome]:
+            for unit, _, _ in batch:
+                started(unit)
+            ctx = self.context(job)
+
+            def on_progress(p: Progress) -> None:
+                for unit, _, _ in batch:
+                    progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
+
+            try:
+                result = stylize_batch(ctx, [content for _, _, content in batch], iterations=s.iterations,
+                                       progress=on_progress, should_stop=should_stop)
+            except RETRYABLE:
+                result = None  # each image alone, with the usual one safer retry (below, outside the except)
+            except Exception as exc:  # noqa: BLE001 - Interrupted, or a fault of the whole batch
+                for unit, _, _ in batch:
+                    yield unit, exc
+                return
+            for i, (unit, original, content) in enumerate(batch):
+                if result is None:
+                    release_memory()
+                    yield unit, self._run_one(job, unit, progress=progress, should_stop=should_stop)
+                    continue
+                try:
+                    write_image(unit.dst, finish(s, to_uint8(result.image[i:i + 1]), content, original),
+                                quality=s.quality)
+                except Exception as exc:  # noqa: BLE001 - this output failed; the others are written
+                    yield unit, exc
+                    continue
+                yield unit, UnitResult(loss=result.losses[i], metrics={
+                    "iterations": result.iterations, "batch": len(batch),
+                    "history": [round(x, 6) for x in result.history]})
+
+        stopped = False
+
+        def flush(batch: list[tuple[Unit, np.ndarray, np.ndarray]]) -> Iterator[Outcome]:
+            nonlocal stopped
+            for unit, outcome in run_batch(batch):
+                yield unit, outcome
+                stopped = stopped or isinstance(outcome, Interrupted)
+
+        for unit in units:
+            if unit.kind != "image":
+                started(unit)
+                outcome = self._run_one(job, unit, progress=progress, should_stop=should_stop)
+                yield unit, outcome
+                if isinstance(outcome, Interrupted):
+                    return
+                continue
+            try:
+                original = read_image(unit.src)
+            except Exception as exc:  # noqa: BLE001 - an unreadable image fails alone
+                started(unit)
                 yield unit, exc
                 continue
-            yield unit, result
+            content = working_picture(s, original)
+            group = waiting.setdefault(content.shape, [])
+            group.append((unit, original, content))
+            if len(group) == s.batch_size:
+                del waiting[content.shape]
+                yield from flush(group)
+                if stopped:
+                    return
+        for group in list(waiting.values()):
+            yield from flush(group)
+            if stopped:
+                return
 
     def prepare(self, job: Job) -> list[str]:
         self.context(job)

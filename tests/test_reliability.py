@@ -36,7 +36,6 @@ import torch
 
 from cli_helpers import nst, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
-from nst_batch.engine import NonFiniteLoss
 from nst_batch.errors import NstBatchError
 from nst_batch.events import Event, RunSummary
 from nst_batch.executors import UnitResult

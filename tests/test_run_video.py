@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import av
-import numpy as np
-import pytest
 
 from cli_helpers import nst
 from conftest import write_manifest

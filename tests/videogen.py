@@ -93,7 +93,8 @@ def make_clip(
     display_w, display_h = (height, width) if rotation % 180 else (width, height)
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", format="mp4", options=options) as container:
-        video = container.add_stream("libx264", rate=Fraction(fps))
+        # mbtree=0: the same clip bytes in every process (see media/video.py)
+        video = container.add_stream("libx264", rate=Fraction(fps), options={"x264-params": "mbtree=0"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         if rotation:
             # PyAV's angle is counter-clockwise (libavutil/display.h convention).

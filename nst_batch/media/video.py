@@ -360,7 +360,11 @@ def _add_video_stream(
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.codec_context.time_base = 1 / fps
-    stream.options = {"crf": str(crf)}
+    # mbtree=0: x264's macroblock-tree rate control reads uninitialised memory on small
+    # frames (seen at 48x36, 96x72, 160x120 px), so the same frames gave different bytes
+    # from one process to the next; without it the encode is a pure function of the
+    # pixels, which resume and Ray-equals-local rely on (issue 14).
+    stream.options = {"crf": str(crf), "x264-params": "mbtree=0"}
     # PyAV converts RGB to YUV with swscale's default BT.601 limited-range
     # matrix; say so in the file, or players assume BT.709 for HD sizes and
     # shift the colours.

@@ -70,7 +70,11 @@ class Settings:
     pooling: Literal["max", "avg"] = _f("max", "VGG pooling: max | avg")
     seed: int = _f(0, "random seed (noise init, random weights)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
-    weights: str = _f("imagenet", "imagenet | random | path to a VGG19 .pth state dict")
+    model: Literal["vgg19", "vgg16"] = _f("vgg19", "the VGG network: vgg19 | vgg16 (cheaper; no conv3_4, conv4_4, conv5_4)")
+    weights: str = _f("imagenet", "imagenet (torchvision's file for `model`) | random | path to a .pth state dict")
+    preprocess: Literal["auto", "torchvision", "caffe"] = _f(
+        "auto", "input the weights expect: torchvision (RGB in [0,1], ImageNet mean/std) | caffe (BGR, 0-255, "
+                "mean pixel subtracted; neural-style-pt's files) | auto (detected from the file, stated in the log)")
     format: Literal["png", "jpg"] = _f("png", "output image format: png | jpg")
     quality: int = _f(95, "JPEG quality 1-100 (jpg only)")
     tolerance: float = _f(1.0e-5, "stop early when the relative loss change stays below this for 10 iterations (0 = never)")
@@ -116,7 +120,8 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
 _NOT_HASHED = ("device", "memory_saving", "compile")  # and video.keep_frames, below
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.
-_HASHED_UNLESS_DEFAULT = {"scales": [1.0], "precision": "tf32", "batch_size": 1}
+_HASHED_UNLESS_DEFAULT = {"scales": [1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",
+                          "preprocess": "auto"}
 
 
 def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None) -> str:

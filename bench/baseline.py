@@ -155,7 +155,7 @@ def main() -> None:
 
     s = Settings(size=args.size, iterations=args.iterations, weights="random", device=args.device, tolerance=0.0)
     pictures = images(args.images, args.size)
-    features, _ = load_features("random", seed=0)
+    features = load_features("random", seed=0).features
     cnn = features.to(device)
     style_rgb = resize_longest(read_image(STYLE), args.size)
     job = Job(name="bench", input=REPO, styles=(StyleSpec(STYLE),), output=REPO / "unused", settings=s)

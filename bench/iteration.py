@@ -105,7 +105,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    features, _ = load_features("random", seed=0)
+    features = load_features("random", seed=0).features
     table = arms(features, args.device)
     rows = []
     for size in args.sizes:

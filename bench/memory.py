@@ -42,7 +42,7 @@ def child(width: int, memory_saving: bool, iterations: int, device: str) -> dict
     from nst_batch.weights import load_features
 
     s = Settings()
-    features, _ = load_features("random", seed=0)
+    features = load_features("random", seed=0).features
     extractor = FeatureExtractor(features, set(s.content_layers) | set(s.style_layers),
                                  memory_saving=memory_saving).to(device)
     gen = torch.Generator().manual_seed(0)

@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=15)
     args = ap.parse_args()
     s = Settings()
-    features, _ = load_features("random")
+    features = load_features("random").features
     extractor = FeatureExtractor(features, set(s.style_layers) | set(s.content_layers))
     content, style = picture(CONTENT, args.size), picture(STYLE, args.size)
     grams = style_grams(extractor, [(style, 1.0)], s.style_layers)

@@ -55,7 +55,7 @@ def main() -> None:
     args = p.parse_args()
 
     s = Settings()
-    features, _ = load_features("random", seed=0)
+    features = load_features("random", seed=0).features
     layers = set(s.content_layers) | set(s.style_layers)
     plain = FeatureExtractor(features, layers).to(args.device)
     arms: list[tuple[str, FeatureExtractor, str]] = [(pr, plain, pr) for pr in args.precisions]

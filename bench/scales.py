@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
 
-    features, _ = load_features("random", seed=0)
+    features = load_features("random", seed=0).features
     s = Settings()
     extractor = FeatureExtractor(features, set(s.content_layers) | set(s.style_layers)).to(args.device)
     content, style = picture(CONTENT, args.size, args.device), picture(STYLE, args.size, args.device)

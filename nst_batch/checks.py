@@ -19,7 +19,7 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
     """The plans that could be made, and one line per problem found."""
     plans: list[JobPlan] = []
     problems: list[str] = []
-    checked_weights: set[str] = set()
+    checked_weights: set[tuple[str, str]] = set()
 
     def attempt(func: object, *args: object) -> None:
         try:
@@ -30,9 +30,9 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
     for job in jobs:
         s = job.settings
         attempt(resolve_device, s.device)
-        if s.weights not in checked_weights:
-            checked_weights.add(s.weights)
-            attempt(_check_weights, s.weights)
+        if (s.weights, s.model) not in checked_weights:
+            checked_weights.add((s.weights, s.model))
+            attempt(_check_weights, s.weights, s.model)
         for style in job.styles:
             attempt(read_image, style.image)
         try:
@@ -46,13 +46,14 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
     return plans, problems
 
 
-def _check_weights(spec: str) -> None:
+def _check_weights(spec: str, model: str) -> None:
     if spec == "random":
         return
     if spec == "imagenet":
-        path = cache_path()
+        path = cache_path(model)
         if not path.exists():
-            raise NstBatchError(f"ImageNet VGG19 weights not found at {path}: run `nst-batch weights fetch` "
+            fetch = "nst-batch weights fetch" + ("" if model == "vgg19" else f" --model {model}")
+            raise NstBatchError(f"ImageNet {model.upper()} weights not found at {path}: run `{fetch}` "
                                 "(online) or `nst-batch weights import FILE`")
         return
-    load_state_dict_file(spec)  # type: ignore[arg-type]
+    load_state_dict_file(spec, model)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from nst_batch.manifest import Manifest, load_manifest, parse_overrides
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Batch neural style transfer (Gatys et al.) over image folders and videos.")
-weights_app = typer.Typer(no_args_is_help=True, help="Where the VGG19 weights are; fetch or import them.")
+weights_app = typer.Typer(no_args_is_help=True, help="Where the VGG19 / VGG16 weights are; fetch or import them.")
 app.add_typer(weights_app, name="weights")
 
 out = Console(highlight=False)
@@ -308,39 +308,52 @@ def init(path: Path = typer.Argument(Path("pipeline.yaml"), help="Where to write
 @weights_app.command("info")
 @_errors
 def weights_info() -> None:
-    """Where the ImageNet VGG19 weights are expected, and whether they are there."""
-    from nst_batch.weights import IMAGENET_URL, weights_info as info
+    """Where the ImageNet VGG19 and VGG16 weights are expected, and whether they are there."""
+    from nst_batch.weights import imagenet_url, weights_info as info
 
-    w = info()
-    out.print(f"imagenet weights: {w.path}")
-    if not w.exists:
-        out.print(f"  missing. Get them with `nst-batch weights fetch` (online), or download {IMAGENET_URL} "
-                  "elsewhere and run `nst-batch weights import FILE`.")
+    found = 0
+    for model in ("vgg19", "vgg16"):
+        w = info(model)
+        out.print(f"imagenet weights for `model: {model}`: {w.path}")
+        if not w.exists:
+            out.print(f"  missing. Get them with `nst-batch weights fetch --model {model}` (online), or download "
+                      f"{imagenet_url(model)} elsewhere and run `nst-batch weights import FILE`.")
+            continue
+        found += 1
+        official = ("torchvision's official IMAGENET1K_V1 file" if w.official
+                    else "NOT torchvision's official file (sha256 differs)")
+        out.print(f"  present, {w.size / 1e6:.1f} MB, {official}")
+    if not found:
         raise typer.Exit(1)
-    official = "torchvision's official IMAGENET1K_V1 file" if w.official else "NOT torchvision's official file (sha256 differs)"
-    out.print(f"  present, {w.size / 1e6:.1f} MB, {official}")
 
 
 @weights_app.command("fetch")
 @_errors
-def weights_fetch() -> None:
-    """Download torchvision's ImageNet VGG19 weights into the cache (needs internet)."""
-    from nst_batch.weights import fetch_imagenet
+def weights_fetch(model: str = typer.Option("vgg19", "--model", help="vgg19 | vgg16")) -> None:
+    """Download torchvision's ImageNet VGG19 (or VGG16) weights into the cache (needs internet)."""
+    from nst_batch.weights import IMAGENET_FILES, fetch_imagenet
 
-    out.print(f"weights ready: {fetch_imagenet()}")
+    if model not in IMAGENET_FILES:
+        raise ManifestError(f"--model: must be one of {', '.join(IMAGENET_FILES)}, got {model!r}")
+    out.print(f"weights ready: {fetch_imagenet(model)}")
 
 
 @weights_app.command("import")
 @_errors
-def weights_import(path: Path = typer.Argument(..., help="A VGG19 state dict (.pth) in torchvision's format.")) -> None:
-    """Check PATH is a VGG19 state dict and install it as the `imagenet` weights."""
+def weights_import(path: Path = typer.Argument(..., help="A VGG19 or VGG16 state dict (.pth) in torchvision's "
+                                                         "format.")) -> None:
+    """Check PATH is a VGG19 or VGG16 state dict and install it as that model's `imagenet` weights."""
     from nst_batch.weights import import_weights
 
-    target, official = import_weights(path)
-    out.print(f"installed {path} as {target}")
-    if not official:
+    done = import_weights(path)
+    out.print(f"installed {path} as {done.path} (`weights: imagenet` with `model: {done.model}`)")
+    if not done.official:
         err.print("note: this file's sha256 differs from torchvision's official IMAGENET1K_V1 file; "
                   "it will be used for `weights: imagenet` all the same", style="yellow")
+    if done.preprocess == "caffe":
+        err.print(f"note: this file looks Caffe-preprocessed ({done.why}); `weights: imagenet` assumes torchvision's "
+                  "preprocessing: add `preprocess: caffe` to the manifest, or use the file as `weights: PATH`",
+                  style="yellow")
 
 
 def entry() -> None:

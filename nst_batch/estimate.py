@@ -32,7 +32,7 @@ class JobEstimate:
 
 
 def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
-    features, _ = load_features("random")
+    features: dict[str, torch.nn.Sequential] = {}  # by model, loaded when first needed
     timings: dict[tuple[object, ...], tuple[float, float]] = {}
     out = []
     for plan in plans:
@@ -59,11 +59,13 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
         # One calibration per working size (at a 4:3 picture; 512 px for `size: original`); other
         # shapes scale with their area, as the convolutions' cost does.
         ref_side = 512 if s.size == "original" else s.size
-        key = (str(device), ref_side, s.content_layers, s.style_layers, s.optimizer)
+        key = (str(device), ref_side, s.model, s.content_layers, s.style_layers, s.optimizer)
         ref_h, ref_w = ref_side * 3 // 4, ref_side
         if key not in timings:
-            timings[key] = _seconds_per_iteration(features, s.content_layers, s.style_layers, s.optimizer,
-                                                  ref_h, ref_w, device)
+            if s.model not in features:
+                features[s.model] = load_features("random", model=s.model).features
+            timings[key] = _seconds_per_iteration(features[s.model], s.model, s.content_layers, s.style_layers,
+                                                  s.optimizer, ref_h, ref_w, device)
         per_iteration, overhead = timings[key]
         for h, w, n in shapes:
             seconds += (overhead + n * per_iteration) * (h * w) / (ref_h * ref_w)
@@ -77,10 +79,11 @@ def _scaled(h: int, w: int, size: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def _seconds_per_iteration(features: torch.nn.Sequential, content_layers: Sequence[str], style_layers: Sequence[str],
-                           optimizer: str, h: int, w: int, device: torch.device) -> tuple[float, float]:
+def _seconds_per_iteration(features: torch.nn.Sequential, model: str, content_layers: Sequence[str],
+                           style_layers: Sequence[str], optimizer: str, h: int, w: int,
+                           device: torch.device) -> tuple[float, float]:
     """(seconds per iteration, fixed seconds per picture: targets and the final evaluation)."""
-    extractor = FeatureExtractor(features, set(content_layers) | set(style_layers)).to(device)
+    extractor = FeatureExtractor(features, set(content_layers) | set(style_layers), model=model).to(device)
     gen = torch.Generator().manual_seed(0)
     content = torch.rand(1, 3, h, w, generator=gen).to(device)
     grams = style_grams(extractor, [(content, 1.0)], style_layers)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from nst_batch.engine.vgg import LAYER_NAMES
+from nst_batch.engine.vgg import layer_names
 from nst_batch.errors import ManifestError
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
 
@@ -202,12 +202,8 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
         raise where.error(f"must be between 1 and 100, got {value}")
     if key == "video.scene_cut" and not 0.0 <= value <= 1.0:
         raise where.error(f"must be between 0 and 1, got {value}")
-    if key in ("content_layers", "style_layers"):
-        if not value:
-            raise where.error("must name at least one layer")
-        for name in value:
-            if name not in LAYER_NAMES:
-                raise where.error(f"unknown VGG19 layer '{name}'" + _did_you_mean(name, LAYER_NAMES))
+    if key in ("content_layers", "style_layers") and not value:  # the names depend on `model`: _check_layers
+        raise where.error("must name at least one layer")
     if key == "scales":
         if not value:
             raise where.error("must name at least one scale, e.g. [0.25, 0.5, 1.0]")
@@ -219,9 +215,21 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
         raise where.error(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 
 
-def _settings_layer(raw: Mapping[str, Any], where: _Where, *, allowed_extra: Sequence[str] = ()) -> dict[str, Any]:
+class _Sourced(dict):  # type: ignore[type-arg]
+    """{dotted key: value}, remembering where each value was given, for checks made after merging."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wheres: dict[str, _Where] = {}
+
+    def put(self, key: str, value: Any, where: _Where) -> None:
+        self[key] = value
+        self.wheres[key] = where
+
+
+def _settings_layer(raw: Mapping[str, Any], where: _Where, *, allowed_extra: Sequence[str] = ()) -> _Sourced:
     """Validate the setting keys of one mapping (defaults or a job) → {dotted key: value}."""
-    out: dict[str, Any] = {}
+    out = _Sourced()
     known = list(SETTING_FIELDS) + list(allowed_extra)
     for key, value in raw.items():
         w = where.child(key, raw)
@@ -236,9 +244,9 @@ def _settings_layer(raw: Mapping[str, Any], where: _Where, *, allowed_extra: Seq
                 vw = w.child(vkey, value)
                 if vkey not in VIDEO_FIELDS:
                     raise vw.error(f"unknown video key '{vkey}'" + _did_you_mean(str(vkey), list(VIDEO_FIELDS)))
-                out[f"video.{vkey}"] = _checked(f"video.{vkey}", vvalue, vw)
+                out.put(f"video.{vkey}", _checked(f"video.{vkey}", vvalue, vw), vw)
         else:
-            out[key] = _checked(key, value, w)
+            out.put(key, _checked(key, value, w), w)
     return out
 
 
@@ -251,7 +259,7 @@ def _checked(key: str, value: Any, where: _Where) -> Any:
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` strings → {dotted key: value}; VALUE is read as YAML (`5`, `[a, b]`, `null`)."""
-    out: dict[str, Any] = {}
+    out = _Sourced()
     for item in items:
         where = _Where(f"--set {item}")
         key, sep, text = item.partition("=")
@@ -269,7 +277,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
                 raise w.error(f"unknown video key '{sub}'" + _did_you_mean(sub, list(VIDEO_FIELDS)))
         elif key not in SETTING_FIELDS or key == "video":
             raise w.error(f"unknown setting '{key}'" + _did_you_mean(key, list(SETTING_FIELDS)))
-        out[key] = _checked(key, value, w)
+        out.put(key, _checked(key, value, w), w)
     return out
 
 
@@ -320,7 +328,7 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
     seen: dict[str, str] = {}
     for i, job_raw in enumerate(jobs_raw):
         where = root.child("jobs", raw).child(i, jobs_raw)
-        job = _load_job(job_raw, where, base, defaults, dict(overrides or {}))
+        job = _load_job(job_raw, where, base, defaults, overrides or {})
         if job.name in seen:
             raise where.error(f"duplicate job name '{job.name}' (first at {seen[job.name]})")
         seen[job.name] = job.source
@@ -329,7 +337,7 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
     return Manifest(path=path, jobs=tuple(jobs))
 
 
-def _load_job(raw: Any, where: _Where, base: Path, defaults: dict[str, Any], overrides: dict[str, Any]) -> Job:
+def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Job:
     if not isinstance(raw, dict):
         raise where.error(f"a job must be a mapping with input, style and output, got {_kind(raw)}")
     for key in ("input", "style", "output"):
@@ -337,7 +345,8 @@ def _load_job(raw: Any, where: _Where, base: Path, defaults: dict[str, Any], ove
             raise where.error(f"missing required key '{key}'")
     own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
     merged = {**defaults, **own, **overrides}
-    settings = _build_settings(merged, where, base)
+    wheres = {k: w for layer in (defaults, own, overrides) for k, w in getattr(layer, "wheres", {}).items()}
+    settings = _build_settings(merged, where, base, wheres)
     input_path = _existing_path(raw["input"], where.child("input", raw), base, "input")
     output = _path(raw["output"], where.child("output", raw), base)
     styles = _styles(raw["style"], where.child("style", raw), base)
@@ -348,7 +357,9 @@ def _load_job(raw: Any, where: _Where, base: Path, defaults: dict[str, Any], ove
                source=f"{where.file}:{where.line}")
 
 
-def _build_settings(values: dict[str, Any], where: _Where, base: Path) -> Settings:
+def _build_settings(values: dict[str, Any], where: _Where, base: Path,
+                    wheres: Mapping[str, _Where] | None = None) -> Settings:
+    """Settings from merged values; `wheres` says where each value was given (the job's `where` if absent)."""
     video = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("video.")}
     flat = {k: v for k, v in values.items() if not k.startswith("video.")}
     if flat.get("init") not in (None, "content", "noise"):
@@ -356,6 +367,7 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path) -> Settin
     if flat.get("weights") not in (None, "imagenet", "random"):
         flat["weights"] = str(_existing_path(flat["weights"], where, base, "weights file"))
     settings = Settings(**flat, video=VideoSettings(**video))
+    _check_layers(settings, wheres or {}, where)
     slw = settings.style_layer_weights
     if slw is not None and len(slw) != len(settings.style_layers):
         raise where.error(
@@ -365,6 +377,19 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path) -> Settin
     if v.end is not None and v.end <= v.start:
         raise where.error(f"video.end ({v.end}) must be after video.start ({v.start})")
     return settings
+
+
+def _check_layers(settings: Settings, wheres: Mapping[str, _Where], job: _Where) -> None:
+    """Layer names exist in the job's model, known only once defaults, job and --set are merged."""
+    names = layer_names(settings.model)
+    vgg19 = layer_names("vgg19")
+    for key in ("content_layers", "style_layers"):
+        for name in getattr(settings, key):
+            if name not in names:
+                hint = f"; {name} is a VGG19 layer: set `model: vgg19` for it" if name in vgg19 else ""
+                where = wheres.get(key) or job.child(key)
+                problem = f"unknown {settings.model.upper()} layer '{name}'" + _did_you_mean(name, names)
+                raise where.error(problem + hint)
 
 
 def _path(value: Any, where: _Where, base: Path) -> Path:

@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from nst_batch.engine.vgg import LAYER_NAMES
+from nst_batch.engine.vgg import MODELS, layer_names
 from nst_batch.settings import Settings, VideoSettings
 
 __all__ = ["manifest_schema", "starter_manifest"]
@@ -26,7 +26,7 @@ def _type(hint: Any, name: str) -> dict[str, Any]:
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [_type(a, name) if a is not type(None) else {"type": "null"} for a in args]}
     if origin is tuple:
-        item = {"enum": list(LAYER_NAMES)} if name in _LAYER_KEYS else _type(args[0], name)
+        item = {"enum": list(layer_names("vgg19"))} if name in _LAYER_KEYS else _type(args[0], name)
         return {"type": "array", "items": item}
     return {bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
             str: {"type": "string"}}[hint]
@@ -43,6 +43,16 @@ def _properties(cls: type) -> dict[str, Any]:
             prop["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
         props[f.name] = prop
     return props
+
+
+def _model_layers() -> list[dict[str, Any]]:
+    """Layer names by `model` where a mapping names both (a job's layers under the defaults' model: the loader)."""
+    rules = []
+    for model in MODELS:
+        layers = {"type": "array", "items": {"enum": list(layer_names(model))}}
+        rules.append({"if": {"required": ["model"], "properties": {"model": {"const": model}}},
+                      "then": {"properties": {key: layers for key in _LAYER_KEYS}}})
+    return rules
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -62,6 +72,7 @@ def manifest_schema() -> dict[str, Any]:
             "output": {"type": "string", "description": "a folder, or an .mp4 file for a video input"},
             **settings,
         },
+        "allOf": _model_layers(),
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -69,7 +80,8 @@ def manifest_schema() -> dict[str, Any]:
         "required": ["version", "jobs"],
         "properties": {
             "version": {"const": 1},
-            "defaults": {"type": "object", "additionalProperties": False, "properties": settings},
+            "defaults": {"type": "object", "additionalProperties": False, "properties": settings,
+                         "allOf": _model_layers()},
             "jobs": {"type": "array", "minItems": 1, "items": job},
         },
     }

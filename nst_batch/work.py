@@ -19,7 +19,7 @@ from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Pro
 from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.media.images import keep_colors, read_image, resize_exact, resize_longest, write_image
 from nst_batch.settings import Job, Settings, working_side
-from nst_batch.weights import load_features
+from nst_batch.weights import LoadedVGG, load_features
 
 __all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_batch", "stylize_image_file",
            "working_picture", "finish"]
@@ -40,20 +40,22 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 @dataclass
 class ModelCache:
-    """VGG19 feature stacks by (weights, seed): loaded once per run, shared by jobs."""
+    """VGG feature stacks by (weights, model, preprocess, seed): loaded once per run, shared by jobs."""
 
     messages: list[str] = field(default_factory=list)  # one line per weights source loaded
-    _features: dict[tuple[str, int], torch.nn.Sequential] = field(default_factory=dict)
+    _loaded: dict[tuple[str, str, str, int], LoadedVGG] = field(default_factory=dict)
 
     def extractor(self, settings: Settings, device: torch.device) -> FeatureExtractor:
-        key = (settings.weights, settings.seed if settings.weights == "random" else 0)
-        if key not in self._features:
-            features, description = load_features(settings.weights, seed=settings.seed)
-            self._features[key] = features
-            self.messages.append(description)
+        key = (settings.weights, settings.model, settings.preprocess,
+               settings.seed if settings.weights == "random" else 0)
+        if key not in self._loaded:
+            loaded = load_features(settings.weights, model=settings.model, preprocess=settings.preprocess,
+                                   seed=settings.seed)
+            self._loaded[key] = loaded
+            self.messages.append(loaded.description)
         layers = set(settings.content_layers) | set(settings.style_layers)
-        extractor = FeatureExtractor(self._features[key], layers, pooling=settings.pooling,
-                                     memory_saving=settings.memory_saving).to(device)
+        extractor = self._loaded[key].extractor(layers, pooling=settings.pooling,
+                                                memory_saving=settings.memory_saving).to(device)
         if settings.compile:
             extractor.compile()  # nn.Module.compile: compiles forward in place, stays a FeatureExtractor
         return extractor

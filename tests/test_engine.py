@@ -15,7 +15,7 @@ STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
 @pytest.fixture(scope="module")
 def extractor() -> FeatureExtractor:
-    features, _ = load_features("random", seed=0)
+    features = load_features("random", seed=0).features
     return FeatureExtractor(features, ("conv4_2",) + STYLE)
 
 
@@ -44,7 +44,7 @@ def test_tv_and_temporal_loss_formulas() -> None:
 
 
 def test_extractor_is_cut_after_deepest_layer() -> None:
-    features, _ = load_features("random", seed=0)
+    features = load_features("random", seed=0).features
     ex = FeatureExtractor(features, ["conv1_1", "conv3_1"])
     assert len(ex.layers) == LAYER_NAMES.index("conv3_1") + 1
     out = ex(torch.rand(1, 3, 32, 32))

@@ -24,7 +24,7 @@ LAYERS = ("conv4_2",) + STYLE
 
 @pytest.fixture(scope="module")
 def features() -> nn.Sequential:
-    return load_features("random", seed=0)[0]
+    return load_features("random", seed=0).features
 
 
 def _loss_and_grad(extractor: FeatureExtractor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,15 +32,20 @@ def test_full_and_features_only_files_load(torchvision_file: Path, tmp_path: Pat
     only = tmp_path / "features.pth"
     torch.save(full.features.state_dict(), only)
     assert torch.equal(load_state_dict_file(only)["34.bias"], full.features[34].bias)
-    model, description = load_features(str(only))
-    assert torch.equal(model[0].weight, full.features[0].weight) and str(only) in description
+    loaded = load_features(str(only))
+    assert torch.equal(loaded.features[0].weight, full.features[0].weight) and str(only) in loaded.description
+    assert loaded.model == "vgg19" and f"VGG19 from {only}" in loaded.description
 
 
 def test_wrong_files_are_refused(tmp_path: Path) -> None:
     vgg16 = tmp_path / "vgg16.pth"
     torch.save(torchvision.models.vgg16(weights=None).state_dict(), vgg16)
-    with pytest.raises(WeightsError, match="not a VGG19 state dict"):
+    with pytest.raises(WeightsError, match=r"a VGG16 state dict, but `model` is vgg19: set `model: vgg16`"):
         load_state_dict_file(vgg16)
+    small = tmp_path / "small.pth"
+    torch.save({"0.weight": torch.zeros(64, 3, 3, 3)}, small)
+    with pytest.raises(WeightsError, match="not a VGG19 state dict"):
+        load_state_dict_file(small)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(WeightsError, match="cannot read|refused"):
@@ -61,25 +66,27 @@ def test_pickle_with_code_is_refused(tmp_path: Path) -> None:
     assert not Path("/tmp/nst-batch-pwned").exists()
 
 
-def test_offline_without_weights_says_how_to_fix() -> None:
+@pytest.mark.parametrize("model", ["vgg19", "vgg16"])
+def test_offline_without_weights_says_how_to_fix(model: str) -> None:
     with pytest.raises(WeightsError) as info:
-        load_features("imagenet")
+        load_features("imagenet", model=model)
     message = str(info.value)
-    assert str(cache_path()) in message and "nst-batch weights import" in message
+    assert str(cache_path(model)) in message and "nst-batch weights import" in message
+    assert f"{model.upper()} ImageNet weights not found" in message and "\n" not in message
 
 
 def test_import_then_imagenet_loads(torchvision_file: Path) -> None:
-    target, official = import_weights(torchvision_file)
-    assert target == cache_path() and target.exists() and not official
-    model, description = load_features("imagenet")
-    assert "ImageNet" in description
-    assert torch.equal(model[0].weight, load_state_dict_file(torchvision_file)["0.weight"])
+    done = import_weights(torchvision_file)
+    assert done.path == cache_path() and done.path.exists() and not done.official and done.model == "vgg19"
+    loaded = load_features("imagenet")
+    assert "ImageNet VGG19" in loaded.description and loaded.preprocess == "torchvision"
+    assert torch.equal(loaded.features[0].weight, load_state_dict_file(torchvision_file)["0.weight"])
 
 
 def test_random_weights_are_seeded() -> None:
-    a, _ = load_features("random", seed=1)
-    b, _ = load_features("random", seed=1)
-    c, _ = load_features("random", seed=2)
+    a = load_features("random", seed=1).features
+    b = load_features("random", seed=1).features
+    c = load_features("random", seed=2).features
     assert torch.equal(a[0].weight, b[0].weight) and not torch.equal(a[0].weight, c[0].weight)
 
 
@@ -92,5 +99,11 @@ def test_weights_commands(torchvision_file: Path, tmp_path: Path) -> None:
     assert (tmp_path / "th" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").exists()
     info = nst("weights", "info", env=env)
     assert info.returncode == 0 and "present" in info.stdout and "NOT torchvision's official" in info.stdout
+    vgg16 = tmp_path / "vgg16-random.pth"
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), vgg16)
+    imp = nst("weights", "import", vgg16, env=env)
+    assert imp.returncode == 0 and "model: vgg16" in imp.stdout, imp.stderr
+    assert (tmp_path / "th" / "hub" / "checkpoints" / "vgg16-397923af.pth").exists()
+    assert "vgg16-397923af.pth" in nst("weights", "info", env=env).stdout
     bad = nst("weights", "import", tmp_path / "nothing.pth", env=env)
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr

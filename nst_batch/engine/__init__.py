@@ -15,8 +15,10 @@ from nst_batch.engine.optimize import (
 )
 from nst_batch.engine.multiscale import schedule, stylize_multiscale
 from nst_batch.engine.precision import PRECISIONS, forward_precision
-from nst_batch.engine.vgg import LAYER_NAMES, FeatureExtractor, build_vgg19_features
+from nst_batch.engine.vgg import (LAYER_NAMES, FeatureExtractor, build_features, build_vgg16_features,
+                                  build_vgg19_features, layer_names)
 
 __all__ = ["content_loss", "gram", "style_loss", "temporal_loss", "tv_loss", "Interrupted", "LossWeights",
            "NonFiniteLoss", "OptimizeConfig", "Progress", "Result", "Temporal", "content_targets",
-           "style_grams", "stylize", "schedule", "stylize_multiscale", "PRECISIONS", "forward_precision", "LAYER_NAMES", "FeatureExtractor", "build_vgg19_features"]
+           "style_grams", "stylize", "schedule", "stylize_multiscale", "PRECISIONS", "forward_precision", "LAYER_NAMES", "FeatureExtractor", "build_vgg19_features",
+           "build_vgg16_features", "build_features", "layer_names"]

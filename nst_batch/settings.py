@@ -58,9 +58,13 @@ class Settings:
     # scaling), 1e6 balances style against content at conv4_2 for ImageNet VGG19.
     style_weight: float = _f(1.0e6, "weight of the style loss")
     tv_weight: float = _f(1.0e-3, "weight of the total-variation (smoothness) loss")
-    content_layers: tuple[str, ...] = _f(("conv4_2",), "VGG19 layers for the content loss")
+    # Gatys et al.'s features are the ReLU outputs of their Caffe net (as in jcjohnson's
+    # neural-style, neural-style-pt and crowsonkb): `reluX_Y`. `convX_Y` names the
+    # convolution's own output, before its ReLU.
+    content_layers: tuple[str, ...] = _f(("relu4_2",), "VGG layers for the content loss (reluX_Y: after the ReLU; "
+                                                      "convX_Y: before it)")
     style_layers: tuple[str, ...] = _f(
-        ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), "VGG19 layers for the style loss"
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "VGG layers for the style loss"
     )
     style_layer_weights: tuple[float, ...] | None = _f(None, "one weight per style layer (null = equal)")
     style_scale: float = _f(1.0, "size of the style image relative to the working size")
@@ -124,6 +128,11 @@ _HASHED_UNLESS_DEFAULT = {"scales": [1.0], "precision": "tf32", "batch_size": 1,
                           "preprocess": "auto"}
 
 
+# Bumped when the same settings give other pixels (2: scale-free losses, no per-step clamp),
+# so that outputs made by an older objective are made again rather than kept as done.
+OBJECTIVE_VERSION = 2
+
+
 def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None) -> str:
     """A short hash of everything that decides an output's pixels."""
     data = settings_to_dict(settings)
@@ -138,6 +147,7 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
             data.pop(key)
     data["styles"] = [{"image": _file_identity(s.image), "weight": s.weight} for s in styles]
     data["extra"] = extra or {}
+    data["objective"] = OBJECTIVE_VERSION
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -72,7 +72,7 @@ ROWS = [
     validate("set-syntax", _job(), 2, "--set size", "expected KEY=VALUE", args=(*RANDOM, "--set", "size")),
     # --- media: the unit fails with the file and the reason, exit 1 -----------------------------
     run("image-corrupt", _job(input="bad/broken.jpg"), 1, "broken.jpg: cannot decode the image", "1 failed"),
-    run("video-truncated", _job(input="bad/truncated.mp4"), 1, "truncated.mp4: truncated video: decoded 2 of 16"),
+    run("video-truncated", _job(input="bad/truncated.mp4"), 1, "truncated.mp4: truncated video: decoded 4 of 16"),
     run("video-text", _job(input="bad/text.mp4"), 1, "text.mp4: not a readable video"),
     run("video-no-frames", _job(input="bad/empty.avi"), 1, "empty.avi: video has no frames"),
     run("style-corrupt", _job(style="bad/broken.jpg"), 1, "broken.jpg: cannot decode the image"),
@@ -120,7 +120,7 @@ def bad_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (bad / "empty.png").write_bytes(b"")
     make_clip(bad / "truncated.mp4", frames=16, fps=12, size=(64, 48), audio=False, faststart=True)
     data = (bad / "truncated.mp4").read_bytes()
-    (bad / "truncated.mp4").write_bytes(data[: len(data) * 6 // 10])  # 2 of 16 frames decode
+    (bad / "truncated.mp4").write_bytes(data[: len(data) * 6 // 10])  # 4 of 16 frames decode
     make_not_video(bad / "text.mp4")
     make_zero_frames(bad / "empty.avi")
     (root / "nothing").mkdir()

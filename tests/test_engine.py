@@ -5,22 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Temporal, gram, style_grams, stylize,
-                              temporal_loss, tv_loss)
+from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Temporal, content_loss, gram, style_grams,
+                              style_loss, stylize, temporal_loss, tv_loss)
 from nst_batch.engine.vgg import LAYER_NAMES
 from nst_batch.weights import load_features
 
-STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
 @pytest.fixture(scope="module")
 def extractor() -> FeatureExtractor:
     features = load_features("random", seed=0).features
-    return FeatureExtractor(features, ("conv4_2",) + STYLE)
+    return FeatureExtractor(features, ("relu4_2",) + STYLE)
 
 
 def _weights(**kw: float) -> LossWeights:
-    base = dict(content=1.0, style=1e6, tv=1e-3, style_layers={n: 1 / 5 for n in STYLE}, content_layers=("conv4_2",))
+    base = dict(content=1.0, style=10.0, tv=1e-3, style_layers={n: 1 / 5 for n in STYLE}, content_layers=("relu4_2",))
     return LossWeights(**{**base, **kw})
 
 
@@ -30,6 +30,19 @@ def test_gram_matches_hand_computation() -> None:
     b = torch.tensor([0.0, 1.0, 1.0, 0.0])
     expected = torch.tensor([[a @ a, a @ b], [b @ a, b @ b]]) / (2 * 2 * 2)
     assert torch.allclose(gram(f)[0], expected)
+
+
+def test_feature_losses_are_relative_squared_errors() -> None:
+    x = torch.tensor([[[[1.0, 2.0]], [[3.0, 0.0]]]])  # (1, 2, 1, 2)
+    t = torch.tensor([[[[1.0, 0.0]], [[1.0, 1.0]]]])
+    assert content_loss(x, t).item() == pytest.approx((0 + 4 + 4 + 1) / (1 + 0 + 1 + 1))
+    g, a = gram(x), gram(t)
+    assert style_loss(x, a).item() == pytest.approx(float((g - a).pow(2).sum() / a.pow(2).sum()))
+    batch = torch.cat([x, t])  # per image, then the mean: the target image's own error is 0
+    assert content_loss(batch, torch.cat([t, t])).item() == pytest.approx(content_loss(x, t).item() / 2)
+    for k in (0.02, 50.0):  # the same number whatever the activations' scale
+        assert content_loss(k * x, k * t).item() == pytest.approx(content_loss(x, t).item(), rel=1e-5)
+        assert style_loss(k * x, gram(k * t)).item() == pytest.approx(style_loss(x, a).item(), rel=1e-5)
 
 
 def test_tv_and_temporal_loss_formulas() -> None:
@@ -112,3 +125,45 @@ def test_stop_request_interrupts(extractor: FeatureExtractor) -> None:
                 config=OptimizeConfig(iterations=50), init=content,
                 callback=calls.append, should_stop=lambda: len(calls) >= 3)
     assert len(calls) == 3
+
+
+def scaled_features(features: torch.nn.Sequential, k: float) -> torch.nn.Sequential:
+    """The same network with every activation times k: conv1_1 (weight and bias) and every other bias times k.
+
+    ReLU and max pooling commute with a positive factor, so each layer's output is exactly k x the original's.
+    """
+    import copy
+
+    out = copy.deepcopy(features)
+    convs = [m for m in out if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        convs[0].weight.mul_(k)
+        for conv in convs:
+            conv.bias.mul_(k)
+    return out
+
+
+@pytest.mark.parametrize("k", [0.02, 50.0])
+def test_the_optimisation_does_not_depend_on_the_activations_scale(k: float) -> None:
+    features = load_features("random", seed=0).features
+    with torch.no_grad():  # random weights have zero biases; give them some, as trained ones have
+        for m in features:
+            if isinstance(m, torch.nn.Conv2d):
+                m.bias.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(7))
+    layers = ("relu4_2",) + STYLE
+    plain, scaled = FeatureExtractor(features, layers), FeatureExtractor(scaled_features(features, k), layers)
+    gen = torch.Generator().manual_seed(8)
+    content = torch.rand(1, 3, 40, 48, generator=gen)
+    a, b = torch.rand(1, 3, 48, 48, generator=gen), torch.rand(1, 3, 40, 40, generator=gen)
+    assert torch.allclose(scaled(content)["relu3_1"], k * plain(content)["relu3_1"], rtol=1e-4, atol=1e-6 * k)
+    for styles in ([(a, 1.0)], [(a, 0.7), (b, 0.3)]):  # one style, and a blend
+        outs = []
+        for ex in (plain, scaled):
+            grams = style_grams(ex, styles, STYLE)
+            r = stylize(extractor=ex, content=content, grams=grams, weights=_weights(tv=1e-2),
+                        config=OptimizeConfig(iterations=6, precision="fp32"), init=content)
+            outs.append(r)
+        assert outs[0].history[-1] < 0.8 * outs[0].history[0]  # it did optimise
+        assert outs[1].history == pytest.approx(outs[0].history, rel=1e-3)
+        diff = (outs[0].image - outs[1].image).abs()  # equal up to float32 rounding, which L-BFGS amplifies a little
+        assert diff.mean() < 1e-3 and diff.max() < 0.02, (float(diff.mean()), float(diff.max()))

@@ -92,7 +92,7 @@ def test_coarse_to_fine_reaches_full_size_and_the_loss_falls(features: nn.Sequen
     ex = FeatureExtractor(features, LAYERS)
     content = torch.from_numpy(sample_photo("chelsea.jpg", 48)).permute(2, 0, 1)[None].float() / 255
     style = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(3))
-    weights = LossWeights(content=1.0, style=1e6, tv=1e-3, style_layers={n: 0.2 for n in STYLE},
+    weights = LossWeights(content=1.0, style=10.0, tv=1e-3, style_layers={n: 0.2 for n in STYLE},
                           content_layers=("conv4_2",))
     seen_sizes: list[tuple[int, ...]] = []
 

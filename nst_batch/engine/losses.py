@@ -1,11 +1,23 @@
-"""Loss terms of Gatys et al. (2015), plus total variation and Ruder et al.'s temporal loss."""
+"""Loss terms of Gatys et al. (2015), plus total variation and Ruder et al.'s temporal loss.
+
+The feature losses are *relative* squared errors: each layer's squared error divided by
+its target's squared norm, per image. Multiplying every activation by a constant k (a
+weights file trained on 0-255 inputs, say, whose activations are ~50x torchvision's)
+multiplies error and norm alike, by k^2 for content and k^4 for Grams, so the loss, its
+gradient direction and the whole optimisation are unchanged. Gatys et al.'s own sums
+(content: 1/2 sum (F-P)^2; style: 1/(4 N^2 M^2) sum (G-A)^2) grow with k^2 and k^4,
+which is why one set of default weights could not serve two weights files.
+
+The pixel losses (total variation, temporal) act on [0,1] RGB and never see the network.
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["gram", "content_loss", "style_loss", "tv_loss", "temporal_loss"]
+__all__ = ["gram", "relative_error", "content_loss", "style_loss", "tv_loss", "temporal_loss"]
+
+_TINY = 1e-30  # keeps an all-zero target (a black frame through random weights) finite
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -15,14 +27,21 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
+def relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image ||x - target||^2 / ||target||^2, averaged over the batch; x, target: (B, ...)."""
+    dims = tuple(range(1, x.ndim))
+    return ((x - target).pow(2).sum(dims) / target.pow(2).sum(dims).clamp_min(_TINY)).mean()
+
+
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of activations (normalised by their size)."""
-    return F.mse_loss(features, target)
+    """Relative squared error of activations: (B, C, H, W) against the content's (B, C, H, W)."""
+    return relative_error(features, target)
 
 
 def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between the Gram matrix of `features` and a target Gram."""
-    return F.mse_loss(gram(features), target_gram.expand(features.shape[0], -1, -1))
+    """Relative squared error of the Gram of `features` (B, C, H, W) against a target Gram (1 or B, C, C)."""
+    g = gram(features)
+    return relative_error(g, target_gram.expand_as(g))
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:

@@ -1,22 +1,23 @@
-"""The Gatys et al. (2015) optimisation of one image: tensors in, tensors out.
+"""The optimiser loop alone: L-BFGS or Adam over the pixels, stopping rule, best image.
 
+It knows nothing of the loss terms: it minimises an `Objective` (objective.py).
 No files, no printing: progress leaves through a callback with a small dataclass.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
-from nst_batch.engine.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
-from nst_batch.engine.precision import forward_precision
+from nst_batch.engine.objective import (LossWeights, Objective, Temporal, build_objective, content_targets,
+                                        style_grams)
 from nst_batch.engine.vgg import FeatureExtractor
 
 __all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Temporal", "Interrupted",
-           "NonFiniteLoss", "style_grams", "content_targets", "stylize"]
+           "NonFiniteLoss", "style_grams", "content_targets", "optimize", "stylize"]
 
 _PATIENCE = 10  # iterations the relative change must stay under `tolerance` to stop early
 
@@ -30,30 +31,16 @@ class NonFiniteLoss(ArithmeticError):
 
 
 @dataclass(frozen=True)
-class LossWeights:
-    content: float
-    style: float
-    tv: float
-    style_layers: Mapping[str, float]  # layer -> relative weight (sums to 1)
-    content_layers: Sequence[str]
-    temporal: float = 0.0
-
-
-@dataclass(frozen=True)
 class OptimizeConfig:
     iterations: int
     optimizer: str = "lbfgs"  # lbfgs | adam
     learning_rate: float = 0.02  # adam only
     tolerance: float = 0.0
     precision: str = "tf32"  # fp32 | tf32 | bf16, of the VGG forward (see engine/precision.py)
-
-
-@dataclass(frozen=True)
-class Temporal:
-    """The previous stylized frame warped to this one, and where to trust it."""
-
-    warped: torch.Tensor  # (1, 3, H, W) in [0,1]
-    mask: torch.Tensor  # (1, 1, H, W) in [0,1]
+    # Pixels are optimised unconstrained and clamped to [0,1] on output, as jcjohnson's
+    # neural-style does: a clamp after each step moves them behind L-BFGS's back and
+    # spoils its curvature pairs. True restores the per-step clamp (bench/quality.py arm).
+    clamp_each_step: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,66 +61,31 @@ class Result:
     losses: list[float] = field(default_factory=list)  # each image's own final loss (a batch: one per image)
 
 
-@torch.no_grad()
-def style_grams(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor, float]],
-                layers: Sequence[str], *, precision: str = "tf32") -> dict[str, torch.Tensor]:
-    """Target Grams of one or several style images, blended by weight: {layer: (1, C, C)}.
-
-    Computed once per job; under no_grad (not inference_mode: the targets are later
-    used in autograd graphs, which inference tensors cannot join).
-    """
-    total = sum(w for _, w in styles)
-    out: dict[str, torch.Tensor] = {}
-    for image, weight in styles:
-        with forward_precision(image.device, precision):
-            feats = extractor(image)
-        for name in layers:
-            g = gram(feats[name]) * (weight / total)
-            out[name] = out[name] + g if name in out else g
-    return out
-
-
-@torch.no_grad()
-def content_targets(extractor: FeatureExtractor, content: torch.Tensor, layers: Sequence[str], *,
-                    precision: str = "tf32") -> dict[str, torch.Tensor]:
-    with forward_precision(content.device, precision):
-        feats = extractor(content)
-    return {name: feats[name] for name in layers}
-
-
 def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mapping[str, torch.Tensor],
             weights: LossWeights, config: OptimizeConfig, init: torch.Tensor,
             temporal: Temporal | None = None, callback: Callable[[Progress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> Result:
-    """Optimise pixels starting from `init` (B, 3, H, W) in [0,1]; content and grams are fixed targets.
+    """The Gatys objective for `content` with fixed style `grams`, minimised from `init` (B, 3, H, W) in [0,1]."""
+    objective = build_objective(extractor=extractor, content=content, grams=grams, weights=weights,
+                                temporal=temporal, precision=config.precision)
+    return optimize(objective, init=init, config=config, callback=callback, should_stop=should_stop)
 
-    A batch (B > 1) is optimised as one problem whose loss is the mean of the images' losses
-    (the Grams are per image); `Result.losses` gives each image's own final loss.
+
+def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig,
+             callback: Callable[[Progress], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Result:
+    """Minimise `objective` over the pixels, starting from `init` (B, 3, H, W) in [0,1].
+
+    A batch (B > 1) is optimised as one problem whose loss is the mean of the images' losses;
+    `Result.losses` gives each image's own final loss.
     """
-    targets = content_targets(extractor, content, weights.content_layers, precision=config.precision)
     image = init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
-
-    def loss_terms(x: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
-        """The loss terms of `x`, the images `rows` of the batch."""
-        with forward_precision(x.device, config.precision):
-            feats = extractor(x)  # one forward pass serves every term; float32 out
-        terms = {
-            "content": sum(content_loss(feats[n], targets[n][rows]) for n in weights.content_layers) * weights.content,
-            "style": sum(style_loss(feats[n], grams[n]) * w for n, w in weights.style_layers.items()) * weights.style,
-            "tv": tv_loss(x) * weights.tv,
-        }
-        if temporal is not None and weights.temporal > 0:
-            terms["temporal"] = temporal_loss(x, temporal.warped[rows], temporal.mask[rows]) * weights.temporal
-        return terms
-
     last: dict[str, torch.Tensor] = {}
-    # L-BFGS with clamped pixels can overshoot late in a run; we return the best
-    # image evaluated, not merely the last (one small copy per iteration).
-    best = _Best()
+    best = _Best()  # the lowest loss evaluated, not merely the last (L-BFGS can overshoot late in a run)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        terms = loss_terms(image)
+        terms = objective(image)
         total = sum(terms.values())
         total.backward()
         last.clear()
@@ -155,9 +107,11 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
         if should_stop is not None and should_stop():
             raise Interrupted
         optimizer.step(closure)
-        with torch.no_grad():
-            image.clamp_(0, 1)
-        loss = float(last["total"])
+        if config.clamp_each_step:
+            with torch.no_grad():
+                image.clamp_(0, 1)
+        values = {k: float(v) for k, v in last.items()}  # one conversion (one device sync) per iteration
+        loss = values.pop("total")
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"loss became {loss} at iteration {it}")
         done = it
@@ -166,16 +120,17 @@ def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mappin
             calm = calm + 1 if change < config.tolerance else 0
         history.append(loss)
         if callback is not None:
-            callback(Progress(it, config.iterations, loss, {k: float(v) for k, v in last.items() if k != "total"}))
+            callback(Progress(it, config.iterations, loss, values))
         if calm >= _PATIENCE:
             break
 
     with torch.no_grad():
-        final = loss_terms(image)
+        final = objective(image)
         best.offer(image, {**final, "total": sum(final.values())})
         losses = [best.loss] if best.image.shape[0] == 1 else [
-            float(sum(loss_terms(best.image[i:i + 1], slice(i, i + 1)).values())) for i in range(best.image.shape[0])]
-    return Result(image=best.image, loss=best.loss, terms=best.terms, iterations=done, history=history, losses=losses)
+            float(sum(objective(best.image[i:i + 1], slice(i, i + 1)).values())) for i in range(best.image.shape[0])]
+    return Result(image=best.image.clamp(0, 1), loss=best.loss, terms=best.terms, iterations=done, history=history,
+                  losses=losses)
 
 
 @dataclass

@@ -15,7 +15,7 @@ of its quality" when its style distance has fallen 95 % of the way the reference
 from the photo's, and its content distance is no more than 1.05x the reference's.
 
 usage: python bench/quality.py --weights ~/.cache/nst-batch-dev/vgg19-from16.pth --size 256
-       [--pairs astronaut:starry_night,...] [--arms default,ref:iterations=1000:tolerance=0,...]
+       [--pairs astronaut:starry_night,...] [--arms "default;ref:iterations=1000:tolerance=0;..."]
        [--save-images DIR]
 """
 
@@ -113,7 +113,7 @@ class Distances:
 
 
 def run_arm(settings: Settings, content: torch.Tensor, style_rgb: Any, extractor: Any, every: int, *,
-            clamp: bool = False) -> dict[str, Any]:
+            clamp: bool = True) -> dict[str, Any]:
     """One stylization as the product makes it; snapshots every `every` iterations, timed apart."""
     from nst_batch.engine import LossWeights, style_grams
 
@@ -143,7 +143,38 @@ def run_arm(settings: Settings, content: torch.Tensor, style_rgb: Any, extractor
     config = OptimizeConfig(iterations=s.iterations, optimizer=s.optimizer, learning_rate=s.learning_rate,
                             tolerance=s.tolerance, precision=s.precision,
                             clamp_each_step=clamp)
-    result = optimize(observed, init=init, config=config)  # type: ignore[arg-type]
+    if tuple(s.scales) == (1.0,):
+        result = optimize(observed, init=init, config=config)  # type: ignore[arg-type]
+    else:  # coarse-to-fine as the product runs it; snapshots of coarse steps are enlarged for the yardstick
+        import nst_batch.engine.multiscale as ms
+        from nst_batch.engine import schedule, stylize_multiscale
+
+        def observed_stylize(**kw: Any) -> Any:
+            obj = build_objective(extractor=kw["extractor"], content=kw["content"], grams=kw["grams"],
+                                  weights=kw["weights"], temporal=kw["temporal"], precision=kw["config"].precision)
+
+            def watch(image: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+                if calls[0] % every == 0:
+                    t0 = time.perf_counter()
+                    snaps.append((calls[0], t0 - started - paused[0],
+                                  ms.resize(image.detach().clamp(0, 1), tuple(content.shape[-2:])).clone()))
+                    paused[0] += time.perf_counter() - t0
+                calls[0] += 1
+                return obj(image, rows)
+
+            return optimize(watch, init=kw["init"], config=kw["config"], callback=kw["callback"],  # type: ignore[arg-type]
+                            should_stop=kw["should_stop"])
+
+        def grams_at(scale: float) -> Any:
+            small = ms.resize(style_px, ms.scaled_size(style_px, scale)) if scale != 1.0 else style_px
+            return style_grams(extractor, [(small, 1.0)], s.style_layers)
+
+        real, ms.stylize = ms.stylize, observed_stylize
+        try:
+            result = stylize_multiscale(extractor=extractor, content=content, grams_at=grams_at, weights=weights,
+                                        config=config, init=init, steps=schedule(s.scales, s.iterations))
+        finally:
+            ms.stylize = real
     seconds = time.perf_counter() - started - paused[0]
     return {"result": result, "seconds": seconds, "snaps": snaps, "style_px": style_px}
 
@@ -168,10 +199,13 @@ def main() -> None:
         photo, style_name = pair.split(":")
         content = to_tensor(resize_longest(read_image(PICTURES[photo]), args.size), torch.device("cpu"))
         style_rgb = read_image(PICTURES[style_name])
-        for arm in args.arms.split(","):
+        for arm in args.arms.split(";"):
             name, _, spec = arm.partition(":")
-            over = parse_overrides([kv for kv in spec.split(":") if kv]) if spec else {}
-            clamp = bool(over.pop("clamp_each_step", False))
+            items = [kv for kv in spec.split(":") if kv]
+            # an engine option, not a product setting: clamp_each_step=true|false (default: the engine's)
+            clamp = {"clamp_each_step=true": True, "clamp_each_step=false": False}.get(
+                next((kv for kv in items if kv.startswith("clamp_each_step")), ""), OptimizeConfig(1).clamp_each_step)
+            over = parse_overrides([kv for kv in items if not kv.startswith("clamp_each_step")])
             settings = dataclasses.replace(base, **{k: v for k, v in over.items() if "." not in k})
             key = (settings.model, settings.weights, settings.content_layers, settings.style_layers, settings.pooling)
             if key not in extractors:

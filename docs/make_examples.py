@@ -1,7 +1,8 @@
 """Make docs/controls.jpg: one sample photo under each artistic control, side by side.
 
-    python docs/make_examples.py                  # seeded RANDOM weights (what this offline machine has)
-    python docs/make_examples.py --weights imagenet   # the real thing, once the weights are installed
+    python docs/make_examples.py --weights imagenet      # torchvision's ImageNet VGG19
+    python docs/make_examples.py --weights ~/.cache/nst-batch-dev/vgg19-from16.pth   # trained VGG16 features
+                                                         # (../shared/tools/trained_vgg.py; how docs/controls.jpg was made)
 
 Every tile is labelled with its setting, and the picture says which weights made it.
 """
@@ -40,7 +41,7 @@ def label(rgb: np.ndarray, text: str) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="random")
+    p.add_argument("--weights", default="imagenet")
     p.add_argument("--size", type=int, default=160)
     p.add_argument("--iterations", type=int, default=80)
     p.add_argument("--out", type=Path, default=REPO / "docs" / "controls.jpg")
@@ -48,10 +49,8 @@ def main() -> None:
 
     content_path = REPO / "samples" / "photos" / "chelsea.jpg"
     style_path = REPO / "samples" / "styles" / "starry_night.jpg"
-    # Random weights give small style losses; 1e9 makes the style act visibly (ImageNet: the default 1e6).
-    style_weight = 1e9 if args.weights == "random" else 1e6
-    base = Settings(size=args.size, iterations=args.iterations, weights=args.weights, device="auto",
-                    style_weight=style_weight)
+    # The product's defaults (the losses are scale-free: no per-weights style_weight).
+    base = Settings(size=args.size, iterations=args.iterations, weights=args.weights, device="auto")
     content = resize_longest(read_image(content_path), args.size)
     models = ModelCache()
     tiles = [label(content, "content"), label(resize_longest(read_image(style_path), args.size)[:content.shape[0], :content.shape[1]], "style")]
@@ -66,7 +65,7 @@ def main() -> None:
     rows = [np.hstack(tiles[i:i + 5]) for i in range(0, len(tiles), 5)]
     grid = np.vstack(rows)
     note = "seeded RANDOM VGG19 weights: shows what each control does, not what ImageNet weights paint" \
-        if args.weights == "random" else f"weights: {args.weights}"
+        if args.weights == "random" else f"weights: {Path(args.weights).name} (trained ImageNet features), defaults otherwise"
     write_image(args.out, label(grid, note), quality=88)
     print("wrote", args.out)
 

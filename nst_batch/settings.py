@@ -54,10 +54,12 @@ class Settings:
     optimizer: Literal["lbfgs", "adam"] = _f("lbfgs", "lbfgs | adam")
     learning_rate: float = _f(0.02, "Adam step size on [0,1] pixels (adam only)")
     content_weight: float = _f(1.0, "weight of the content loss")
-    # With Grams normalised by C*H*W and mean-squared errors (the PyTorch tutorial's
-    # scaling), 1e6 balances style against content at conv4_2 for ImageNet VGG19.
-    style_weight: float = _f(1.0e6, "weight of the style loss")
-    tv_weight: float = _f(1.0e-3, "weight of the total-variation (smoothness) loss")
+    # The losses are scale-free (engine/objective.py), so these hold for any trained VGG.
+    # Tuned on trained ImageNet VGG16 features (BENCHMARKS.md, "Picture quality"): style 5
+    # paints the style unmistakably and keeps faces and buildings recognisable (3: mild,
+    # 10-30: the photo fades); tv 2 removes L-BFGS's colour speckle at no measured cost.
+    style_weight: float = _f(5.0, "weight of the style loss (2-3: more of the photo; 10-30: more of the style)")
+    tv_weight: float = _f(2.0, "weight of the total-variation (smoothness) loss")
     # Gatys et al.'s features are the ReLU outputs of their Caffe net (as in jcjohnson's
     # neural-style, neural-style-pt and crowsonkb): `reluX_Y`. `convX_Y` names the
     # convolution's own output, before its ReLU.
@@ -81,9 +83,10 @@ class Settings:
                 "mean pixel subtracted; neural-style-pt's files) | auto (detected from the file, stated in the log)")
     format: Literal["png", "jpg"] = _f("png", "output image format: png | jpg")
     quality: int = _f(95, "JPEG quality 1-100 (jpg only)")
-    tolerance: float = _f(1.0e-5, "stop early when the relative loss change stays below this for 10 iterations (0 = never)")
+    tolerance: float = _f(1.0e-3, "stop early when the relative loss change stays below this for 10 iterations "
+                                  "(0 = never); each scale stops by itself")
     scales: tuple[float, ...] = _f(
-        (1.0,), "coarse-to-fine schedule: fractions of `size`, ascending, ending at 1.0; iterations split evenly "
+        (0.5, 1.0), "coarse-to-fine schedule: fractions of `size`, ascending, ending at 1.0; iterations split evenly "
                 "(cold starts only; warm-started video frames run at full size)")
     precision: Literal["fp32", "tf32", "bf16"] = _f(
         "tf32", "arithmetic of the VGG forward on CUDA: fp32 | tf32 | bf16 (autocast; Grams and losses stay fp32); "
@@ -124,7 +127,7 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
 _NOT_HASHED = ("device", "memory_saving", "compile")  # and video.keep_frames, below
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.
-_HASHED_UNLESS_DEFAULT = {"scales": [1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",
+_HASHED_UNLESS_DEFAULT = {"scales": [0.5, 1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",
                           "preprocess": "auto"}
 
 

@@ -95,5 +95,7 @@ def test_default_stylization_takes_the_style_and_keeps_the_subject() -> None:
 
     content0, style0 = distances(to_tensor(photo, torch.device("cpu")))
     content1, style1 = distances(out)
-    assert style1 < 0.5 * style0, (style0, style1)
-    assert content1 < 0.8, content1  # measured bounds: see BENCHMARKS.md
+    # Measured with the defaults at 96 px, 60 iterations: style 1.80 -> 0.049, content 0 -> 0.57.
+    # The old defaults (style_weight 1e6 on unnormalised losses) gave content ~0.98: the photo erased.
+    assert style1 < 0.1 * style0, (style0, style1)
+    assert content1 < 0.75, content1

@@ -31,7 +31,7 @@ def macs(height: int, width: int, style_layers: tuple[str, ...], content_layers:
         if name.startswith("conv"):
             c_out = _CHANNELS[int(name[4])]
             vgg += 9 * c_in * c_out * h * w
-            if name in style_layers:
+            if name in style_layers or name.replace("conv", "relu") in style_layers:  # a Gram after conv or its ReLU
                 gram += c_out * c_out * h * w  # F F^T
             c_in = c_out
         elif name.startswith("pool"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ PICTURES = {
     "starry_night": REPO / "samples/styles/starry_night.jpg", "graffiti": REPO / "samples/styles/graffiti.jpg",
     "baboon": OPENCV_DATA / "baboon.jpg",
 }
-YARDSTICK = Path.home() / ".cache/nst-batch-dev/vgg16-torch.pth"
+YARDSTICK = Path(os.environ.get("NST_BATCH_TRAINED_DIR", Path.home() / ".cache/nst-batch-dev")) / "vgg16-torch.pth"
 _VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -192,7 +193,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     stick = Yardstick(YARDSTICK)
-    base = dataclasses.replace(Settings(), weights=args.weights, device="cpu")
+    base = dataclasses.replace(Settings(), weights=args.weights, model=args.model, device="cpu")
     extractors: dict[tuple, Any] = {}
     rows = []
     for pair in args.pairs.split(","):

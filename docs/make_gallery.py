@@ -86,7 +86,7 @@ def main() -> None:
         label(fit(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), args.tile), f"style: {s}")
         for s, path in STYLES.items()]
     grid = np.vstack([np.hstack(header), *rows])
-    note = f"nst-batch defaults, {args.model}, weights {Path(args.weights).name} (trained ImageNet VGG16 features)"
+    note = f"nst-batch defaults but model {args.model}, size {args.size}; weights {Path(args.weights).name}"
     out = label(grid, note)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])

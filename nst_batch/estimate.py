@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from nst_batch.device import resolve_device
-from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, style_grams, stylize
+from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, schedule, style_grams, stylize
 from nst_batch.media.images import read_image, resize_longest
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan
@@ -46,13 +46,13 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
                 fps = float(info.fps)
                 end = info.duration if s.video.end is None else min(s.video.end, info.duration)
                 frames = max(1, round((end - s.video.start) * fps))
-                n = s.video.first_iterations + (frames - 1) * (s.video.iterations if s.video.warm_start
-                                                                else s.video.first_iterations)
+                cold = _cost(s.scales, s.video.first_iterations)
+                n = cold + (frames - 1) * (s.video.iterations if s.video.warm_start else cold)
                 h, w = _scaled(info.height, info.width, working_side(s.size, info.height, info.width))
             else:
                 image = read_image(unit.src)
                 h, w = resize_longest(image, working_side(s.size, *image.shape[:2])).shape[:2]
-                n = s.iterations
+                n = _cost(s.scales, s.iterations)
             shapes.append((h, w, n))
             total_iterations += n
         seconds = 0.0
@@ -72,6 +72,11 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
         per = seconds / total_iterations if total_iterations else 0.0
         out.append(JobEstimate(plan.job.name, len(plan.units), total_iterations, per, seconds))
     return out
+
+
+def _cost(scales: Sequence[float], iterations: int) -> int:
+    """A cold start's iterations in full-size equivalents: a step at scale f costs about f^2 of one at full size."""
+    return round(sum(n * f * f for f, n in schedule(scales, iterations)))
 
 
 def _scaled(h: int, w: int, size: int) -> tuple[int, int]:

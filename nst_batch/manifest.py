@@ -373,6 +373,10 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path,
         raise where.error(
             f"style_layer_weights has {len(slw)} values but style_layers has {len(settings.style_layers)}"
         )
+    if slw is not None and (any(w < 0 for w in slw) or not any(w > 0 for w in slw)):
+        raise where.error(f"style_layer_weights must be >= 0 with at least one > 0, got {list(slw)}")
+    if settings.content_weight == settings.style_weight == settings.tv_weight == 0:
+        raise where.error("content_weight, style_weight and tv_weight are all 0: nothing to optimise")
     v = settings.video
     if v.end is not None and v.end <= v.start:
         raise where.error(f"video.end ({v.end}) must be after video.start ({v.start})")

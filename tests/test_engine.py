@@ -167,3 +167,24 @@ def test_the_optimisation_does_not_depend_on_the_activations_scale(k: float) -> 
         assert outs[1].history == pytest.approx(outs[0].history, rel=1e-3)
         diff = (outs[0].image - outs[1].image).abs()  # equal up to float32 rounding, which L-BFGS amplifies a little
         assert diff.mean() < 1e-3 and diff.max() < 0.02, (float(diff.mean()), float(diff.max()))
+
+
+@pytest.mark.parametrize("clamp", [True, False])
+def test_pixels_are_projected_onto_0_1_after_each_step_unless_asked_not_to(extractor: FeatureExtractor,
+                                                                             clamp: bool) -> None:
+    from nst_batch.engine import build_objective, optimize
+
+    gen = torch.Generator().manual_seed(9)
+    content = torch.rand(1, 3, 32, 32, generator=gen)
+    grams = style_grams(extractor, [(torch.rand(1, 3, 32, 32, generator=gen), 1.0)], STYLE)
+    objective = build_objective(extractor=extractor, content=content, grams=grams, weights=_weights(style=1e3))
+    seen: list[tuple[float, float]] = []
+
+    def watched(image: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+        seen.append((float(image.min()), float(image.max())))
+        return objective(image, rows)
+
+    result = optimize(watched, init=content, config=OptimizeConfig(iterations=12, clamp_each_step=clamp))  # type: ignore[arg-type]
+    inside = all(lo >= 0.0 and hi <= 1.0 for lo, hi in seen)
+    assert inside == clamp, seen  # unconstrained L-BFGS leaves [0,1] on this problem
+    assert 0.0 <= float(result.image.min()) and float(result.image.max()) <= 1.0  # the output always is in range

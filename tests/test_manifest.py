@@ -115,6 +115,12 @@ BAD = [
      ["weights file not found"]),
     ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
      "    style_layer_weights: [1, 2]\n", ["style_layer_weights has 2 values but style_layers has 5"]),
+    ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
+     "    style_layer_weights: [0, 0, 0, 0, 0]\n", ["p.yaml:3: jobs[0]", "style_layer_weights must be >= 0 with at least one > 0"]),
+    ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
+     "    style_layer_weights: [1, -1, 1, 1, 1]\n", ["style_layer_weights must be >= 0"]),
+    ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
+     "    content_weight: 0\n    style_weight: 0\n    tv_weight: 0\n", ["are all 0: nothing to optimise"]),
 ]
 
 

@@ -41,7 +41,7 @@ class OptimizeConfig:
     # unconstrained and clamping on output (jcjohnson's neural-style), keeps L-BFGS's
     # curvature pairs exact, but the optimum it finds lies partly outside [0,1], and the
     # clamp at the end undoes that part: on trained VGG16 features the projected run
-    # reached a 9-17 % lower objective at the clamped output, with 30-40 % lower style
+    # reached a 9-17 % lower objective at the clamped output, with 22-43 % lower style
     # distance (BENCHMARKS.md, "Picture quality"). False: unconstrained (bench arm).
     clamp_each_step: bool = True
 

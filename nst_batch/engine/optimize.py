@@ -101,7 +101,10 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
         # counted and reported; the curvature history persists across step() calls.
         optimizer: torch.optim.Optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=50)
     else:
-        optimizer = torch.optim.Adam([image], lr=config.learning_rate)
+        # The relative losses are means, so a pixel's gradient shrinks with the picture's size
+        # (~1e-7 at 512 px), down where Adam's default eps (1e-8) would damp its steps and make
+        # them depend on the size and on a batch's 1/B: a far smaller eps keeps Adam scale-free.
+        optimizer = torch.optim.Adam([image], lr=config.learning_rate, eps=1e-20)
 
     history: list[float] = []
     calm = 0

@@ -165,8 +165,10 @@ def test_the_optimisation_does_not_depend_on_the_activations_scale(k: float) -> 
             outs.append(r)
         assert outs[0].history[-1] < 0.8 * outs[0].history[0]  # it did optimise
         assert outs[1].history == pytest.approx(outs[0].history, rel=1e-3)
-        diff = (outs[0].image - outs[1].image).abs()  # equal up to float32 rounding, which L-BFGS amplifies a little
-        assert diff.mean() < 1e-3 and diff.max() < 0.02, (float(diff.mean()), float(diff.max()))
+        # Equal up to float32 rounding, which L-BFGS amplifies (measured: mean 4e-4 to 1.5e-3, max 0.01-0.02,
+        # by thread count); losses that were not scale-free would shift the balance by k^2 and differ wholesale.
+        diff = (outs[0].image - outs[1].image).abs()
+        assert diff.mean() < 4e-3 and diff.max() < 0.05, (float(diff.mean()), float(diff.max()))
 
 
 @pytest.mark.parametrize("clamp", [True, False])

@@ -37,4 +37,5 @@ jobs:
     events: list[Event] = []
     summary = run(jobs, executor=LocalExecutor(), emit=events.append, should_stop=lambda: False)
     assert [j.done for j in summary.jobs] == [3, 3]
-    assert len(calls) == 2  # two jobs, six images, 2 iterations each: still one target computation per job
+    # two jobs, six images, 2 iterations each: one target computation per job and scale (`scales: [0.5, 1.0]`)
+    assert len(calls) == 2 * len(jobs[0].settings.scales) == 4

@@ -66,7 +66,7 @@ def test_scale_invariance_on_trained_features(trained: torch.nn.Sequential, k: f
         assert runs[0].history[-1] < 0.9 * runs[0].history[0]
         assert runs[1].history == pytest.approx(runs[0].history, rel=1e-3)
         diff = (runs[0].image - runs[1].image).abs()
-        assert diff.mean() < 1e-3 and diff.max() < 0.02, (float(diff.mean()), float(diff.max()))
+        assert diff.mean() < 4e-3 and diff.max() < 0.05, (float(diff.mean()), float(diff.max()))
 
 
 def _config(iterations: int):  # type: ignore[no-untyped-def]

@@ -235,7 +235,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
     span_end = v.start + len(paths) / float(fps)
     frames = paths if settings.output_size == "working" else (
         resize_exact(read_image(p), info.width, info.height) for p in paths)  # the source's own size
-    encode_video(frames, dst, fps=fps, audio_source=src if info.has_audio else None,
+    encoded = encode_video(frames, dst, fps=fps, audio_source=src if info.has_audio else None,
                  audio_start=v.start, audio_end=span_end)
     if v.keep_frames:
         _keep_frames(paths, dst.with_name(dst.stem + "_frames"))
@@ -250,6 +250,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         "iterations_cold": _mean([r["iterations"] for r in recs if r.get("cold")]),
         "iterations_warm": _mean([r["iterations"] for r in recs if not r.get("cold")]),
         "has_audio": info.has_audio,
+        "audio_warning": encoded.audio_warning,
     }
     if len(segments) > 1:
         metrics.update(segments=len(segments), e_warp_seam=seam_flicker.values()[0],

@@ -21,7 +21,7 @@ import numpy as np
 from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "encode_video", "is_video_file", "probe_video", "read_frames"]
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "is_video_file", "probe_video", "read_frames"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
 
@@ -45,6 +45,19 @@ _AAC_FALLBACK_RATE = 48000
 # value 6 is SMPTE 170M (BT.601), AVColorRange 1 is limited ("tv") range.
 _BT601 = 6
 _LIMITED_RANGE = 1
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """What `encode_video` wrote.
+
+    frames: video frames written.
+    audio_warning: None when the audio came through whole (or the source had none);
+        otherwise one line saying what was lost, for the log, the summary and the report.
+    """
+
+    frames: int
+    audio_warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,7 @@ def encode_video(
     audio_start: float = 0.0,
     audio_end: float | None = None,
     crf: int = 18,
-) -> None:
+) -> EncodeResult:
     """Encode RGB frames (arrays, or paths of image files) to H.264 yuv420p in an MP4.
 
     Frame i gets timestamp i / fps exactly, so the video lasts n / fps.
@@ -151,6 +164,7 @@ def encode_video(
             raise MediaError(f"{out}: encoding failed ({_reason(exc)})") from exc
         except _OutputError as exc:
             raise MediaError(f"{out}: {exc}") from exc
+    return EncodeResult(frames=count)
 
 
 class _OutputError(Exception):

@@ -21,6 +21,8 @@ import yaml
 
 from nst_batch.engine.vgg import layer_names
 from nst_batch.errors import ManifestError
+from nst_batch.media.images import IMAGE_SUFFIXES, is_image_file
+from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
 
 __all__ = ["Manifest", "load_manifest", "read_yaml", "parse_overrides", "SETTING_FIELDS", "VIDEO_FIELDS"]
@@ -349,6 +351,7 @@ def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], 
     settings = _build_settings(merged, where, base, wheres)
     input_path = _existing_path(raw["input"], where.child("input", raw), base, "input")
     output = _path(raw["output"], where.child("output", raw), base)
+    _check_kinds(input_path, output, where.child("output", raw))
     styles = _styles(raw["style"], where.child("style", raw), base)
     name = raw.get("name", input_path.stem)
     if not isinstance(name, str) or not name.strip():
@@ -432,13 +435,41 @@ def _styles(value: Any, where: _Where, base: Path) -> tuple[StyleSpec, ...]:
     return tuple(specs)
 
 
+def _check_kinds(src: Path, output: Path, where: _Where) -> None:
+    """The output is what the input makes: a folder for a folder; an image file (or a folder) for an
+    image; an .mp4 (or a folder) for a video. Found now, not after a night's optimisation."""
+    suffix = output.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_EXTENSIONS:
+        return  # a folder
+    if src.is_dir():
+        raise where.error(f"the input {src} is a folder, so the output must be a folder, not the file name "
+                          f"{output.name} (e.g. output: {output.with_suffix('').name})")
+    if is_video_file(src):
+        if suffix in IMAGE_SUFFIXES:
+            raise where.error(f"the input {src.name} is a video, so the output is a video: name it "
+                              f"{output.stem}.mp4 (or give a folder), not {output.name}")
+        if suffix != ".mp4":
+            raise where.error(f"a video is written as an H.264 mp4: name the output {output.stem}.mp4 "
+                              f"(or give a folder), not {output.name}")
+    elif is_image_file(src) and suffix in VIDEO_EXTENSIONS:
+        raise where.error(f"the input {src.name} is an image, so the output is an image: name it "
+                          f"{output.stem}.png or .jpg (or give a folder), not {output.name}")
+
+
 def _check_outputs(jobs: Sequence[Job]) -> None:
-    """No job may write into another job's input, and no two jobs may share an output."""
-    outputs: dict[Path, Job] = {}
-    for job in jobs:
-        if job.output in outputs:
-            raise ManifestError(f"{job.source}: output: jobs '{outputs[job.output].name}' and '{job.name}' write to the same output {job.output}")
-        outputs[job.output] = job
+    """No job may write into another job's input, and no two jobs' outputs may meet: the same path, or
+    one inside the other (their files, locks and ledgers would mix)."""
+    for i, job in enumerate(jobs):
+        for other in jobs[:i]:
+            both = f"jobs '{other.name}' ({other.source}) and '{job.name}' ({job.source})"
+            if job.output == other.output:
+                raise ManifestError(f"{job.source}: output: {both} write to the same output {job.output}; "
+                                    "give each job its own")
+            if other.output in job.output.parents or job.output in other.output.parents:
+                inner, outer = (job, other) if other.output in job.output.parents else (other, job)
+                raise ManifestError(f"{job.source}: output: {both} have nested outputs: {inner.output} lies inside "
+                                    f"{outer.output}, so one job's files would land among the other's; "
+                                    "give each job a folder of its own (e.g. side by side)")
     for job in jobs:
         for other in jobs:
             if job.output == other.input or other.input in job.output.parents:

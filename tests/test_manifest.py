@@ -148,3 +148,80 @@ def test_bad_overrides(item: str, fragment: str) -> None:
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="manifest not found"):
         load_manifest(tmp_path / "nope.yaml")
+
+
+# --- outputs that meet, and outputs of the wrong kind: manifest errors, before any work -----------
+
+
+@pytest.mark.parametrize(("a", "b", "inner", "outer"), [
+    ("{input: photos, output: out}", "{input: photos/astronaut.jpg, output: out/x.png}", "out/x.png", "out"),
+    ("{input: photos/astronaut.jpg, output: out/x.png}", "{input: photos, output: out}", "out/x.png", "out"),
+    ("{input: photos, output: out/a}", "{input: photos, output: out/a/b}", "out/a/b", "out/a"),
+])
+def test_nested_outputs_name_both_jobs(tree: Path, a: str, b: str, inner: str, outer: str) -> None:
+    style = "style: styles/starry.jpg, "
+    path = write_manifest(tree / "p.yaml", f"""
+version: 1
+jobs:
+  - {a.replace("{", "{name: a, " + style)}
+  - {b.replace("{", "{name: b, " + style)}
+""")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"jobs 'a' ({path}:3) and 'b' ({path}:4)" in message, message
+    assert f"{tree / inner} lies inside {tree / outer}" in message, message
+
+
+def test_the_same_output_twice_names_both_jobs(tree: Path) -> None:
+    path = write_manifest(tree / "p.yaml", """
+version: 1
+jobs:
+  - {name: a, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/x.png}
+  - {name: b, input: photos/chelsea.png, style: styles/starry.jpg, output: out/x.png}
+""")
+    with pytest.raises(ManifestError, match=rf"jobs 'a' \({path}:3\) and 'b' \({path}:4\) write to the same output"):
+        load_manifest(path)
+
+
+def test_side_by_side_outputs_are_fine(tree: Path) -> None:
+    (tree / "clip.mp4").write_bytes(b"")  # the manifest goes by the name; `validate` opens it
+    path = write_manifest(tree / "p.yaml", """
+version: 1
+jobs:
+  - {name: a, input: photos, style: styles/starry.jpg, output: out/a}
+  - {name: b, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/ab.png}
+  - {name: c, input: clip.mp4, style: styles/starry.jpg, output: out/c.mp4}
+  - {name: d, input: clip.mp4, style: styles/starry.jpg, output: out/d}
+  - {name: e, input: photos/chelsea.png, style: styles/starry.jpg, output: out/e}
+""")
+    assert [j.name for j in load_manifest(path).jobs] == ["a", "b", "c", "d", "e"]
+
+
+@pytest.mark.parametrize(("input_", "output", "fragment"), [
+    ("photos/astronaut.jpg", "out/x.mp4", "is an image, so the output is an image: name it x.png or .jpg"),
+    ("photos/astronaut.jpg", "out/x.mov", "is an image, so the output is an image"),
+    ("clip.mp4", "out/x.png", "is a video, so the output is a video: name it x.mp4"),
+    ("clip.mp4", "out/x.jpg", "is a video, so the output is a video"),
+    ("clip.mp4", "out/x.mov", "a video is written as an H.264 mp4: name the output x.mp4"),
+    ("photos", "out/x.png", "is a folder, so the output must be a folder, not the file name x.png"),
+    ("photos", "out/x.mp4", "is a folder, so the output must be a folder"),
+    ("videos", "out/x.mp4", "is a folder, so the output must be a folder"),
+])
+def test_an_output_of_the_wrong_kind_is_a_manifest_error(tree: Path, input_: str, output: str, fragment: str) -> None:
+    (tree / "clip.mp4").write_bytes(b"")
+    (tree / "videos").mkdir()
+    (tree / "videos" / "v.mp4").write_bytes(b"")
+    path = write_manifest(tree / "p.yaml", f"""
+version: 1
+jobs:
+  - name: j
+    input: {input_}
+    style: styles/starry.jpg
+    output: {output}
+""")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:6: jobs[0].output: ") and fragment in message, message

@@ -61,7 +61,7 @@ STATE = {  # where the jobs keep their ledgers and unfinished frames (see plan.s
     "clip": Path("out/.nst-batch/clip.mp4"),
 }
 FRAMES_DIR = STATE["clip"] / "work" / "clip.mp4" / "frames"
-_FRAME_NAME = re.compile(r"\d{6}\.png")  # a finished frame, not a `*.partial-PID.png`
+_FRAME_NAME = re.compile(r"\d{6}\.png")  # a finished frame, not a `*.partial-HOST-PID-RANDOM.png`
 
 JOBS = {
     "photos": "  - {name: photos, input: photos, style: styles/s.jpg, output: out/photos}\n",
@@ -701,3 +701,26 @@ def test_stale_partials_are_removed_beside_their_outputs_only(tmp_path: Path) ->
     removed = remove_stale_partials([tmp_path / "a.png", tmp_path / "nst-batch.json", tmp_path / "missing" / "c.png"])
     assert sorted(p.name for p in removed) == ["a.partial-12.png", "nst-batch.partial-3.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.partial-7.png", "x.partial-1.tar.gz"]
+
+
+def test_temporary_names_differ_across_hosts_and_writers_of_one_pid(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray workers on two machines may share a process id and write to one shared folder."""
+    import socket
+
+    final = tmp_path / "a.png"
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-1.cluster.local")
+    with atomic_path(final) as first, atomic_path(final) as second:  # the same pid, twice
+        assert first != second
+        monkeypatch.setattr(socket, "gethostname", lambda: "node-2.cluster.local")
+        with atomic_path(final) as third:
+            assert "node-1-cluster-local" in first.name and "node-2-cluster-local" in third.name
+            for path in (first, second, third):
+                assert str(os.getpid()) in path.name and path.suffix == ".png"
+                path.write_bytes(path.name.encode())
+            assert sorted(p.name for p in remove_stale_partials([final])) == sorted(
+                p.name for p in (first, second, third))  # a killed writer's file is found, whatever its host
+            third.write_bytes(b"third")
+        second.write_bytes(b"second")
+        first.write_bytes(b"first")
+    assert final.read_bytes() == b"first" and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]

@@ -1,8 +1,10 @@
 """Atomic writes: write under a temporary name in the same folder, then rename.
 
 A reader (or a resumed run) never sees half a file: either the old file, no file,
-or the whole new one. A crash leaves at most a `*.partial-PID*` file, which the next
-run removes (`remove_stale_partials`) before it writes there.
+or the whole new one. A crash leaves at most a `*.partial-HOST-PID-RANDOM*` file,
+which the next run removes (`remove_stale_partials`) before it writes there. The
+host and the random part keep two writers apart even when they share a process id
+on different machines of a Ray cluster writing to one shared filesystem.
 """
 
 from __future__ import annotations
@@ -10,26 +12,35 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "remove_stale_partials"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "remove_stale_partials", "temp_tag"]
 
 PARTIAL_MARK = ".partial"
-# `x.partial-123.png` → final name `x.png` (stem "x", suffix ".png").
-_PARTIAL_NAME = re.compile(rf"(?P<stem>.+){re.escape(PARTIAL_MARK)}-\d+(?P<suffix>\.[^.]*)?")
+# `x.partial-host-123-9f86d081.png` → final name `x.png` (stem "x", suffix ".png"); also the
+# older `x.partial-123.png`, which a run of an earlier version may have left.
+_PARTIAL_NAME = re.compile(rf"(?P<stem>.+){re.escape(PARTIAL_MARK)}-[A-Za-z0-9-]+(?P<suffix>\.[^.]*)?")
+
+
+def temp_tag() -> str:
+    """`HOST-PID-RANDOM`: unique across processes and machines (letters, digits and '-' only)."""
+    host = re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname()).strip("-")[:40] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` if the block succeeds.
 
-    The temporary name keeps the suffix of `final` (`x.partial-123.png`) so that
-    libraries choosing a format by extension still do the right thing.
+    The temporary name keeps the suffix of `final` (`x.partial-host-123-9f86d081.png`) so
+    that libraries choosing a format by extension still do the right thing.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.stem}{PARTIAL_MARK}-{os.getpid()}{final.suffix}")
+    tmp = final.with_name(f"{final.stem}{PARTIAL_MARK}-{temp_tag()}{final.suffix}")
     try:
         yield tmp
         _fsync_file(tmp)
@@ -56,7 +67,7 @@ def _fsync_file(path: Path) -> None:
 def remove_stale_partials(finals: Iterable[Path]) -> list[Path]:
     """Delete the temporary files that a killed writer left beside `finals`; return them.
 
-    The temporary name carries the writer's pid, so a later run never reuses it: without
+    The temporary name is unique to its writer, so a later run never reuses it: without
     this, a `kill -9` during a write would leave the file forever. Call it only while
     holding the lock on these outputs, or it could delete a live writer's file.
     """

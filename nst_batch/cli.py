@@ -292,17 +292,25 @@ def schema() -> None:
 
 @app.command()
 @_errors
-def init(path: Path = typer.Argument(Path("pipeline.yaml"), help="Where to write the starter manifest.")) -> None:
+def init(path: Path = typer.Argument(Path("pipeline.yaml"), help="Where to write the starter manifest: a .yaml "
+                                     "file, or a folder (pipeline.yaml inside); missing folders are created.")) -> None:
     """Write a commented starter manifest (and its JSON Schema beside it)."""
     import json
 
     from nst_batch.schema import manifest_schema, starter_manifest
 
+    if path.is_dir() or (not path.exists() and path.suffix.lower() not in (".yaml", ".yml")):
+        path = path / "pipeline.yaml"
     if path.exists():
         raise ManifestError(f"{path}: already exists; not overwriting it")
-    path.write_text(starter_manifest(), encoding="utf-8")
-    (path.parent / "nst-batch.schema.json").write_text(json.dumps(manifest_schema(), indent=2) + "\n")
-    out.print(f"wrote {path} and {path.parent / 'nst-batch.schema.json'}")
+    schema = path.parent / "nst-batch.schema.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(starter_manifest(), encoding="utf-8")
+        schema.write_text(json.dumps(manifest_schema(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise NstBatchError(f"{exc.filename or path}: cannot write the starter manifest: {exc.strerror or exc}") from exc
+    out.print(f"wrote {path} and {schema}")
 
 
 @weights_app.command("info")

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -724,3 +725,46 @@ def test_temporary_names_differ_across_hosts_and_writers_of_one_pid(tmp_path: Pa
         second.write_bytes(b"second")
         first.write_bytes(b"first")
     assert final.read_bytes() == b"first" and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_one_attempt_policy_serves_every_executor(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local executor, a Ray worker (which runs the local executor's attempts) and the Ray driver (a
+    segment's fault) all ask `executors.attempts`: change the policy there and every path follows."""
+    from nst_batch.executors import attempts
+    from nst_batch.executors.ray import RayExecutor, RemoteError, _Task, _UnitState
+    from nst_batch.plan import plan_job
+
+    def oom(job: Job, unit: Unit, attempt: int) -> None:
+        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected, attempt {attempt})")
+
+    (job,) = jobs = _jobs(tree)
+    unit = plan_job(job).units[0]
+    fault = attempts.fault_of(torch.cuda.OutOfMemoryError("CUDA out of memory (injected)"))
+    assert fault == attempts.Fault(True, "OutOfMemoryError: CUDA out of memory (injected)")
+    assert attempts.fault_of(RuntimeError("no")) is None and attempts.next_attempt(job, None, 1) is None
+
+    def driver(max_attempts: int) -> tuple[list[int], Any]:
+        """The Ray driver's view of a segmented video whose segments run out of memory on a worker."""
+        monkeypatch.setattr(attempts, "MAX_ATTEMPTS", max_attempts)
+        state, sizes, outcome = _UnitState(unit, job, attempt=1), [], None
+        ray_executor = RayExecutor.__new__(RayExecutor)  # _settle needs no cluster
+
+        def plan(s: _UnitState) -> None:
+            s.attempt += 1
+            sizes.append(s.job.settings.size)
+
+        while outcome is None and len(sizes) < 5:
+            outcome = ray_executor._settle(_Task(state, "segment", state.attempt),
+                                           ("retryable", fault.message, "trace", fault), deque(), plan)
+        return sizes, outcome
+
+    sizes, outcome = driver(2)
+    assert sizes == [36] and isinstance(outcome[1], RemoteError) and "out of memory" in str(outcome[1])
+    summary, _ = _run(jobs, executor := FaultyExecutor({"p1.png": oom}))
+    assert [j.settings.size for key, j in executor.calls if key == "p1.png"] == [48, 36]
+
+    sizes, outcome = driver(1)  # one attempt: no retry anywhere
+    assert sizes == [] and isinstance(outcome[1], RemoteError)
+    summary, _ = _run(jobs, executor := FaultyExecutor({"p2.png": oom}), force=True)
+    assert [key for key, _ in executor.calls].count("p2.png") == 1
+    assert dict(summary.jobs[0].failures) == {"p2.png": "OutOfMemoryError: CUDA out of memory (injected, attempt 1)"}

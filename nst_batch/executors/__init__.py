@@ -6,24 +6,18 @@ actors of a Ray cluster. Both make the same outputs from the same units.
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
-from nst_batch.engine import NonFiniteLoss
 from nst_batch.events import UnitProgress
+from nst_batch.executors.attempts import RETRYABLE, release_memory, run_attempts, safer_settings
 from nst_batch.plan import Unit, work_dirs
-from nst_batch.settings import Job, Settings
+from nst_batch.settings import Job
 
-__all__ = ["Executor", "UnitResult", "Outcome", "make_executor", "run_with_retry", "safer_settings", "RETRYABLE"]
-
-# Faults a unit survives by one retry in a safer way (see `safer_settings`).
-RETRYABLE = (torch.cuda.OutOfMemoryError, NonFiniteLoss)
+__all__ = ["Executor", "UnitResult", "Outcome", "make_executor", "run_with_retry", "safer_settings", "RETRYABLE",
+           "release_memory"]
 
 
 @dataclass
@@ -68,40 +62,10 @@ def make_executor(name: str, *, address: str | None = None, workers: int | None 
     raise ValueError(f"unknown executor {name!r}")
 
 
-def safer_settings(settings: Settings, *, out_of_memory: bool) -> Settings:
-    """The settings of the one retry after out-of-memory (smaller) or a NaN/inf loss (gentler steps).
-
-    With `size: original` the retry keeps the size and recomputes activations instead
-    (`memory_saving`); when that is already on, it works at 1024 px.
-    """
-    if out_of_memory:
-        if settings.size == "original":
-            if not settings.memory_saving:
-                return dataclasses.replace(settings, memory_saving=True)
-            return dataclasses.replace(settings, size=1024)
-        return dataclasses.replace(settings, size=max(16, settings.size * 3 // 4))
-    return dataclasses.replace(settings, optimizer="adam", learning_rate=settings.learning_rate / 4)
-
-
 def run_with_retry(run: Callable[[Job, Path], UnitResult], job: Job, unit: Unit) -> UnitResult:
-    """`run(job, work)`; after out-of-memory or a NaN/inf loss, once more with safer settings and fresh state."""
-    work, retry_work = work_dirs(job, unit)
-    try:
-        return run(job, work)
-    except RETRYABLE as exc:
-        safer = dataclasses.replace(job, settings=safer_settings(
-            job.settings, out_of_memory=isinstance(exc, torch.cuda.OutOfMemoryError)))
-        retried = f"{type(exc).__name__}: {exc}"
-    # The retry runs outside the `except`: there, the traceback would keep the failed
-    # attempt's frames (and their tensors) alive, and a retry after out-of-memory would
-    # run out of memory again.
-    release_memory()
-    result = run(safer, retry_work)
-    result.metrics["retried"] = retried
+    """`run(job, work)` under the attempt policy (`attempts.py`): after out-of-memory or a NaN/inf loss,
+    once more with safer settings and fresh state; the retry's cause is recorded as `retried`."""
+    result, retried = run_attempts(lambda j, attempt: run(j, work_dirs(job, unit)[attempt - 1]), job)
+    if retried is not None:
+        result.metrics["retried"] = retried.message
     return result
-
-
-def release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

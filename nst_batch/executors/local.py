@@ -9,7 +9,8 @@ import numpy as np
 
 from nst_batch.engine import Interrupted, Progress
 from nst_batch.events import UnitProgress
-from nst_batch.executors import RETRYABLE, Outcome, UnitResult, release_memory, run_with_retry
+from nst_batch.executors import Outcome, UnitResult, run_with_retry
+from nst_batch.executors.attempts import RETRYABLE, release_memory
 from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video

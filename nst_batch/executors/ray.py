@@ -32,7 +32,8 @@ from typing import Any
 from nst_batch.engine import Interrupted
 from nst_batch.errors import ExecutorError, NstBatchError, describe
 from nst_batch.events import UnitProgress
-from nst_batch.executors import RETRYABLE, Outcome, UnitResult, run_with_retry, safer_settings
+from nst_batch.executors import Outcome, UnitResult, run_with_retry
+from nst_batch.executors.attempts import RETRYABLE, fault_of, next_attempt
 from nst_batch.plan import Unit, work_dirs
 from nst_batch.settings import Job
 
@@ -134,7 +135,8 @@ class _Worker:
         except Interrupted:
             return ("interrupted",)
         except RETRYABLE as exc:
-            return ("retryable", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            fault = fault_of(exc)
+            return ("retryable", fault.message if fault else describe(exc), traceback.format_exc(), fault)
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
             return ("failed", describe(exc), traceback.format_exc())
 
@@ -391,11 +393,13 @@ class RayExecutor:
         if state.over or task.attempt != state.attempt or answer[0] == "interrupted":
             return None
         status = answer[0]
-        if status == "retryable" and task.kind == "segment" and state.retried is None:
-            # A segmented video is retried whole, in a safer way, like a unit on the local executor.
+        # A segmented video is retried whole, under the attempt policy of every unit (attempts.py);
+        # a `run` task made its attempts on the worker already.
+        retry = status == "retryable" and task.kind == "segment"
+        safer = next_attempt(state.job, answer[3], state.attempt) if retry else None
+        if safer is not None:
             state.retried = answer[1]
-            state.job = dataclasses.replace(state.job, settings=safer_settings(
-                state.job.settings, out_of_memory=answer[1].startswith("OutOfMemoryError")))
+            state.job = safer
             try:
                 plan(state)
             except Exception as exc:  # noqa: BLE001 - the retry cannot start: the unit fails

@@ -1,0 +1,98 @@
+"""The attempt policy, one for every executor: which faults earn a unit a second attempt, and how.
+
+A unit gets at most `MAX_ATTEMPTS` (2) attempts. Only two faults earn the second one,
+each in a safer way (`safer_settings`): out of memory (a smaller working size, or
+recomputed activations with `size: original`) and a NaN/inf loss (Adam at a quarter of
+the learning rate). Any other error fails the unit at once: running it again would
+fail the same way. A batch (`batch_size`) that meets a retryable fault is split, and
+each of its images then has its own attempts.
+
+The local executor runs the attempts in `run_attempts`; a Ray worker runs a whole
+unit the same way, and the Ray driver asks `next_attempt` when a segment of a
+segmented video meets the fault on another machine (the fault reaches it as a `Fault`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+
+from nst_batch.engine import NonFiniteLoss
+from nst_batch.settings import Job, Settings
+
+__all__ = ["MAX_ATTEMPTS", "RETRYABLE", "Fault", "fault_of", "next_attempt", "run_attempts", "safer_settings",
+           "release_memory"]
+
+MAX_ATTEMPTS = 2
+RETRYABLE = (torch.cuda.OutOfMemoryError, NonFiniteLoss)
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A retryable fault as plain data: it crosses from a Ray worker to the driver."""
+
+    out_of_memory: bool
+    message: str  # "OutOfMemoryError: CUDA out of memory ...", recorded as the unit's `retried`
+
+
+def fault_of(exc: BaseException) -> Fault | None:
+    """The retryable fault `exc` is, or None when it earns no second attempt."""
+    if not isinstance(exc, RETRYABLE):
+        return None
+    return Fault(isinstance(exc, torch.cuda.OutOfMemoryError), f"{type(exc).__name__}: {exc}")
+
+
+def safer_settings(settings: Settings, *, out_of_memory: bool) -> Settings:
+    """The settings of the one retry after out-of-memory (smaller) or a NaN/inf loss (gentler steps).
+
+    With `size: original` the retry keeps the size and recomputes activations instead
+    (`memory_saving`); when that is already on, it works at 1024 px.
+    """
+    if out_of_memory:
+        if settings.size == "original":
+            if not settings.memory_saving:
+                return dataclasses.replace(settings, memory_saving=True)
+            return dataclasses.replace(settings, size=1024)
+        return dataclasses.replace(settings, size=max(16, settings.size * 3 // 4))
+    return dataclasses.replace(settings, optimizer="adam", learning_rate=settings.learning_rate / 4)
+
+
+def next_attempt(job: Job, fault: Fault | None, attempt: int) -> Job | None:
+    """The job to run attempt `attempt + 1` with, after attempt `attempt` ended in `fault`; None: the unit fails."""
+    if fault is None or attempt >= MAX_ATTEMPTS:
+        return None
+    return dataclasses.replace(job, settings=safer_settings(job.settings, out_of_memory=fault.out_of_memory))
+
+
+def run_attempts(run: Callable[[Job, int], R], job: Job) -> tuple[R, Fault | None]:
+    """`run(job, attempt)` until it succeeds or the policy gives up (the last error is raised).
+
+    Returns the result and the fault that caused a retry (None when the first attempt succeeded).
+    """
+    attempt, current, retried = 1, job, None
+    while True:
+        try:
+            return run(current, attempt), retried
+        except RETRYABLE as exc:
+            fault = fault_of(exc)
+            safer = next_attempt(current, fault, attempt)
+            if safer is None:
+                raise
+        # The next attempt runs outside the `except`: there, the traceback would keep the failed
+        # attempt's frames (and their tensors) alive, and a retry after out-of-memory would run
+        # out of memory again.
+        release_memory()
+        attempt, current, retried = attempt + 1, safer, fault
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,4 +1,4 @@
-"""Tests for nst_batch.flow on synthetic frames and, when installed, OpenCV's sample clips."""
+"""Tests for nst_batch.video.flow, .cuts and .metrics on synthetic frames and, when installed, OpenCV's sample clips."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nst_batch.flow import (
-    FlowResult,
-    compute_flow,
-    consistency_mask,
-    flow_between,
-    histogram_change,
-    is_scene_cut,
-    pair_warp_error,
-    warp,
-    warp_error,
-)
+from nst_batch.video.cuts import frame_is_cut, histogram_change, is_scene_cut
+from nst_batch.video.flow import FlowResult, compute_flow, consistency_mask, flow_between, warp
+from nst_batch.video.metrics import FlickerMeter, farneback_flow, independent_mask, warp_error
 import videogen  # tests/videogen.py: pytest puts tests/ on sys.path (rootdir-less layout)
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -143,6 +135,26 @@ def test_real_clips_cut_only_at_splice() -> None:
     assert is_scene_cut(flow_between(vtest[-1], tree[0]), change, 0.5)
 
 
+def test_frame_is_cut_without_flow_uses_colours_alone() -> None:
+    a, b = videogen.pattern(0, WIDTH, HEIGHT), videogen.pattern(1, WIDTH, HEIGHT)
+    assert not frame_is_cut(a, b, None, 0.5)
+    assert frame_is_cut(a, videogen.pattern(4, WIDTH, HEIGHT, cut=True), None, 0.5)
+
+
+def test_independent_flow_follows_translation_and_masks_what_leaves() -> None:
+    prev, cur = videogen.pattern(5, WIDTH, HEIGHT), videogen.pattern(6, WIDTH, HEIGHT)
+    backward = farneback_flow(cur, prev)
+    dx, dy = videogen.SHIFT
+    assert np.median(backward[..., 0]) == pytest.approx(-dx, abs=0.25)
+    assert np.median(backward[..., 1]) == pytest.approx(-dy, abs=0.25)
+    mask = independent_mask(backward, farneback_flow(prev, cur))
+    assert set(np.unique(mask)) <= {0.0, 1.0} and mask.mean() > 0.8
+    shift = np.zeros((HEIGHT, WIDTH, 2), np.float32)
+    shift[..., 0] = -5.0
+    leaving = independent_mask(shift, -shift)
+    assert leaving[:, :5].max() == 0.0 and leaving[:, 6:].min() == 1.0
+
+
 def test_warp_error_lower_for_consistent_than_flickering_sequence() -> None:
     inputs = [videogen.pattern(i, WIDTH, HEIGHT) for i in range(5)]
     # A "stylised" output that follows the input: a fixed colour transform.
@@ -153,19 +165,33 @@ def test_warp_error_lower_for_consistent_than_flickering_sequence() -> None:
         for f in consistent
     ]
     low, high = warp_error(consistent, inputs), warp_error(flickering, inputs)
-    assert low < 0.2 * high
-    assert 0.0 <= low < 0.005
+    assert low.pairs == high.pairs == 4 and low.skipped == 0
+    assert low.e_warp < 0.2 * high.e_warp
+    assert 0.0 <= low.e_warp < 0.005
+    # The input itself is the floor: the same frames as output give a ratio of exactly 1.
+    same = warp_error(inputs, inputs)
+    assert same.ratio == pytest.approx(1.0) and high.ratio > 5
 
 
-def test_warp_error_accepts_precomputed_flows_and_resizes_inputs() -> None:
-    inputs = [videogen.pattern(i, WIDTH, HEIGHT) for i in range(3)]
+def test_warp_error_skips_cuts_and_empty_masks_alike_and_resizes_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = [videogen.pattern(i, WIDTH, HEIGHT) for i in range(4)]
     outputs = [f.astype(np.float32) / 255.0 for f in inputs]
-    flows = [flow_between(a, b) for a, b in zip(inputs, inputs[1:])]
-    assert warp_error(outputs, inputs, flows=flows) == pytest.approx(warp_error(outputs, inputs), rel=1e-6)
-    pairs = [pair_warp_error(outputs[t - 1], inputs[t], flows[t - 1]) for t in (1, 2)]  # uint8 and float mixed
-    assert warp_error(outputs, inputs) == pytest.approx(np.mean(pairs), rel=1e-4)
+    whole = warp_error(outputs, inputs)
+    without = warp_error(outputs, inputs, cuts=[2])
+    assert (whole.pairs, without.pairs, without.skipped) == (3, 2, 1)
+    meter = FlickerMeter()
+    for t in (1, 3):
+        meter.add(inputs[t - 1], inputs[t], outputs[t - 1], outputs[t])
+    assert meter.result().e_warp == pytest.approx(without.e_warp, rel=1e-6)
+    # A pair whose frames share nothing traceable (an empty mask) is skipped, not counted as 0.
+    import nst_batch.video.metrics as metrics
+    monkeypatch.setattr(metrics, "independent_mask", lambda b, f: np.zeros(b.shape[:2], np.float32))
+    meter.add(inputs[0], inputs[1], outputs[0], outputs[1])
+    assert (meter.pairs, meter.skipped) == (2, 1)
+    assert meter.result().e_warp == pytest.approx(without.e_warp, rel=1e-6)
+    monkeypatch.undo()
     bigger = [cv2.resize(f, (WIDTH * 2, HEIGHT * 2), interpolation=cv2.INTER_CUBIC) for f in inputs]
-    assert warp_error(outputs, bigger) < 0.01
-    assert warp_error(outputs[:1], inputs[:1]) == 0.0
+    assert warp_error(outputs, bigger).e_warp < 0.01
+    assert warp_error(outputs[:1], inputs[:1]).e_warp is None
     with pytest.raises(ValueError):
         warp_error(outputs, inputs[:2])

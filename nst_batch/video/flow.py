@@ -1,4 +1,4 @@
-"""Optical flow, warping, occlusion masks, scene cuts and a flicker metric.
+"""The optical flow the optimiser is held to: OpenCV DIS, warping, occlusion masks.
 
 Every function takes RGB frames as (H, W, 3) numpy arrays, uint8 in [0, 255]
 or float in [0, 1]. Flow fields are (H, W, 2) float32 arrays of (dx, dy) in
@@ -21,27 +21,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = [
-    "FlowResult",
-    "compute_flow",
-    "consistency_mask",
-    "flow_between",
-    "histogram_change",
-    "is_scene_cut",
-    "pair_warp_error",
-    "warp",
-    "warp_error",
-]
+__all__ = ["FlowResult", "compute_flow", "consistency_mask", "flow_between", "warp", "as_float", "as_uint8",
+           "sampling_maps"]
 
 # cv2.remap handles at most 4 channels at once; wider images are warped in slices.
 _REMAP_MAX_CHANNELS = 4
-
-# Joint RGB histogram with 8 bins per channel (512 bins). Measured on OpenCV's
-# sample clips (vtest.avi, tree.avi, Megamind.avi), its Bhattacharyya distance
-# separates consecutive frames (max 0.19, within tree.avi, whose frames are
-# 0.4 s apart) from splices between clips (min 0.64) better than H-S histograms
-# (tree.avi up to 0.42) or per-channel ones (splices down to 0.45).
-_HIST_BINS = [8, 8, 8]
 
 _local = threading.local()
 
@@ -84,7 +68,7 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     height, width = flow.shape[:2]
     if image.shape[:2] != (height, width):
         raise ValueError(f"warp: image {image.shape[:2]} and flow {(height, width)} differ in size")
-    map_x, map_y = _sampling_maps(flow)  # (H, W) float32 each
+    map_x, map_y = sampling_maps(flow)  # (H, W) float32 each
     if image.ndim == 2:
         return _remap(image, map_x, map_y)
     parts = [_remap(image[:, :, part], map_x, map_y) for part in _channel_slices(image.shape[2])]
@@ -121,85 +105,6 @@ def flow_between(prev_frame: np.ndarray, cur_frame: np.ndarray) -> FlowResult:
     return FlowResult(backward=backward, mask=mask, reliable_fraction=float(mask.mean()))
 
 
-def histogram_change(prev: np.ndarray, cur: np.ndarray) -> float:
-    """Scene-change score in [0, 1]: Bhattacharyya distance of joint RGB histograms.
-
-    0 for identical colour distributions, 1 for disjoint ones. Measured on
-    OpenCV's sample clips: consecutive frames score at most 0.02 (vtest.avi)
-    and 0.19 (tree.avi); a splice of vtest.avi and tree.avi about 0.67.
-    Frames of different sizes are fine (histograms are normalised).
-    """
-    hist_prev, hist_cur = _rgb_histogram(prev), _rgb_histogram(cur)
-    distance = cv2.compareHist(hist_prev, hist_cur, cv2.HISTCMP_BHATTACHARYYA)
-    return float(min(max(distance, 0.0), 1.0))
-
-
-def is_scene_cut(flow: FlowResult, hist_change: float, threshold: float) -> bool:
-    """True when frame t should not be tied to frame t-1 (threshold in (0, 1)).
-
-    Rule: a cut when `hist_change > threshold` (the colours changed wholesale)
-    or when `flow.reliable_fraction < (1 - threshold) / 2` (too little of
-    frame t can be traced back to frame t-1). One number tunes both; higher
-    thresholds detect fewer cuts.
-
-    Why half of (1 - threshold): on OpenCV's sample clips the reliable
-    fraction between consecutive frames falls to 0.535 (tree.avi, a hand
-    sweeping past at 2.3 real frames per second) while across cuts it stays
-    under 0.05, both splices of different clips and the same-palette cuts
-    inside Megamind.avi (whose histogram change is only 0.26-0.28). A bound
-    of 0.25 at threshold 0.5 sits well inside that gap; 0.5 would not.
-    """
-    return hist_change > threshold or flow.reliable_fraction < 0.5 * (1.0 - threshold)
-
-
-def warp_error(
-    outputs: Sequence[np.ndarray],
-    inputs: Sequence[np.ndarray],
-    flows: Sequence[FlowResult] | None = None,
-) -> float:
-    """Warping error E_warp of Lai et al. 2018 ("Learning Blind Video Temporal Consistency").
-
-    For t ≥ 1, with the backward flow and consistency mask c of the *input*
-    frames t → t-1:  E_t = Σ c (O_t − warp(O_{t-1}))² / Σ c, squared error
-    averaged over channels, frames as floats in [0, 1]; returns the mean of
-    E_t over t (0.0 for fewer than two frames). Inputs are resized to the
-    outputs' size when they differ. `flows[t-1]`, when given, is the
-    FlowResult between inputs t-1 and t (at the outputs' size) and is used
-    instead of computing it. Frames whose mask is all zero are skipped.
-    """
-    if len(outputs) != len(inputs):
-        raise ValueError(f"warp_error: {len(outputs)} outputs but {len(inputs)} inputs")
-    if flows is not None and len(flows) != max(len(outputs) - 1, 0):
-        raise ValueError(f"warp_error: {len(flows)} flows for {len(outputs)} frames (need one per pair)")
-    errors: list[float] = []
-    for t in range(1, len(outputs)):
-        if flows is not None:
-            result = flows[t - 1]
-        else:
-            size = outputs[t].shape[:2]
-            result = flow_between(_resized(inputs[t - 1], size), _resized(inputs[t], size))
-        if result.mask.any():
-            errors.append(pair_warp_error(outputs[t - 1], outputs[t], result))
-    return float(np.mean(errors)) if errors else 0.0
-
-
-def pair_warp_error(prev_out: np.ndarray, cur_out: np.ndarray, flow: FlowResult) -> float:
-    """One term E_t of `warp_error`: Σ c (O_t − warp(O_{t-1}))² / Σ c.
-
-    `flow` is the FlowResult of the *inputs* t-1 → t, at the outputs' size;
-    frames are uint8 or float in [0, 1], the squared error is averaged over
-    channels. Returns 0.0 when the mask is all zero (nothing to compare);
-    `warp_error` leaves such pairs out of its mean. For callers that
-    stream frames and keep a running mean.
-    """
-    weight = float(flow.mask.sum())
-    if weight == 0.0:
-        return 0.0
-    diff = _as_float(cur_out) - warp(_as_float(prev_out), flow.backward)  # (H, W, C) float32
-    per_pixel = (diff * diff).mean(axis=2) if diff.ndim == 3 else diff * diff  # (H, W)
-    return float((flow.mask * per_pixel).sum() / weight)
-
-
 def _dis() -> cv2.DISOpticalFlow:
     # A DIS object keeps per-call buffers, so it must not be shared between
     # threads; one per thread, created on first use, is cheap and safe.
@@ -211,34 +116,25 @@ def _dis() -> cv2.DISOpticalFlow:
 
 
 def _to_gray_u8(frame: np.ndarray) -> np.ndarray:
-    image = _as_uint8(frame)
+    image = as_uint8(frame)
     if image.ndim == 2:
         return image
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # (H, W) uint8
 
 
-def _as_uint8(frame: np.ndarray) -> np.ndarray:
+def as_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return np.ascontiguousarray(frame)
     return np.clip(np.asarray(frame, dtype=np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _as_float(frame: np.ndarray) -> np.ndarray:
+def as_float(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame.astype(np.float32) / 255.0
     return np.asarray(frame, dtype=np.float32)
 
 
-def _resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    height, width = size
-    if frame.shape[:2] == (height, width):
-        return frame
-    shrinking = frame.shape[0] * frame.shape[1] > height * width
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(frame, (width, height), interpolation=interpolation)
-
-
-def _sampling_maps(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sampling_maps(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     height, width = flow.shape[:2]
     grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)  # (H, W) each
     map_x = grid_x + flow[:, :, 0].astype(np.float32)
@@ -284,11 +180,5 @@ def _flow_gradient_sq(flow: np.ndarray) -> np.ndarray:
 
 def _leaves_frame(backward: np.ndarray) -> np.ndarray:
     height, width = backward.shape[:2]
-    map_x, map_y = _sampling_maps(backward)
+    map_x, map_y = sampling_maps(backward)
     return (map_x < 0) | (map_x > width - 1) | (map_y < 0) | (map_y > height - 1)  # (H, W) bool
-
-
-def _rgb_histogram(frame: np.ndarray) -> np.ndarray:
-    image = _as_uint8(frame)
-    hist = cv2.calcHist([image], [0, 1, 2], None, _HIST_BINS, [0, 256, 0, 256, 0, 256])  # (8, 8, 8)
-    return hist

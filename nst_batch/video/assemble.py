@@ -1,0 +1,121 @@
+"""The saved frames (+ the source's audio) into the finished mp4, with crossfades at seams and flicker measured."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nst_batch.errors import MediaError
+from nst_batch.media.images import read_image, resize_exact, write_image
+from nst_batch.media.video import encode_video, probe_video, read_frames
+from nst_batch.settings import Settings, working_side
+from nst_batch.video.metrics import FlickerMeter
+from nst_batch.video.segments import Segment, segment_dir, segment_ledger
+from nst_batch.work import finish
+
+__all__ = ["VideoResult", "assemble_video"]
+
+
+@dataclass
+class VideoResult:
+    loss: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segments: list[Segment], *,
+                   stylized: int) -> VideoResult:
+    """Encode the saved frames into `dst` with the source's audio; measure flicker (E_warp), also at the seams.
+
+    The frames are saved raw (as stylized); colour preservation and the output size are
+    applied here, on their way to the encoder. Flicker is measured on the frames as
+    written (at the working size) with the independent flow of `video/metrics.py`.
+    """
+    v = settings.video
+    info = probe_video(src)
+    records: dict[str, dict[str, Any]] = {}
+    for seg in segments:
+        records.update(segment_ledger(work, seg).records)
+    fade, seam_pairs = _crossfades(work, segments, records)
+    flicker, seam_flicker = FlickerMeter(), FlickerMeter()
+    names: list[str] = []
+    keep = dst.with_name(dst.stem + "_frames") if v.keep_frames else None
+
+    def frames() -> Iterator[np.ndarray]:
+        prev: tuple[np.ndarray, np.ndarray] | None = None  # (content, output) of the previous frame
+        size = working_side(settings.size, info.height, info.width)
+        for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
+            name = f"{t + 1:06d}.png"
+            path = work / "frames" / name
+            if records.get(name, {}).get("status") != "done" or not path.exists():
+                raise MediaError(f"{src}: stylized frame {t + 1} is missing from {work / 'frames'}")
+            raw = read_image(path)
+            if t in fade:
+                overlap_path, w = fade[t]
+                raw = ((1 - w) * raw + w * read_image(overlap_path)).round().astype(np.uint8)
+            out = finish(settings, raw, content)
+            if prev is not None:
+                meter = seam_flicker if t in seam_pairs else flicker
+                if records[name].get("cut"):
+                    meter.skip()
+                else:
+                    meter.add(prev[0], content, prev[1], out)
+            prev = (content, out)
+            names.append(name)
+            if keep is not None:
+                write_image(keep / name, out)
+            yield out if settings.output_size == "working" else resize_exact(out, info.width, info.height)
+
+    if keep is not None and keep.exists():
+        shutil.rmtree(keep)
+    # The audio is cut where the video ends.
+    encoded = encode_video(frames(), dst, fps=info.fps, audio_source=src if info.has_audio else None,
+                           audio_start=v.start, audio_end=v.end)
+    recs = [records[n] for n in names]
+    whole = flicker.merged(seam_flicker).result()
+    metrics: dict[str, Any] = {
+        "frames": len(names), "frames_stylized": stylized, "fps": float(info.fps),
+        "cuts": [i + 1 for i, r in enumerate(recs) if r.get("cut")],
+        "e_warp": whole.e_warp, "e_warp_input": whole.e_warp_input, "flicker_ratio": whole.ratio,
+        "e_warp_pairs": whole.pairs, "e_warp_skipped": whole.skipped,
+        "iterations_cold": _mean([r["iterations"] for r in recs if r.get("cold")]),
+        "iterations_warm": _mean([r["iterations"] for r in recs if not r.get("cold")]),
+        "content_per_frame": [r.get("content") for r in recs],
+        "style_per_frame": [r.get("style") for r in recs],
+        "has_audio": info.has_audio,
+        "audio_warning": encoded.audio_warning,
+    }
+    if len(segments) > 1:
+        seam, inside = seam_flicker.result(), flicker.result()
+        metrics.update(segments=len(segments), e_warp_seam=seam.e_warp, e_warp_inside=inside.e_warp,
+                       flicker_ratio_seam=seam.ratio, flicker_ratio_inside=inside.ratio)
+    return VideoResult(loss=float(np.mean([float(r.get("loss", 0.0)) for r in recs])), metrics=metrics)
+
+
+def _crossfades(work: Path, segments: list[Segment], records: dict[str, dict[str, Any]]
+                ) -> tuple[dict[int, tuple[Path, float]], set[int]]:
+    """Frame t -> (the next segment's version of it, its weight); and the t whose pair (t-1, t) is part of a seam.
+
+    The crossfade zones are frames [first - overlap, first) of each later segment, with
+    the weight of the new segment's version rising towards its first frame.
+    """
+    fade: dict[int, tuple[Path, float]] = {}
+    seam_pairs: set[int] = set()
+    for seg in segments:
+        # A segment past the real end (the container's frame count was too high) made no frame: no fade.
+        if seg.first and f"{seg.first + 1:06d}.png" in records:
+            start = seg.first - seg.overlap
+            seam_pairs.update(range(max(1, start), seg.first + 1))
+            for t in range(max(0, start), seg.first):
+                path = segment_dir(work, seg) / "overlap" / f"{t + 1:06d}.png"
+                if path.exists():
+                    fade[t] = (path, (t - start + 1) / (seg.overlap + 1))
+    return fade, seam_pairs
+
+
+def _mean(values: list[int]) -> float | None:
+    return float(np.mean(values)) if values else None

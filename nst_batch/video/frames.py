@@ -1,0 +1,147 @@
+"""The frame loop: each frame warm-started from the previous stylized frame along the optical flow.
+
+Frame t > 1 starts from the previous stylized frame warped to frame t along the
+backward flow (Ruder, Dosovitskiy, Brox 2016); pixels the flow cannot explain start
+from the content, and a temporal loss holds the trusted pixels to the warped frame.
+
+What chains from frame to frame is the *raw* stylized frame, before `preserve_colors`
+puts the content's colours back (that happens at assembly): the colour-swapped frame
+would otherwise be pulled back towards the style's colours by every next frame.
+
+Every finished frame is saved (lossless PNG) in the unit's work folder and recorded in
+that folder's `ledger.jsonl`; the warm start always reads the saved 8-bit frame, so a
+run resumed after a kill makes exactly the frames an uninterrupted run makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nst_batch.engine import Progress, Result, Temporal
+from nst_batch.media.images import read_image, write_image
+from nst_batch.media.video import probe_video, read_frames
+from nst_batch.settings import working_side
+from nst_batch.video.cuts import frame_is_cut
+from nst_batch.video.flow import FlowResult, flow_between, warp
+from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
+from nst_batch.work import JobContext, stylize_frame, to_tensor, to_uint8
+
+__all__ = ["FrameStep", "Previous", "stylize_next", "stylize_segment", "FrameProgress"]
+
+FrameProgress = Callable[[Progress, int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What the next frame is tied to: the previous content frame and its raw stylized frame."""
+
+    content: np.ndarray  # (H, W, 3) uint8
+    raw: np.ndarray  # (H, W, 3) uint8
+
+
+@dataclass(frozen=True)
+class FrameStep:
+    raw: np.ndarray  # (H, W, 3) uint8: stylized, before colour preservation
+    result: Result
+    cold: bool  # started from scratch: the first frame, a scene cut, or `warm_start: false`
+    cut: bool  # cold because of a scene cut
+
+
+def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
+                 progress: Callable[[Progress], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> FrameStep:
+    """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut."""
+    v = ctx.job.settings.video
+    flow: FlowResult | None = None
+    cut = False
+    if prev is not None and v.warm_start:
+        # Flow only where it is used: the warm start along it and the cut test (flow: none tests colours alone).
+        flow = flow_between(prev.content, content) if v.flow == "dis" else None
+        cut = frame_is_cut(prev.content, content, flow, v.scene_cut)
+    cold = prev is None or not v.warm_start or cut
+    if cold:
+        result = stylize_frame(ctx, content, iterations=v.first_iterations, progress=progress,
+                               should_stop=should_stop)
+    else:
+        assert prev is not None
+        init, temporal = _warm_start(ctx, content, prev.raw, flow)
+        result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal,
+                               progress=progress, should_stop=should_stop)
+    return FrameStep(raw=to_uint8(result.image), result=result, cold=cold, cut=cut)
+
+
+def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, progress: FrameProgress,
+                    should_stop: Callable[[], bool],
+                    on_frame: Callable[[int, FrameStep], None] | None = None) -> int:
+    """Stylize the frames of one segment into `work/frames`; the number of frames stylized (not reused).
+
+    Frames are decoded in order from the start (no seeking: wrong on variable-frame-rate files).
+    `on_frame(number, step)` sees each newly stylized frame (benchmarks).
+    """
+    s = ctx.job.settings
+    v = s.video
+    info = probe_video(src)
+    expected = expected_frames(info.frame_count, float(info.fps), v.start, v.end)
+    frames_dir = work / "frames"
+    ledger = segment_ledger(work, seg)
+
+    def saved(t: int) -> dict[str, Any] | None:
+        rec = ledger.records.get(f"{t + 1:06d}.png")
+        return rec if rec is not None and rec.get("status") == "done" and (frames_dir / rec["key"]).exists() else None
+
+    # The overlap only serves the warm start of the segment's first frame: not needed once that is saved.
+    begin = seg.first if saved(seg.first) else seg.first - seg.overlap
+    prev: Previous | None = None
+    stylized = 0
+    size = working_side(s.size, info.height, info.width)
+    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
+        if t < begin:
+            continue
+        if seg.last is not None and t >= seg.last:
+            break
+        path = frames_dir / f"{t + 1:06d}.png"
+        if t >= seg.first and saved(t) is not None:
+            raw = read_image(path)
+        else:
+            step = stylize_next(ctx, content, prev, progress=lambda p, f=t + 1: progress(p, f, expected),
+                                should_stop=should_stop)
+            raw = step.raw
+            if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
+                write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
+            else:
+                write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
+                ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
+                              cold=step.cold, cut=step.cut, **_distances(ctx, step.result))
+                stylized += 1
+                if on_frame is not None:
+                    on_frame(t + 1, step)
+        prev = Previous(content, raw)
+    return stylized
+
+
+def _distances(ctx: JobContext, result: Result) -> dict[str, float]:
+    """The frame's content and style losses, unweighted (relative errors): drift over a clip shows in them."""
+    w = ctx.loss_weights
+    out = {}
+    for name, weight in (("content", w.content), ("style", w.style)):
+        if weight > 0 and name in result.terms:
+            out[name] = round(result.terms[name] / weight, 6)
+    return out
+
+
+def _warm_start(ctx: JobContext, content: np.ndarray, prev_raw: np.ndarray,
+                flow: FlowResult | None) -> tuple[torch.Tensor, Temporal | None]:
+    """The previous frame warped to this one (disocclusions from the content), and its temporal target."""
+    if flow is None:  # flow: none — plain warm start, no temporal term
+        return to_tensor(prev_raw, ctx.device), None
+    warped = warp(prev_raw, flow.backward)  # (H, W, 3) uint8
+    mask = flow.mask[..., None]  # (H, W, 1) float32 in {0,1}
+    init = (mask * warped + (1 - mask) * content).round().astype(np.uint8)
+    mask_t = torch.from_numpy(np.ascontiguousarray(flow.mask))[None, None].to(ctx.device)  # (1, 1, H, W)
+    return to_tensor(init, ctx.device), Temporal(warped=to_tensor(warped, ctx.device), mask=mask_t)

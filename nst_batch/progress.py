@@ -92,7 +92,11 @@ class ProgressView:
                           f"at the seams, {event.metrics['e_warp_inside']:.2e} inside")
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
-            self._log(f"done {event.job}/{event.key} in {event.seconds:.1f}s, loss {event.loss:.4g}{extra}")
+            sound = event.metrics.get("audio_warning")  # the video is complete; its sound is not
+            if sound:
+                extra += f", WARNING: {sound}"
+            self._log(f"done {event.job}/{event.key} in {event.seconds:.1f}s, loss {event.loss:.4g}{extra}",
+                      "yellow" if sound else "")
         bar = self._units.pop((event.job, event.key), None)
         if self._bars is not None and bar is not None:
             self._bars.remove_task(bar)
@@ -116,6 +120,11 @@ def print_summary(console: Console, summary: RunSummary, *, out: TextIO | None =
     failures = [(js.job, key, why) for js in summary.jobs for key, why in js.failures]
     for job, key, why in failures:
         console.print(f"failed: {job}/{key}: {why}", style="red", highlight=False, soft_wrap=True)
+    for js in summary.jobs:  # done, with every frame, but the sound is not whole
+        for key, metrics in js.videos.items():
+            if metrics.get("audio_warning"):
+                console.print(f"sound: {js.job}/{key}: {metrics['audio_warning']}", style="yellow", highlight=False,
+                              soft_wrap=True)
     done = sum(j.done for j in summary.jobs)
     skipped = sum(j.skipped for j in summary.jobs)
     console.print(f"{done} done, {skipped} skipped, {len(failures)} failed in {summary.seconds:.1f}s", highlight=False)

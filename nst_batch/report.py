@@ -112,9 +112,11 @@ def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: d
     cut_text = f"scene cuts at frames {', '.join(map(str, cuts))}" if cuts else "no scene cuts"
     cells = "".join(f"<img src='{_rel(p, root)}'>" for p in before)
     cells_out = "".join(f"<img src='{_rel(p, root)}'>" for p in after)
+    sound = metrics.get("audio_warning")  # the video is done; its sound is not whole
+    sound_note = f"<p class=warn>sound: {_e(sound)}</p>" if sound else ""
     return (f"<div class=unit><h3><a href='{_rel(dst, root)}'>{_e(dst.name)}</a></h3>"
             f"<p>{n} frames · {flicker} · {cut_text} · "
-            f"{float(rec.get('seconds', 0)):.1f}s</p><div class=strip>{cells}</div>"
+            f"{float(rec.get('seconds', 0)):.1f}s</p>{sound_note}<div class=strip>{cells}</div>"
             f"<div class=strip>{cells_out}</div></div>")
 
 
@@ -177,6 +179,7 @@ figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
 figcaption {{ font-size: 0.8em; color: #555; }}
 .strip img {{ margin-right: 2px; }}
 .fail {{ color: #b00; }}
+.warn {{ color: #a60; }}
 </style></head><body>
 <h1>nst-batch report</h1>
 {body}

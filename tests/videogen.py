@@ -1,4 +1,4 @@
-"""Generate small test clips with PyAV (no ffmpeg CLI needed).
+"""Generate small test clips with PyAV (no ffmpeg CLI needed), and damage their sound.
 
 Clips show a smooth random texture that translates by `SHIFT` px per frame with a
 white square moving across it by `SQUARE_STEP` px per frame, and a red marker in
@@ -10,6 +10,7 @@ An optional chirp track (`tone`; AAC, mono, 44.1 kHz) lasts exactly as long as t
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,14 +25,18 @@ __all__ = [
     "SHIFT",
     "SQUARE",
     "SQUARE_STEP",
+    "corrupt_packets",
     "make_clip",
+    "make_sound_clip",
     "make_not_video",
     "make_truncated",
     "make_zero_frames",
+    "mark_audio_codec_unknown",
     "pattern",
     "square_origin",
     "texture",
     "tone",
+    "truncate_packets",
 ]
 
 AUDIO_RATE = 44100
@@ -181,3 +186,107 @@ def _write_tone(
         frame.sample_rate, frame.pts = AUDIO_RATE, start
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
+
+
+def make_sound_clip(
+    path: Path,
+    *,
+    container: str = "avi",
+    codec: str = "ac3",
+    layout: str = "stereo",
+    rate: int = 48000,
+    frames: int = 24,
+    fps: int = 12,
+    damage: Callable[[int, bytes], bytes | None] | None = None,
+    audio_streams: int = 1,
+) -> Path:
+    """Write a 64x48 clip whose sound is `tone` in `codec` (every channel the same); return `path`.
+
+    container: an FFmpeg muxer name ("avi" with MPEG-4 Part 2 video, like old
+    cameras; "mp4" or "matroska" with H.264). Audio and video packets are
+    interleaved as a camera writes them. damage(k, data) gets the k-th audio
+    packet of the first audio stream and returns the bytes to write instead
+    (None drops the packet). audio_streams: copies of the sound, as separate streams.
+    """
+    with av.open(str(path), "w", format=container) as out:
+        video = out.add_stream("mpeg4" if container == "avi" else "libx264", rate=fps)
+        if container != "avi":
+            video.options = {"x264-params": "mbtree=0"}  # the same bytes in every process
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sounds = [out.add_stream(codec, rate=rate) for _ in range(audio_streams)]
+        for sound in sounds:
+            sound.layout = layout
+        total = frames * rate // fps
+        channels = sounds[0].layout.nb_channels
+        samples = np.repeat(tone(np.arange(total) / rate)[None], channels, axis=0)  # (C, total)
+        # Through a resampler: PCM encoders take packed integers, AC3 and AAC planar floats.
+        resamplers = [av.AudioResampler(format=s.codec_context.format.name, layout=layout, rate=rate) for s in sounds]
+        packet_index = 0
+        written = 0
+        for index in range(frames):
+            while written < min(total, (index + 1) * rate // fps):
+                chunk = np.ascontiguousarray(samples[:, written : written + _AAC_FRAME])
+                for stream_index, (sound, resampler) in enumerate(zip(sounds, resamplers)):
+                    frame = _planar_frame(chunk, layout, rate, written)
+                    for converted in resampler.resample(frame):
+                        for packet in sound.encode(converted):
+                            if stream_index == 0 and damage is not None:
+                                packet = _damaged(packet, damage(packet_index, bytes(packet)), sound)
+                                packet_index += 1
+                            if packet is not None:
+                                out.mux(packet)
+                written += chunk.shape[1]
+            picture = av.VideoFrame.from_ndarray(pattern(index, 64, 48), format="rgb24")
+            picture.pts = index
+            out.mux(video.encode(picture))
+        out.mux(video.encode())
+        for stream_index, sound in enumerate(sounds):
+            for packet in sound.encode(None):
+                if stream_index == 0 and damage is not None:
+                    packet = _damaged(packet, damage(packet_index, bytes(packet)), sound)
+                    packet_index += 1
+                if packet is not None:
+                    out.mux(packet)
+    return path
+
+
+def corrupt_packets(indices: Iterable[int], *, seed: int = 0) -> Callable[[int, bytes], bytes]:
+    """A `damage` for `make_sound_clip`: the packets at `indices` become random bytes of the same length."""
+    chosen, rng = set(indices), np.random.default_rng(seed)
+    return lambda k, data: rng.integers(0, 256, len(data), dtype=np.uint8).tobytes() if k in chosen else data
+
+
+def truncate_packets(indices: Iterable[int]) -> Callable[[int, bytes], bytes]:
+    """A `damage` for `make_sound_clip`: the packets at `indices` lose their last two thirds."""
+    chosen = set(indices)
+    return lambda k, data: data[: len(data) // 3] if k in chosen else data
+
+
+def mark_audio_codec_unknown(path: Path) -> Path:
+    """Give the first audio stream of an AVI file a format tag no codec has (0x7777); return `path`.
+
+    FFmpeg then opens the stream as audio of an unknown codec: it plays as a
+    silent video, and PyAV has no decoder for it.
+    """
+    data = bytearray(path.read_bytes())
+    header = data.find(b"strf", data.find(b"auds"))  # the audio stream's WAVEFORMATEX
+    if header < 0:
+        raise ValueError(f"{path}: no AVI audio stream header")
+    data[header + 8 : header + 10] = (0x7777).to_bytes(2, "little")  # wFormatTag, after the chunk's id and size
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _planar_frame(chunk: np.ndarray, layout: str, rate: int, pts: int) -> av.AudioFrame:
+    frame = av.AudioFrame.from_ndarray(chunk.astype(np.float32), format="fltp", layout=layout)
+    frame.sample_rate, frame.pts = rate, pts
+    return frame
+
+
+def _damaged(packet: av.Packet, data: bytes | None, stream: av.audio.stream.AudioStream) -> av.Packet | None:
+    if data is None:
+        return None
+    copy = av.Packet(data)
+    copy.pts, copy.dts, copy.duration, copy.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
+    copy.stream = stream
+    return copy

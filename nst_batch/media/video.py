@@ -1,4 +1,4 @@
-"""Video I/O: probe with PyAV, decode frames with OpenCV, encode H.264 + AAC with PyAV.
+"""Video I/O: probe with PyAV, decode frames with OpenCV, encode H.264 with PyAV (its sound: media/audio.py).
 
 Frames are numpy uint8 RGB arrays, (H, W, 3), upright as a player shows them.
 Time is counted in frames: frame i of a video is at i / fps seconds after the
@@ -20,6 +20,7 @@ import numpy as np
 
 from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
+from nst_batch.media.audio import AudioTrack
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "is_video_file", "probe_video", "read_frames"]
 
@@ -35,11 +36,6 @@ _FRAME_SLACK = Fraction(1, 1_000_000)
 # FFmpeg demuxers for still images: they open a JPEG or PNG (whatever its name)
 # as a one-frame "video" stream, which is not a video for us.
 _IMAGE_DEMUXERS = frozenset({"image2", "image2pipe"})
-
-# AAC-LC codes 1024 samples per frame; only the last frame may be shorter
-# (FFmpeg's aac encoder has AV_CODEC_CAP_SMALL_LAST_FRAME).
-_AAC_FRAME_SIZE = 1024
-_AAC_FALLBACK_RATE = 48000
 
 # libavutil's AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic
 # value 6 is SMPTE 170M (BT.601), AVColorRange 1 is limited ("tv") range.
@@ -149,6 +145,11 @@ def encode_video(
     (seconds from its first video frame, the same clock as `read_frames`) is
     re-encoded to AAC and cut at the end of the video; no audio stream in
     means no audio stream out. The file appears at `out` only when complete.
+
+    The sound never costs the video: damaged audio packets become silence, a
+    source whose sound cannot be read gives a video without sound, and
+    `EncodeResult.audio_warning` says so (see `nst_batch.media.audio`).
+    Raises MediaError for a problem with the video only.
     """
     out = Path(out)
     rate = _as_fraction(fps)
@@ -158,13 +159,14 @@ def encode_video(
         raise ValueError(f"encode_video: bad audio span [{audio_start}, {audio_end}) for {out}")
     with atomic_path(out) as tmp:
         try:
-            count = _encode_to(tmp, _iter_frames(frames), rate, audio_source, audio_start, audio_end, crf)
+            count, audio_warning = _encode_to(tmp, _iter_frames(frames), rate, audio_source, audio_start, audio_end,
+                                              crf)
             _check_frame_count(tmp, count)
         except av.FFmpegError as exc:
             raise MediaError(f"{out}: encoding failed ({_reason(exc)})") from exc
         except _OutputError as exc:
             raise MediaError(f"{out}: {exc}") from exc
-    return EncodeResult(frames=count)
+    return EncodeResult(frames=count, audio_warning=audio_warning)
 
 
 class _OutputError(Exception):
@@ -343,29 +345,26 @@ def _encode_to(
     audio_start: float,
     audio_end: float | None,
     crf: int,
-) -> int:
+) -> tuple[int, str | None]:
+    """Write the file; return the video frames written and the audio's warning."""
     first = next(frames, None)
     if first is None:
         raise _OutputError("no frames to encode")
     height, width = _even_shape(first)
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container:
         video = _add_video_stream(container, width, height, fps, crf)
-        audio = _AudioTrack.open(container, audio_source, audio_start, audio_end)
+        audio = AudioTrack.open(container, audio_source, audio_start, audio_end)
         try:
             count = 0
             for rgb in _chain(first, frames):
-                if audio is not None:  # keep the two streams interleaved
-                    audio.write_until(count / fps, final=False)
+                audio.write_until(count / fps)  # keep the two streams interleaved
                 container.mux(video.encode(_video_frame(rgb, count, width, height, fps)))
                 count += 1
             container.mux(video.encode())
-            if audio is not None:
-                audio.write_until(count / fps, final=True)
-                audio.flush()
+            audio.finish(count / fps)
         finally:
-            if audio is not None:
-                audio.release()
-    return count
+            audio.close()
+    return count, audio.warning
 
 
 def _add_video_stream(
@@ -430,160 +429,6 @@ def _check_frame_count(path: Path, expected: int) -> None:
         packets = sum(1 for packet in container.demux(stream) if packet.size)
     if packets != expected:
         raise _OutputError(f"wrote {packets} video frames instead of {expected}")
-
-
-# --- audio -----------------------------------------------------------------------------------
-
-
-class _AudioTrack:
-    """Copies a span of a source file's audio into an output container as AAC.
-
-    Re-encoding (rather than copying packets) is what lets the span start and
-    end on any sample: compressed packets cannot be cut. Samples are placed by
-    the source frames' timestamps, so gaps in the source stay gaps (silence).
-    """
-
-    def __init__(
-        self, source: av.container.InputContainer, out: av.audio.stream.AudioStream, chunks: Iterator[np.ndarray]
-    ) -> None:
-        self._source, self._out, self._chunks = source, out, chunks
-        self._written = 0  # samples encoded so far
-        self._container = out.container
-
-    @classmethod
-    def open(
-        cls, container: av.container.OutputContainer, source_path: Path | None, start: float, end: float | None
-    ) -> _AudioTrack | None:
-        if source_path is None:
-            return None
-        source_path = Path(source_path)
-        if not source_path.is_file():
-            raise MediaError(f"{source_path}: audio source not found")
-        try:
-            source = av.open(str(source_path))
-        except av.FFmpegError as exc:
-            raise MediaError(f"{source_path}: cannot read audio ({_reason(exc)})") from exc
-        if not source.streams.audio:
-            source.close()
-            return None
-        stream = source.streams.audio[0]
-        rate, layout = _aac_rate(stream.rate), "mono" if stream.channels == 1 else "stereo"
-        out = container.add_stream("aac", rate=rate)
-        out.layout = layout
-        out.codec_context.time_base = Fraction(1, rate)
-        chunks = _rebuffer(_span_samples(source, stream, rate, layout, start, end), _AAC_FRAME_SIZE)
-        return cls(source, out, chunks)
-
-    @property
-    def rate(self) -> int:
-        return self._out.rate
-
-    def write_until(self, seconds: Fraction, *, final: bool) -> None:
-        """Encode audio up to `seconds`; before the end, only whole AAC frames."""
-        target = int(seconds * self.rate)
-        while self._written + (1 if final else _AAC_FRAME_SIZE) <= target:
-            chunk = next(self._chunks, None)  # (C, n) float32
-            if chunk is None:
-                return
-            if final:
-                chunk = chunk[:, : target - self._written]
-            self._encode(chunk)
-
-    def flush(self) -> None:
-        """Drain the encoder: call once, after the last `write_until`."""
-        self._container.mux(self._out.encode(None))
-
-    def release(self) -> None:
-        """Close the source file."""
-        self._source.close()
-
-    def _encode(self, chunk: np.ndarray) -> None:
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=self._out.layout.name)
-        frame.sample_rate, frame.pts, frame.time_base = self.rate, self._written, Fraction(1, self.rate)
-        self._container.mux(self._out.encode(frame))
-        self._written += chunk.shape[1]
-
-
-def _aac_rate(rate: int) -> int:
-    supported = av.codec.Codec("aac", "w").audio_rates or ()
-    return rate if rate in supported else _AAC_FALLBACK_RATE
-
-
-def _span_samples(
-    source: av.container.InputContainer,
-    stream: av.audio.stream.AudioStream,
-    rate: int,
-    layout: str,
-    start: float,
-    end: float | None,
-) -> Iterator[np.ndarray]:
-    """Yield (C, n) float32 planar pieces of the audio in [start, end), in order.
-
-    Each decoded frame is placed by its timestamp, in output samples from
-    `start`: what falls before 0 or from `limit` on is dropped, overlaps are
-    dropped, and gaps (including a late first frame) are filled with silence.
-    """
-    origin = _video_origin(source) + start  # source time of output sample 0, seconds
-    limit = None if end is None else round((end - start) * rate)
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-    tolerance = rate // 100  # timestamp jitter under 10 ms is not a gap
-    cursor: int | None = None  # output index of the next expected sample
-    for frame in source.decode(stream):
-        position = round((frame.time - origin) * rate) if frame.time is not None else cursor or 0
-        cursor = min(position, 0) if cursor is None else cursor
-        if abs(position - cursor) <= tolerance:
-            position = cursor
-        samples = _resampled(resampler, frame)  # (C, n)
-        if position > cursor:
-            silence = np.zeros((samples.shape[0], position - cursor), dtype=np.float32)
-            yield _within(silence, cursor, limit)
-        elif position < cursor:
-            samples, position = samples[:, cursor - position :], cursor
-        yield _within(samples, position, limit)
-        cursor = position + samples.shape[1]
-        if limit is not None and cursor >= limit:
-            return
-
-
-def _within(samples: np.ndarray, position: int, limit: int | None) -> np.ndarray:
-    """The part of samples (C, n), starting at output index `position`, inside [0, limit)."""
-    begin = min(max(0, -position), samples.shape[1])
-    stop = samples.shape[1] if limit is None else min(samples.shape[1], max(begin, limit - position))
-    return samples[:, begin:stop]
-
-
-def _resampled(resampler: av.AudioResampler, frame: av.AudioFrame) -> np.ndarray:
-    frame.pts = None  # resample by content; placement is done by the caller
-    pieces = [f.to_ndarray() for f in resampler.resample(frame)]
-    if not pieces:
-        return np.zeros((len(resampler.layout.channels), 0), dtype=np.float32)
-    return np.concatenate(pieces, axis=1).astype(np.float32, copy=False)
-
-
-def _rebuffer(pieces: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Regroup (C, n) pieces into (C, size) chunks; the last one may be shorter."""
-    pending: list[np.ndarray] = []
-    count = 0
-    for piece in pieces:
-        if not piece.shape[1]:
-            continue
-        pending.append(piece)
-        count += piece.shape[1]
-        while count >= size:
-            joined = np.concatenate(pending, axis=1)
-            yield joined[:, :size]
-            pending, count = [joined[:, size:]], count - size
-    if count:
-        yield np.concatenate(pending, axis=1)
-
-
-def _video_origin(source: av.container.InputContainer) -> float:
-    if not source.streams.video:
-        return 0.0
-    stream = source.streams.video[0]
-    if stream.start_time is None or stream.time_base is None:
-        return 0.0
-    return float(stream.start_time * stream.time_base)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from nst_batch.device import resolve_device
@@ -10,7 +11,7 @@ from nst_batch.media.images import read_image
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan, plan_job
 from nst_batch.settings import Job
-from nst_batch.weights import cache_path, load_state_dict_file
+from nst_batch.weights import check_weights
 
 __all__ = ["check_jobs"]
 
@@ -32,7 +33,7 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
         attempt(resolve_device, s.device)
         if (s.weights, s.model) not in checked_weights:
             checked_weights.add((s.weights, s.model))
-            attempt(_check_weights, s.weights, s.model)
+            attempt(functools.partial(check_weights, fetch=False), s.weights, s.model)
         for style in job.styles:
             attempt(read_image, style.image)
         try:
@@ -45,15 +46,3 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
             attempt(probe_video if unit.kind == "video" else read_image, unit.src)
     return plans, problems
 
-
-def _check_weights(spec: str, model: str) -> None:
-    if spec == "random":
-        return
-    if spec == "imagenet":
-        path = cache_path(model)
-        if not path.exists():
-            fetch = "nst-batch weights fetch" + ("" if model == "vgg19" else f" --model {model}")
-            raise NstBatchError(f"ImageNet {model.upper()} weights not found at {path}: run `{fetch}` "
-                                "(online) or `nst-batch weights import FILE`")
-        return
-    load_state_dict_file(spec, model)  # type: ignore[arg-type]

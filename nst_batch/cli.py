@@ -20,6 +20,7 @@ from rich.table import Table
 
 from nst_batch import __version__
 from nst_batch.errors import ManifestError, NstBatchError
+from nst_batch.events import Event, UnitFinished
 from nst_batch.manifest import Manifest, load_manifest, parse_overrides
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -57,7 +58,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks: of a fatal error, and of every failed "
+                               "output after the summary."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     _state["debug"] = debug
@@ -106,12 +108,19 @@ def run(
         raise ManifestError(f"--executor: unknown executor '{executor}' (local | ray)")
     loaded = _load(manifest, sets, device, weights)
     stop = _StopFlag()
+    traces: list[UnitFinished] = []  # failed units, for --debug
+
+    def emit(event: Event) -> None:
+        if isinstance(event, UnitFinished) and event.trace:
+            traces.append(event)
+        view(event)
+
     try:
         runner = make_executor(executor, address=address, workers=workers,
                                temp_dir=str(ray_temp_dir.resolve()) if ray_temp_dir else None)
         try:
             with stop.installed(), ProgressView(out, quiet=quiet) as view:
-                summary = run_jobs(loaded.jobs, executor=runner, emit=view,
+                summary = run_jobs(loaded.jobs, executor=runner, emit=emit,
                                    should_stop=stop, force=force, fail_fast=fail_fast)
         finally:
             runner.close()
@@ -119,6 +128,10 @@ def run(
         _say_how_to_resume()
         raise typer.Exit(EXIT_INTERRUPTED) from None
     print_summary(out, summary)
+    if _state["debug"]:
+        for failed in traces:
+            err.print(f"traceback of the failure of {failed.job}/{failed.key}:", style="red", markup=False)
+            err.out((failed.trace or "").rstrip("\n"), highlight=False)
     _write_report(loaded)
     if summary.interrupted:
         _say_how_to_resume()

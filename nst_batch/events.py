@@ -61,6 +61,7 @@ class UnitFinished:
     loss: float | None = None
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)  # e.g. frames, e_warp, e_warp_input, cuts
+    trace: str | None = None  # a failure's traceback (the ledger keeps it; `--debug` prints it)
 
 
 @dataclass

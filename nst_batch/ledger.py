@@ -15,13 +15,21 @@ from typing import Any, IO
 
 from nst_batch.errors import LockedError, NstBatchError
 
-__all__ = ["Ledger", "input_identity", "RunLock"]
+__all__ = ["Ledger", "input_identity", "input_identity_now", "RunLock"]
 
 
 def input_identity(path: Path) -> str:
     """Size and modification time: cheap, and changes whenever the file is replaced or edited."""
     stat = path.stat()
     return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def input_identity_now(path: Path) -> str | None:
+    """`input_identity`, or None when the file cannot be seen now (moved or deleted during the run)."""
+    try:
+        return input_identity(path)
+    except OSError:
+        return None
 
 
 class Ledger:

@@ -17,14 +17,15 @@ import torch
 
 from nst_batch import __version__
 from nst_batch.engine import Interrupted
-from nst_batch.errors import LockedError, NstBatchError, describe
+from nst_batch.errors import LockedError, NstBatchError, WeightsError, describe
 from nst_batch.events import (Event, JobFinished, Notice, JobStarted, JobSummary, RunStarted, RunSummary, UnitFinished,
                               UnitStarted)
 from nst_batch.executors import Executor
-from nst_batch.ledger import Ledger, RunLock, input_identity
+from nst_batch.ledger import Ledger, RunLock, input_identity_now
 from nst_batch.media.atomic import remove_stale_partials, write_text_atomic
 from nst_batch.plan import JobPlan, PlanError, Unit, plan_job, state_dir, work_dirs
 from nst_batch.settings import Job, settings_hash, settings_to_dict
+from nst_batch.weights import check_weights
 
 __all__ = ["run", "settings_file", "job_status"]
 
@@ -47,6 +48,10 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
             plans.append(plan_job(job))
         except PlanError as exc:
             plans.append(exc)
+    hashes = {job.name: settings_hash(job.settings, job.styles) for job in jobs}
+    # Before any lock or file: the ledgers are only read here (and again under the locks below).
+    _check_weights_once([job for job, plan in zip(jobs, plans) if isinstance(plan, JobPlan)
+                         and _todo(plan, Ledger(state_dir(job)), hashes[job.name], force)])
     held: list[RunLock] = []
     try:
         for i, job in enumerate(jobs):  # all at once: a second run on the same outputs refuses before any work
@@ -62,7 +67,6 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
                 continue
             held.append(lock)
         ledgers = {job.name: Ledger(state_dir(job)) for job, plan in zip(jobs, plans) if isinstance(plan, JobPlan)}
-        hashes = {job.name: settings_hash(job.settings, job.styles) for job in jobs}
         todo = {job.name: _todo(plan, ledgers[job.name], hashes[job.name], force)
                 for job, plan in zip(jobs, plans) if isinstance(plan, JobPlan)}
         total_todo = sum(len(t) for t in todo.values())
@@ -76,7 +80,7 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
             if isinstance(plan, PlanError):
                 js.failed += 1
                 js.failures.append(("(input)", str(plan)))
-                emit(UnitFinished(job=job.name, key="(input)", status="failed", error=str(plan)))
+                emit(UnitFinished(job=job.name, key="(input)", status="failed", error=str(plan), trace=_trace(plan)))
                 emit(JobFinished(js))
                 if fail_fast:
                     break
@@ -95,11 +99,31 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
             lock.release()
 
 
+def _check_weights_once(jobs: Sequence[Job]) -> None:
+    """Each weights source the jobs with work use, checked once before any job starts (and fetched if
+    missing and online): a missing or bad file stops the run with one message, rather than failing every
+    job that uses it after the others' work."""
+    users: dict[tuple[str, str], list[str]] = {}
+    for job in jobs:
+        users.setdefault((job.settings.weights, job.settings.model), []).append(job.name)
+    for (spec, model), names in users.items():
+        try:
+            check_weights(spec, model, fetch=True)
+        except WeightsError as exc:
+            who = f"job '{names[0]}'" if len(names) == 1 else "jobs " + ", ".join(f"'{n}'" for n in names)
+            raise WeightsError(f"{who}: {exc}") from exc
+
+
 def _todo(plan: JobPlan, ledger: Ledger, digest: str, force: bool) -> list[Unit]:
     if force:
         return list(plan.units)
     return [u for u in plan.units
-            if not ledger.is_done(u.key, settings_hash=digest, input_id=input_identity(u.src), output=u.dst)]
+            if not _is_done(ledger, u, digest)]
+
+
+def _is_done(ledger: Ledger, unit: Unit, digest: str) -> bool:
+    input_id = input_identity_now(unit.src)
+    return input_id is not None and ledger.is_done(unit.key, settings_hash=digest, input_id=input_id, output=unit.dst)
 
 
 def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: JobSummary, summary: RunSummary, *,
@@ -125,15 +149,19 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
         reason = describe(exc)
         js.failed += len(todo)
         js.failures.append(("(job)", reason))
-        emit(UnitFinished(job=job.name, key="(job)", status="failed", error=reason))
+        emit(UnitFinished(job=job.name, key="(job)", status="failed", error=reason, trace=_trace(exc)))
         return fail_fast
     count = index
     began: dict[str, float] = {}
+    # The input's identity as the unit starts: an edit made while it runs must not be recorded as
+    # the version that was stylized (the next run redoes it).
+    identities: dict[str, str | None] = {}
 
     def started(unit: Unit) -> None:
         nonlocal count
         count += 1
         began[unit.key] = time.perf_counter()
+        identities[unit.key] = input_identity_now(unit.src)
         emit(UnitStarted(job=job.name, key=unit.key, kind=unit.kind, index=count, total=total))
 
     if force:  # --force redoes video frames too, not only the assembled video
@@ -148,16 +176,25 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
                 return True
             if isinstance(outcome, BaseException):  # one bad unit never stops the night
                 reason = describe(outcome)
-                trace = getattr(outcome, "trace", None) or "".join(traceback.format_exception(outcome))
+                if not unit.src.exists():
+                    reason = f"{unit.src}: input not found: it was moved or deleted after the run started"
+                trace = _trace(outcome)
                 ledger.record(unit.key, "failed", error=reason, trace=trace, hash=digest)
                 js.failed += 1
                 js.failures.append((unit.key, reason))
-                emit(UnitFinished(job=job.name, key=unit.key, status="failed", error=reason, seconds=seconds))
+                emit(UnitFinished(job=job.name, key=unit.key, status="failed", error=reason, seconds=seconds,
+                                  trace=trace))
                 if fail_fast:
                     return True
                 continue
-            ledger.record(unit.key, "done", hash=digest, input=input_identity(unit.src), loss=outcome.loss,
+            identity = identities.get(unit.key)
+            ledger.record(unit.key, "done", hash=digest, input=identity, loss=outcome.loss,
                           seconds=round(seconds, 3), **({"metrics": outcome.metrics} if outcome.metrics else {}))
+            now = input_identity_now(unit.src)
+            if now != identity:
+                what = "was edited; a later run redoes it" if now else "was moved or deleted; the output is kept"
+                emit(Notice(f"{job.name}: {unit.src} changed while it was being stylized: {unit.key} is made from "
+                            f"the input as it was when it started, which {what}", "warning"))
             # Only now: a kill between the output's rename and its record must find the frames.
             _remove_work(job, unit)
             js.done += 1
@@ -172,6 +209,11 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
         remove_stale_partials([u.dst for u in plan.units])
         js.seconds = time.perf_counter() - job_started
     return False
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback of a failure: a Ray worker's own (`RemoteError.trace`), or this process's."""
+    return getattr(exc, "trace", None) or "".join(traceback.format_exception(exc))
 
 
 def _remove_work(job: Job, unit: Unit) -> None:
@@ -197,7 +239,7 @@ def job_status(job: Job) -> dict[str, list[str]]:
     digest = settings_hash(job.settings, job.styles)
     for unit in plan.units:
         rec = ledger.records.get(unit.key)
-        if ledger.is_done(unit.key, settings_hash=digest, input_id=input_identity(unit.src), output=unit.dst):
+        if _is_done(ledger, unit, digest):
             out["done"].append(unit.key)
         elif rec is not None and rec.get("status") == "failed":
             out["failed"].append(unit.key)

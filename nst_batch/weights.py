@@ -37,7 +37,7 @@ from nst_batch.media.atomic import atomic_path
 
 __all__ = ["IMAGENET_FILE", "IMAGENET_FILES", "IMAGENET_URL", "LoadedVGG", "WeightsInfo", "Imported", "cache_path",
            "imagenet_url", "load_features", "load_state_dict_file", "detect_model", "detect_preprocess",
-           "fetch_imagenet", "import_weights", "weights_info", "OFFLINE_ENV"]
+           "fetch_imagenet", "import_weights", "weights_info", "check_weights", "OFFLINE_ENV"]
 
 # torchvision.models.VGG19_Weights / VGG16_Weights.IMAGENET1K_V1: file names (the hex part
 # is the start of the file's sha256, which torchvision checks on download).
@@ -122,6 +122,28 @@ def load_features(spec: str, *, model: str = "vgg19", preprocess: str = "auto", 
         pre, why = detect_preprocess(state, path, model=model)
         why = f"auto: {why}"
     return LoadedVGG(build_features(model, state), model, pre, f"{name} from {path}, {pre} preprocessing ({why})")
+
+
+def check_weights(spec: str, model: str = "vgg19", *, fetch: bool) -> None:
+    """Raise a WeightsError unless `spec` gives `model` weights: `random`; `imagenet` in the cache
+    (downloaded now if `fetch`, when online); a file that is a safe `model` state dict (read whole).
+
+    Raises:
+        WeightsError: what is missing or wrong, and how to provide it.
+    """
+    if spec == "random":
+        return
+    if spec == "imagenet":
+        path = cache_path(model)
+        if path.exists():
+            return
+        if fetch:
+            fetch_imagenet(model)
+            return
+        command = "nst-batch weights fetch" + ("" if model == "vgg19" else f" --model {model}")
+        raise WeightsError(f"ImageNet {model.upper()} weights not found at {path}: run `{command}` "
+                           "(online) or `nst-batch weights import FILE`")
+    load_state_dict_file(Path(spec), model)
 
 
 def detect_preprocess(state: Mapping[str, torch.Tensor], path: Path | None = None, *,

@@ -78,12 +78,13 @@ ROWS = [
     run("style-corrupt", _job(style="bad/broken.jpg"), 1, "broken.jpg: cannot decode the image"),
     run("folder-empty", _job(input="nothing"), 1, "holds no images or videos"),
     run("input-unknown-type", _job(input="notes.txt"), 1, "notes.txt is neither a folder, an image"),
-    # --- weights: exit 2 where checked up front, the job fails (exit 1) in a run ------------------
+    # --- weights: exit 2, checked up front by `validate` and by `run` (once, before any job) --------
     validate("weights-missing", _job(weights="nowhere.pth"), 2, "jobs[0]", "weights file not found", args=()),
     validate("weights-code", _job(weights="weights/evil.pth"), 2, "evil.pth: refused: not a plain tensor state dict",
              args=()),
-    run("weights-code-run", _job(weights="weights/evil.pth"), 1, "evil.pth: refused: not a plain tensor state dict",
-        args=()),
+    run("weights-code-run", _job(weights="weights/evil.pth"), 2, "job 'j': ",
+        "evil.pth: refused: not a plain tensor state dict", args=()),
+    run("weights-imagenet-offline-run", _job(), 2, "job 'j': VGG19 ImageNet weights not found", args=()),
     Row("weights-code-import", ("weights", "import", "weights/evil.pth"), None, 2, ("evil.pth: refused",)),
     validate("weights-junk", _job(weights="weights/junk.pth"), 2, "junk.pth: refused: not a plain tensor state dict",
              args=()),
@@ -172,3 +173,15 @@ def test_no_code_from_a_crafted_file_ever_ran(bad_tree: Path, results: dict[str,
     assert {"python-tag", "weights-code", "weights-code-run", "weights-code-import"} <= set(results)
     assert not (bad_tree / MARKER).exists()
     assert not list(bad_tree.rglob(MARKER))
+
+
+def test_debug_shows_the_traceback_of_a_failed_output(bad_tree: Path) -> None:
+    (bad_tree / "debug.yaml").write_text(_job(input="bad", output="out/debug"), encoding="utf-8")
+    env = {**os.environ, "COLUMNS": "200", "NST_BATCH_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "nst_batch", "--debug", "run", "debug.yaml", *FAST, *RANDOM],
+                         cwd=bad_tree, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "traceback of the failure of j/broken.png:" in res.stderr, res.stderr
+    after = res.stderr.split("traceback of the failure of j/broken.png:", 1)[1]
+    assert after.lstrip().startswith("Traceback (most recent call last):")
+    assert "MediaError: " in after and "broken.jpg: cannot decode the image" in after

@@ -38,7 +38,7 @@ import torch
 from cli_helpers import nst, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
 from nst_batch.errors import NstBatchError
-from nst_batch.events import Event, RunSummary
+from nst_batch.events import Event, Notice, RunSummary
 from nst_batch.executors import UnitResult
 from nst_batch.executors.local import LocalExecutor
 from nst_batch.ledger import Ledger
@@ -679,6 +679,76 @@ jobs:
     assert (summary.jobs[0].failed, summary.jobs[1].done) == (1, 1)
     assert "the output" in summary.jobs[0].failures[0][1] and "would overwrite the input" in summary.jobs[0].failures[0][1]
     assert (tree / "photos" / "p0.png").read_bytes() == original
+
+
+class AfterExecutor(FaultyExecutor):
+    """FaultyExecutor that also calls `after[key](unit)` once a unit's output is written, before it is recorded."""
+
+    def __init__(self, after: dict[str, Callable[[Unit], None]]) -> None:
+        super().__init__()
+        self.after = after
+
+    def run_unit(self, job: Job, unit: Unit, **kwargs: Any) -> UnitResult:
+        result = super().run_unit(job, unit, **kwargs)
+        if unit.key in self.after:
+            self.after[unit.key](unit)
+        return result
+
+
+def _edit(path: Path) -> None:
+    """Another picture under the same name (another size, so its identity changes whatever the clock)."""
+    write_rgb(path, sample_photo("chelsea.jpg", 44))
+
+
+def test_inputs_moved_deleted_or_edited_during_the_night(tree: Path) -> None:
+    """A vanished input fails its unit alone, with its reason; a unit's input is known as it was when the
+    unit started, so an edit made while it ran is redone by the next run."""
+    photos = tree / "photos"
+
+    def p2_done(unit: Unit) -> None:
+        _edit(unit.src)  # edited while its unit ran (after it was read)
+        (photos / "p3.png").unlink()  # moved away before its unit starts
+
+    (job,) = jobs = _jobs(tree)
+    after = {"p1.png": lambda unit: unit.src.unlink(), "p2.png": p2_done}  # p1: deleted while its unit ran
+    summary, events = _run(jobs, AfterExecutor(after))
+    js = summary.jobs[0]
+    assert (js.done, js.failed) == (4, 1)
+    assert js.failures == [("p3.png", f"{photos / 'p3.png'}: input not found: it was moved or deleted after "
+                                      "the run started")]
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert any(f"{photos / 'p1.png'} changed while it was being stylized" in n and "moved or deleted" in n
+               for n in notices), notices
+    assert any(f"{photos / 'p2.png'} changed while it was being stylized" in n and "a later run redoes it" in n
+               for n in notices), notices
+    assert job_status(job) == {"done": ["p0.png", "p4.png"], "pending": ["p2.png"], "failed": []}
+    summary, _ = _run(jobs, FaultyExecutor())
+    assert (summary.jobs[0].done, summary.jobs[0].skipped, summary.jobs[0].failed) == (1, 2, 0)
+    assert _longest_side(tree / "out" / "photos" / "p2.png") == 48 and job_status(job)["done"] == [
+        "p0.png", "p2.png", "p4.png"]
+
+
+def test_a_batched_image_edited_after_it_was_read_is_made_from_its_new_version(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`batch_size` reads images ahead of their batch: one edited in between is read again and made alone."""
+    import nst_batch.executors.local as local_module
+
+    real_read = local_module.read_image
+
+    def read(path: Path) -> Any:
+        if path.name == "p3.png":  # p0 and p3 (both square) wait for the same batch; p0 was read already
+            _edit(tree / "photos" / "p0.png")
+        return real_read(path)
+
+    monkeypatch.setattr(local_module, "read_image", read)
+    (job,) = jobs = _jobs(tree, "images.yaml", "batch_size=2", "optimizer=adam")
+    summary, _ = _run(jobs, FaultyExecutor())
+    assert (summary.jobs[0].done, summary.jobs[0].failed) == (5, 0)
+    made = cv2.imread(str(tree / "out" / "photos" / "p0.png"))
+    assert made.shape[0] != made.shape[1]  # the new, oblong picture, not the square one read first
+    records = _ledger(job)
+    assert "batch" not in records["p0.png"]["metrics"] and records["p3.png"]["metrics"]["batch"] == 1
+    assert job_status(job)["done"] == PHOTOS
 
 
 # --- the pieces, directly -----------------------------------------------------------------------

@@ -107,3 +107,24 @@ def test_weights_commands(torchvision_file: Path, tmp_path: Path) -> None:
     assert "vgg16-397923af.pth" in nst("weights", "info", env=env).stdout
     bad = nst("weights", "import", tmp_path / "nothing.pth", env=env)
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_offline_without_weights_stops_before_any_job(tmp_path: Path, photos: Path, style_image: Path) -> None:
+    """One message for the one missing file (not one per job), exit 2, nothing written: no report, no state."""
+    from conftest import write_manifest
+
+    write_manifest(tmp_path / "p.yaml", """
+version: 1
+jobs:
+  - {name: a, input: photos, style: styles/starry.jpg, output: out/a}
+  - {name: b, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/b}
+  - {name: c, input: photos/chelsea.png, style: styles/starry.jpg, output: out/c}
+  - {name: d, input: photos/chelsea.png, style: styles/starry.jpg, output: out/d, weights: random}
+""")
+    res = nst("run", "p.yaml", "--set", "size=32", cwd=tmp_path)
+    output = res.stdout + res.stderr
+    assert res.returncode == 2, output
+    assert output.count("weights not found") == 1 and "Traceback" not in output, output
+    assert "error: jobs 'a', 'b', 'c': VGG19 ImageNet weights not found" in res.stderr, output
+    assert "nst-batch weights import FILE" in res.stderr
+    assert not (tmp_path / "out").exists()  # no report, no ledger, no lock: nothing was run

@@ -11,6 +11,7 @@ from nst_batch.engine import Interrupted, Progress
 from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
 from nst_batch.executors.attempts import RETRYABLE, release_memory
+from nst_batch.ledger import input_identity_now
 from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
@@ -75,10 +76,18 @@ class LocalExecutor:
         ran out of memory or met a NaN loss) one at a time, as without batching."""
         s = job.settings
         waiting: dict[tuple[int, ...], list[tuple[Unit, np.ndarray, np.ndarray]]] = {}
+        read_as: dict[str, str | None] = {}  # each image's identity when it was read
 
         def run_batch(batch: list[tuple[Unit, np.ndarray, np.ndarray]]) -> Iterator[Outcome]:
             for unit, _, _ in batch:
-                started(unit)
+                started(unit)  # the runner takes the input's identity now: it must be the pixels we hold
+            same = [input_identity_now(unit.src) == read_as[unit.key] for unit, _, _ in batch]
+            for (unit, _, _), unchanged in zip(batch, same):
+                if not unchanged:  # edited (or gone) since it was read: alone, from the file as it is now
+                    yield unit, self._run_one(job, unit, progress=progress, should_stop=should_stop)
+            batch = [entry for entry, unchanged in zip(batch, same) if unchanged]
+            if not batch:
+                return
             ctx = self.context(job)
 
             def on_progress(p: Progress) -> None:
@@ -126,6 +135,7 @@ class LocalExecutor:
                     return
                 continue
             try:
+                read_as[unit.key] = input_identity_now(unit.src)
                 original = read_image(unit.src)
             except Exception as exc:  # noqa: BLE001 - an unreadable image fails alone
                 started(unit)

@@ -66,7 +66,8 @@ def main(
 
 
 SetOpt = typer.Option([], "--set", "-s", metavar="KEY=VALUE",
-                      help="Override a setting for every job (repeatable), e.g. --set size=256 --set video.iterations=50.")
+                      help="Override a setting for every job (repeatable), e.g. --set size=256 "
+                      "--set video.iterations=50.")
 DeviceOpt = typer.Option(None, "--device", help="Shortcut for --set device=... (auto, cpu, cuda, cuda:N, mps).")
 WeightsOpt = typer.Option(None, "--weights", help="Shortcut for --set weights=... (imagenet, random, or a .pth path).")
 
@@ -275,7 +276,8 @@ def plan(
         table.add_row(est.job, str(est.units), str(plan_.job.settings.size), str(est.iterations),
                       f"{est.seconds_per_iteration:.3f}", _duration(est.seconds))
     out.print(table)
-    out.print(f"total: about {_duration(sum(e.seconds for e in estimates))} on {plans[0].job.settings.device if plans else '-'}")
+    device = plans[0].job.settings.device if plans else "-"
+    out.print(f"total: about {_duration(sum(e.seconds for e in estimates))} on {device}")
 
 
 def _duration(seconds: float) -> str:
@@ -286,7 +288,8 @@ def _duration(seconds: float) -> str:
 
 @app.command()
 @_errors
-def report(manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."), sets: list[str] = SetOpt) -> None:
+def report(manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+           sets: list[str] = SetOpt) -> None:
     """Rebuild report.html at the output root from the jobs' ledgers."""
     from nst_batch.report import write_report
 
@@ -322,7 +325,8 @@ def init(path: Path = typer.Argument(Path("pipeline.yaml"), help="Where to write
         path.write_text(starter_manifest(), encoding="utf-8")
         schema.write_text(json.dumps(manifest_schema(), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise NstBatchError(f"{exc.filename or path}: cannot write the starter manifest: {exc.strerror or exc}") from exc
+        where = exc.filename or path
+        raise NstBatchError(f"{where}: cannot write the starter manifest: {exc.strerror or exc}") from exc
     out.print(f"wrote {path} and {schema}")
 
 

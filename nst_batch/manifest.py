@@ -32,7 +32,8 @@ TOP_KEYS = ("version", "defaults", "jobs")
 JOB_KEYS = ("name", "input", "style", "output")
 SETTING_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 VIDEO_FIELDS = {f.name: f for f in dataclasses.fields(VideoSettings)}
-_HINTS = {**typing.get_type_hints(Settings), **{f"video.{k}": v for k, v in typing.get_type_hints(VideoSettings).items()}}
+_HINTS = {**typing.get_type_hints(Settings),
+          **{f"video.{k}": v for k, v in typing.get_type_hints(VideoSettings).items()}}
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -317,7 +318,8 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
             raise root.child(key, raw).error(f"unknown top-level key '{key}'" + _did_you_mean(str(key), TOP_KEYS))
     version = raw.get("version")
     if version not in SUPPORTED_VERSIONS:
-        raise root.child("version", raw).error(f"unsupported manifest version {version!r}; this nst-batch reads version 1")
+        raise root.child("version", raw).error(
+            f"unsupported manifest version {version!r}; this nst-batch reads version 1")
     defaults_raw = raw.get("defaults") or _MarkedDict()
     if not isinstance(defaults_raw, dict):
         raise root.child("defaults", raw).error(f"must be a mapping of settings, got {_kind(defaults_raw)}")
@@ -473,4 +475,5 @@ def _check_outputs(jobs: Sequence[Job]) -> None:
     for job in jobs:
         for other in jobs:
             if job.output == other.input or other.input in job.output.parents:
-                raise ManifestError(f"{job.source}: output: {job.output} would write into the input of job '{other.name}'")
+                raise ManifestError(
+                    f"{job.source}: output: {job.output} would write into the input of job '{other.name}'")

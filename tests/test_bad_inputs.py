@@ -56,7 +56,8 @@ ROWS = [
     validate("yaml-syntax", "version: 1\njobs: [\n", 2, "M.yaml:3:", "YAML syntax error"),
     validate("version", "version: 2\njobs: []\n", 2, "M.yaml:1: version", "unsupported manifest version 2"),
     validate("empty-file", "", 2, "unsupported manifest version None"),
-    validate("top-typo", "version: 1\njbos: []\n", 2, "M.yaml:2", "unknown top-level key 'jbos'", "did you mean 'jobs'"),
+    validate("top-typo", "version: 1\njbos: []\n", 2, "M.yaml:2", "unknown top-level key 'jbos'",
+             "did you mean 'jobs'"),
     validate("setting-typo", _job(sise="64"), 2, "M.yaml:7: jobs[0].sise", "did you mean 'size'"),
     validate("optimizer", _job(optimizer="sgd"), 2, "jobs[0].optimizer", "must be one of lbfgs, adam", "'sgd'"),
     validate("size-word", _job(size="big"), 2, "M.yaml:7: jobs[0].size", "must be a whole number or 'original'"),
@@ -169,7 +170,8 @@ def test_bad_input(row: Row, results: dict[str, subprocess.CompletedProcess[str]
     assert "Traceback" not in output
 
 
-def test_no_code_from_a_crafted_file_ever_ran(bad_tree: Path, results: dict[str, subprocess.CompletedProcess[str]]) -> None:
+def test_no_code_from_a_crafted_file_ever_ran(bad_tree: Path,
+                                              results: dict[str, subprocess.CompletedProcess[str]]) -> None:
     assert {"python-tag", "weights-code", "weights-code-run", "weights-code-import"} <= set(results)
     assert not (bad_tree / MARKER).exists()
     assert not list(bad_tree.rglob(MARKER))

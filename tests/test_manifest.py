@@ -67,7 +67,8 @@ jobs:
 """)
     job = load_manifest(path).jobs[0]
     assert job.settings == Settings(iterations=7) and job.name == "photos"
-    over = parse_overrides(["size=64", "iterations=5", "weights=random", "video.iterations=3", "style_layers=[conv1_1]"])
+    over = parse_overrides(["size=64", "iterations=5", "weights=random", "video.iterations=3",
+                            "style_layers=[conv1_1]"])
     job = load_manifest(path, over).jobs[0]
     assert (job.settings.size, job.settings.iterations, job.settings.weights) == (64, 5, "random")
     assert job.settings.video.iterations == 3 and job.settings.style_layers == ("conv1_1",)
@@ -88,9 +89,11 @@ BAD = [
      ["defaults.size", "whole number"]),
     ("version: 1\ndefaults:\n  optimizer: sgd\njobs: [{input: photos, style: styles/starry.jpg, output: o}]\n",
      ["p.yaml:3: defaults.optimizer", "lbfgs, adam", "'sgd'"]),
-    ("version: 1\ndefaults:\n  style_layers: [conv1_1, conv6_1]\njobs: [{input: photos, style: styles/starry.jpg, output: o}]\n",
+    ("version: 1\ndefaults:\n  style_layers: [conv1_1, conv6_1]\n"
+     "jobs: [{input: photos, style: styles/starry.jpg, output: o}]\n",
      ["defaults.style_layers", "unknown VGG19 layer 'conv6_1'"]),
-    ("version: 1\ndefaults:\n  content_layers: [conv4_3x]\njobs: [{input: photos, style: styles/starry.jpg, output: o}]\n",
+    ("version: 1\ndefaults:\n  content_layers: [conv4_3x]\n"
+     "jobs: [{input: photos, style: styles/starry.jpg, output: o}]\n",
      ["did you mean 'conv4_3'"]),
     ("version: 1\ndefaults:\n  device: gpu\njobs: [{input: photos, style: styles/starry.jpg, output: o}]\n",
      ["defaults.device", "cuda:N"]),
@@ -109,14 +112,16 @@ BAD = [
      ["jobs[0].style[0].weight", "must be > 0"]),
     ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n    video: {iteration: 3}\n",
      ["jobs[0].video.iteration", "did you mean 'iterations'"]),
-    ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n    video: {start: 2, end: 1}\n",
+    ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
+     "    video: {start: 2, end: 1}\n",
      ["video.end (1.0) must be after video.start"]),
     ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n    weights: nope.pth\n",
      ["weights file not found"]),
     ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
      "    style_layer_weights: [1, 2]\n", ["style_layer_weights has 2 values but style_layers has 5"]),
     ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
-     "    style_layer_weights: [0, 0, 0, 0, 0]\n", ["p.yaml:3: jobs[0]", "style_layer_weights must be >= 0 with at least one > 0"]),
+     "    style_layer_weights: [0, 0, 0, 0, 0]\n",
+     ["p.yaml:3: jobs[0]", "style_layer_weights must be >= 0 with at least one > 0"]),
     ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"
      "    style_layer_weights: [1, -1, 1, 1, 1]\n", ["style_layer_weights must be >= 0"]),
     ("version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n    output: o\n"

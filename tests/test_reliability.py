@@ -515,7 +515,8 @@ def test_out_of_memory_is_retried_once_smaller_after_freeing_the_attempt(tree: P
     rec = _ledger(job)["p1.png"]
     assert rec["status"] == "done" and rec["metrics"]["retried"].startswith("OutOfMemoryError: CUDA out of memory")
     assert _longest_side(tree / "out" / "photos" / "p1.png") == 36
-    assert _longest_side(tree / "out" / "photos" / "p0.png") == 48 and "retried" not in _ledger(job)["p0.png"]["metrics"]
+    assert _longest_side(tree / "out" / "photos" / "p0.png") == 48
+    assert "retried" not in _ledger(job)["p0.png"]["metrics"]
 
 
 def test_nan_loss_is_retried_once_with_adam_and_a_lower_rate(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -523,7 +524,8 @@ def test_nan_loss_is_retried_once_with_adam_and_a_lower_rate(tree: Path, monkeyp
 
     def nan_start(job: Job, unit: Unit, attempt: int) -> None:
         if attempt == 1:  # a real NaN, found by the engine: the first attempt starts from NaN pixels
-            monkeypatch.setattr(JobContext, "initial_image", lambda self, content: torch.full_like(content, float("nan")))
+            monkeypatch.setattr(JobContext, "initial_image",
+                                lambda self, content: torch.full_like(content, float("nan")))
         else:
             monkeypatch.setattr(JobContext, "initial_image", real_initial)
 
@@ -677,7 +679,8 @@ jobs:
     original = (tree / "photos" / "p0.png").read_bytes()
     summary, _ = _run(_jobs(tree, "same.yaml"), FaultyExecutor())
     assert (summary.jobs[0].failed, summary.jobs[1].done) == (1, 1)
-    assert "the output" in summary.jobs[0].failures[0][1] and "would overwrite the input" in summary.jobs[0].failures[0][1]
+    reason = summary.jobs[0].failures[0][1]
+    assert "the output" in reason and "would overwrite the input" in reason
     assert (tree / "photos" / "p0.png").read_bytes() == original
 
 

@@ -23,7 +23,8 @@ def test_schema_accepts_good_and_rejects_bad(tmp_path: Path) -> None:
     for bad in ({"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "optimizer": "sgd"}]},
                 {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "sise": 3}]},
                 {"version": 1, "jobs": [{"input": "a", "output": "c"}]},
-                {"version": 1, "defaults": {"style_layers": ["conv9_1"]}, "jobs": [{"input": "a", "style": "b", "output": "c"}]}):
+                {"version": 1, "defaults": {"style_layers": ["conv9_1"]},
+                 "jobs": [{"input": "a", "style": "b", "output": "c"}]}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
 

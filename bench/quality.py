@@ -53,6 +53,7 @@ PICTURES = {
 YARDSTICK = Path(os.environ.get("NST_BATCH_TRAINED_DIR", Path.home() / ".cache/nst-batch-dev")) / "vgg16-torch.pth"
 _VGG16 = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
@@ -61,7 +62,10 @@ class Yardstick(nn.Module):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v.float() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
+        # A Caffe file (vgg16-caffe.pth) wants BGR in 0-255 less the mean pixel: the same network
+        # as the torchvision file, another input convention (padding then means the mean colour in both).
+        self.caffe = "caffe" in Path(path).name
         convs, names, index, in_ch = [], [], 0, 3
         for block, widths in enumerate(_VGG16, 1):
             for i, out_ch in enumerate(widths, 1):
@@ -73,13 +77,15 @@ class Yardstick(nn.Module):
                 in_ch = out_ch
             index += 1  # the pool
         self.convs, self.names = nn.ModuleList(convs), names
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1))
+        mean = tuple(m / 255 for m in _CAFFE_MEAN_BGR) if self.caffe else _MEAN
+        std = (1 / 255,) * 3 if self.caffe else _STD
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.requires_grad_(False)
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x, out = (image - self.mean) / self.std, {}
+        x, out = ((image.flip(1) if self.caffe else image) - self.mean) / self.std, {}
         for conv, name in zip(self.convs, self.names):
             x = F.relu(conv(x))
             out[name] = x

@@ -1,118 +1,275 @@
-"""Video benchmark: independent frames vs warm start vs warm start + flow + temporal loss.
+"""Video on trained features: flicker against the input's own, content and style kept, warm-frame cost.
 
-Side by side in one run, on a real clip (OpenCV's vtest.avi by default):
+Every arm runs the product's frame loop (`video.frames.stylize_next`: warm start along the
+DIS flow, temporal loss, scene cuts) over the same real frames, and is measured with
+yardsticks the optimiser never saw:
 
-    python bench/video.py                       # 48 frames at 256 px (the issue's setting; slow on a CPU)
-    python bench/video.py --frames 24 --size 128 --first 60 --warm 12   # what fits a 2-core CPU
+  flicker   E_warp with OpenCV's Farneback flow and its own round-trip mask on the input
+            frames (`video/metrics.py`), as a ratio to the input's own E_warp
+  content   ||F(x) - F(c)||^2 / ||F(c)||^2 at relu4_2 of bench/quality.py's separately
+  style     written VGG16, and mean over relu1_1..relu5_1 of ||G(x) - G(s)||^2 / ||G(s)||^2
+  drift     the content distance of the last third of the frames over the first third
+  cost      seconds per warm frame over seconds per cold frame (the first frame)
 
-For each arm: wall time, s/frame, mean iterations a later frame needs to reach the
-first frame's final loss, E_warp (Lai et al. 2018) and the input's E_warp (the floor).
+The `independent` arm (every frame cold, `video.warm_start=false`) is the reference for
+quality: the goal is a flicker ratio <= 2 with mean content and style distances within
+1.1x the independent arm's, no drift, and warm frames at <= 0.2x a cold frame's time.
+
+  python bench/video.py extract --clips vtest,tree,megamind --frames 32 --size 256 --out .devdata/clips.npz
+  python bench/video.py run --clips .devdata/clips.npz --weights ~/.cache/nst-batch-dev/vgg16-caffe.pth \
+      --set model=vgg16 --arms "independent:video.warm_start=false;default;t1e4:video.temporal_weight=1e4"
+
+`run` measures at the end when the yardstick file is there (`--yardstick`, default
+vgg16-torch.pth beside the weights, else vgg16-caffe.pth); `--save DIR` keeps each arm's
+frames (npz) and a strip of frames per clip to look at (JPEG); `measure DIR` measures
+kept frames later, on another machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+try:  # the GPU machine may lack PyAV: reading clips needs it, the frame loop on saved frames does not
+    import av  # noqa: F401
+except ImportError:  # pragma: no cover - bench only
+    import types
 
-from nst_batch.engine import Result  # noqa: E402
-from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings  # noqa: E402
-from nst_batch.video import stylize_video  # noqa: E402
-from nst_batch.work import JobContext, ModelCache  # noqa: E402
+    sys.modules["av"] = types.ModuleType("av")
 
-DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+from bench.common import machine  # noqa: E402
+from nst_batch.manifest import parse_overrides  # noqa: E402
+from nst_batch.media.images import read_image, resize_longest  # noqa: E402
+from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
+from nst_batch.video.frames import Previous, stylize_next  # noqa: E402
+from nst_batch.video.metrics import warp_error  # noqa: E402
+from nst_batch.work import JobContext, ModelCache, finish, to_tensor  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
+DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+# (file, first second): spans without scene cuts, so that every arm is judged on motion alone.
+CLIPS = {"vtest": (DATA / "vtest.avi", 0.0), "tree": (DATA / "tree.avi", 0.0),
+         "megamind": (DATA / "Megamind.avi", 0.1)}  # frame 0 is black
+TRAINED = Path(os.environ.get("NST_BATCH_TRAINED_DIR", Path.home() / ".cache/nst-batch-dev"))
 
 
-def arm(name: str, job: Job, models: ModelCache, work: Path, **video: Any) -> dict[str, Any]:
-    settings = dataclasses.replace(job.settings, video=dataclasses.replace(job.settings.video, **video))
-    ctx = JobContext.create(dataclasses.replace(job, settings=settings), models)
-    frames: list[tuple[int, Result, bool]] = []
-    # Content + style loss after each iteration, per frame: the temporal term (warm arms only)
-    # and TV are left out, so that every arm is held to the same measure.
-    curves: dict[int, list[float]] = {}
-    t0 = time.perf_counter()
-    result = stylize_video(ctx, job.input, work / f"{name}.mp4", work=work / name, should_stop=lambda: False,
-                           progress=lambda p, f, n: curves.setdefault(f, []).append(_content_style(p.terms)),
-                           on_frame=lambda t, r, cold: frames.append((t, r, cold)))
-    seconds = time.perf_counter() - t0
-    target = _content_style(frames[0][1].terms)  # the first frame's final content + style loss
-    reach = [_iterations_to(curves.get(t, []), target) for t, _, _ in frames[1:]]
-    reached = [n for n in reach if n is not None]
-    m = result.metrics
-    return {"arm": name, "seconds": seconds, "s_per_frame": seconds / m["frames"], "frames": m["frames"],
-            "first_frame_loss": target, "first_frame_iterations": frames[0][1].iterations,
-            "later_iterations_budget": frames[1][1].iterations if len(frames) > 1 else None,
-            "mean_iterations_to_first_loss": sum(reached) / len(reached) if reached else None,
-            "frames_reaching_first_loss": f"{len(reached)}/{len(reach)}",
-            "e_warp": m["e_warp"], "e_warp_input": m["e_warp_input"], "cuts": m["cuts"]}
+def extract(args: argparse.Namespace) -> None:
+    from nst_batch.media.video import read_frames
+
+    arrays = {}
+    for name in args.clips.split(","):
+        path, start = CLIPS[name]
+        frames = []
+        for frame in read_frames(path, start=start + args.skip, size=args.size):
+            frames.append(frame)
+            if len(frames) == args.frames:
+                break
+        arrays[name] = np.stack(frames)
+        print(name, arrays[name].shape)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **arrays)
+    print("wrote", args.out, f"{args.out.stat().st_size / 1e6:.1f} MB")
 
 
-def _content_style(terms: Mapping[str, float]) -> float:
-    return float(terms.get("content", 0.0)) + float(terms.get("style", 0.0))
+def _settings(base: Settings, items: list[str]) -> Settings:
+    over = parse_overrides(items)
+    top = {k: v for k, v in over.items() if "." not in k}
+    video = {k.split(".", 1)[1]: v for k, v in over.items() if k.startswith("video.")}
+    if "scales" in top or "content_layers" in top or "style_layers" in top:
+        top = {k: tuple(v) if isinstance(v, list) else v for k, v in top.items()}
+    settings = dataclasses.replace(base, **top)
+    return dataclasses.replace(settings, video=dataclasses.replace(settings.video, **video))
 
 
-def _iterations_to(history: list[float], target: float) -> int | None:
-    for i, loss in enumerate(history, start=1):
-        if loss <= target:
-            return i
+def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCache) -> dict[str, Any]:
+    """The product's frame loop over `frames`; the frames as written and each frame's cost."""
+    job = Job(name="bench", input=style, styles=(StyleSpec(style),), output=Path("unused.mp4"), settings=settings)
+    ctx = JobContext.create(job, models)
+    prev: Previous | None = None
+    outs, seconds, iterations, cold, cuts = [], [], [], [], []
+    for t, content in enumerate(frames):
+        t0 = time.perf_counter()
+        step = stylize_next(ctx, content, prev)  # ends in a copy to the host: the device has finished
+        seconds.append(time.perf_counter() - t0)
+        prev = Previous(content, step.raw)
+        outs.append(finish(settings, step.raw, content))
+        iterations.append(step.result.iterations)
+        cold.append(step.cold)
+        if step.cut:
+            cuts.append(t)
+    return {"frames": np.stack(outs), "seconds": seconds, "iterations": iterations, "cold": cold, "cuts": cuts}
+
+
+def measure(stick: Any, frames: np.ndarray, outs: np.ndarray, style: Path, cuts: list[int],
+            device: torch.device) -> dict[str, Any]:
+    """Flicker ratio and per-frame yardstick distances of one arm's frames."""
+    from bench.quality import Distances
+
+    flicker = warp_error(list(outs), list(frames), cuts=cuts)
+    side = max(frames.shape[1:3])
+    style_t = to_tensor(resize_longest(read_image(style), side), device)
+    content_d, style_d = [], []
+    for content, out in zip(frames, outs):
+        dist = Distances(stick, to_tensor(content, device), style_t)
+        c, s = dist(to_tensor(out, device))
+        content_d.append(c)
+        style_d.append(s)
+    third = max(1, len(frames) // 3)
+    return {"e_warp": flicker.e_warp, "e_warp_input": flicker.e_warp_input, "flicker_ratio": flicker.ratio,
+            "pairs": flicker.pairs, "content": content_d, "style": style_d,
+            "content_mean": float(np.mean(content_d)), "style_mean": float(np.mean(style_d)),
+            "drift": float(np.mean(content_d[-third:]) / np.mean(content_d[:third]))}
+
+
+def _yardstick(args: argparse.Namespace, device: torch.device) -> Any:
+    from bench.quality import Yardstick
+
+    for path in ([args.yardstick] if args.yardstick else [TRAINED / "vgg16-torch.pth", TRAINED / "vgg16-caffe.pth",
+                                                           Path(args.weights)]):
+        if path is not None and Path(path).is_file() and "vgg16" in Path(path).name:
+            print("yardstick:", path)
+            return Yardstick(Path(path)).to(device)
     return None
+
+
+def run(args: argparse.Namespace) -> None:
+    clips = dict(np.load(args.clips))
+    base = _settings(dataclasses.replace(Settings(), weights=args.weights, device=args.device), args.set or [])
+    models = ModelCache()
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "clips": {}}
+    saved: dict[str, dict[str, np.ndarray]] = {}
+    for clip, frames in clips.items():
+        deadline = time.monotonic() + args.budget / len(clips)  # each clip its share
+        clip_base = dataclasses.replace(base, size=max(frames.shape[1:3]))  # the frames are at working size
+        run_arm(_settings(clip_base, ["video.first_iterations=3"]), frames[:1], args.style, models)  # warm-up
+        results["clips"][clip] = {}
+        saved[clip] = {"input": frames}
+        for spec in args.arms.split(";"):
+            if time.monotonic() > deadline:
+                print(f"budget spent: {clip}/{spec} skipped")
+                continue
+            name, _, rest = spec.partition(":")
+            items = [kv for kv in rest.split(":") if kv]
+            # stride=N (bench only): every Nth frame, for the costly independent reference; no flicker then
+            stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
+            settings = _settings(clip_base, [kv for kv in items if not kv.startswith("stride=")])
+            arm = run_arm(settings, frames[::stride], args.style, models)
+            arm["stride"] = stride
+            saved[clip][name] = arm.pop("frames")
+            warm = [s for s, c in zip(arm["seconds"], arm["cold"]) if not c]
+            cold = [s for s, c in zip(arm["seconds"], arm["cold"]) if c]
+            arm["cold_seconds"] = float(np.mean(cold))
+            arm["warm_seconds"] = float(np.mean(warm)) if warm else None
+            results["clips"][clip][name] = arm
+            print(f"{clip:9} {name:14} {sum(arm['seconds']):7.1f} s  cold {arm['cold_seconds']:.2f} s  warm "
+                  f"{arm['warm_seconds'] or 0:.2f} s  it {np.mean(arm['iterations'][1:]) if len(frames) > 1 else 0:.0f}",
+                  flush=True)
+    results["machine"] = machine(str(JobContext.create(
+        Job("m", args.style, (StyleSpec(args.style),), Path("x"), base), models).device))
+    device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        for clip, arrays in saved.items():
+            if args.save_frames:
+                np.savez_compressed(args.save / f"frames-{clip}.npz", **arrays)
+            _strip(arrays, args.save / f"strip-{clip}.jpg")
+    stick = _yardstick(args, device)
+    if stick is not None:
+        _measure_all(results, saved, stick, args.style, device)
+    out = args.out or (REPO / "bench" / "results" / f"video-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print("saved", out)
+
+
+def measure_saved(args: argparse.Namespace) -> None:
+    results = json.loads(args.results.read_text())
+    saved = {p.stem.removeprefix("frames-"): dict(np.load(p)) for p in sorted(args.dir.glob("frames-*.npz"))}
+    device = torch.device("cpu")
+    stick = _yardstick(args, device)
+    _measure_all(results, saved, stick, Path(results["args"]["style"]), device)
+    args.results.write_text(json.dumps(results, indent=1) + "\n")
+    print("saved", args.results)
+
+
+def _measure_all(results: dict[str, Any], saved: dict[str, dict[str, np.ndarray]], stick: Any, style: Path,
+                 device: torch.device) -> None:
+    for clip, arms in results["clips"].items():
+        for name, arm in arms.items():
+            stride = arm.get("stride", 1)
+            arm.update(measure(stick, saved[clip]["input"][::stride], saved[clip][name], style, arm["cuts"], device))
+            if stride > 1:  # frames far apart: their warping error says nothing of flicker
+                arm.update(e_warp=None, e_warp_input=None, flicker_ratio=None, drift=float("nan"))
+    _table(results)
+
+
+def _table(results: dict[str, Any]) -> None:
+    print(f"{'clip':9} {'arm':14} {'flicker':>8} {'content':>8} {'vs ind':>7} {'style':>8} {'vs ind':>7} "
+          f"{'drift':>6} {'warm/cold':>9} {'warm it':>7}")
+    for clip, arms in results["clips"].items():
+        ref = arms.get("independent")
+        cold = ref["cold_seconds"] if ref else None  # a cold frame's time: the independent arm's mean
+        for name, a in arms.items():
+            a["warm_vs_cold"] = a["warm_seconds"] / cold if cold and a["warm_seconds"] else None
+            c_rel = a["content_mean"] / ref["content_mean"] if ref else float("nan")
+            s_rel = a["style_mean"] / ref["style_mean"] if ref else float("nan")
+            warm_it = np.mean([i for i, c in zip(a["iterations"], a["cold"]) if not c] or [0])
+            print(f"{clip:9} {name:14} {a['flicker_ratio'] or 0:8.2f} {a['content_mean']:8.4f} {c_rel:7.2f} "
+                  f"{a['style_mean']:8.4f} {s_rel:7.2f} {a['drift']:6.2f} {a['warm_vs_cold'] or 0:9.2f} {warm_it:7.1f}")
+    print("goal: flicker <= 2 (x the input's E_warp, Farneback), content and style <= 1.1x independent, "
+          "drift <= 1, warm/cold <= 0.2")
+
+
+def _strip(arrays: dict[str, np.ndarray], path: Path, picks: int = 4) -> None:
+    """Rows: input, then each arm; columns: `picks` frames spread over the clip (JPEG, to look at)."""
+    import cv2
+
+    n = len(arrays["input"])
+    idx = np.linspace(0, n - 1, picks).round().astype(int)
+    rows = [np.concatenate([a[i] for i in idx], axis=1) for a in arrays.values() if len(a) == n]
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clip", type=Path, default=DATA / "vtest.avi")
-    p.add_argument("--style", type=Path, default=REPO / "samples" / "styles" / "starry_night.jpg")
-    p.add_argument("--frames", type=int, default=48)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--first", type=int, default=300, help="iterations of the first frame (and of every independent frame)")
-    p.add_argument("--warm", type=int, default=60, help="iteration budget of warm-started frames")
-    p.add_argument("--weights", default="imagenet", help="imagenet | random | path")
-    p.add_argument("--device", default="auto")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("extract", help="real clips' frames into one npz")
+    e.add_argument("--clips", default="vtest,tree,megamind")
+    e.add_argument("--frames", type=int, default=32)
+    e.add_argument("--skip", type=float, default=0.0, help="seconds skipped at each clip's start")
+    e.add_argument("--size", type=int, default=256)
+    e.add_argument("--out", type=Path, default=REPO / ".devdata" / "clips.npz")
+    r = sub.add_parser("run", help="run the arms over the frames, measure when the yardstick is there")
+    r.add_argument("--clips", type=Path, default=REPO / ".devdata" / "clips.npz")
+    r.add_argument("--style", type=Path, default=REPO / "samples" / "styles" / "starry_night.jpg")
+    r.add_argument("--weights", default=str(TRAINED / "vgg19-from16.pth"))
+    r.add_argument("--device", default="auto")
+    r.add_argument("--set", action="append", help="KEY=VALUE for every arm (as nst-batch --set)")
+    r.add_argument("--arms", default="independent:video.warm_start=false;default")
+    r.add_argument("--budget", type=float, default=1e9, help="seconds; later arms are skipped once spent")
+    r.add_argument("--yardstick", type=Path, default=None)
+    r.add_argument("--save", type=Path, default=None)
+    r.add_argument("--save-frames", action="store_true", help="with --save: each arm's frames too (npz, large)")
+    r.add_argument("--out", type=Path, default=None)
+    m = sub.add_parser("measure", help="measure frames kept by `run --save` (on another machine)")
+    m.add_argument("results", type=Path)
+    m.add_argument("dir", type=Path)
+    m.add_argument("--yardstick", type=Path, default=None)
+    m.add_argument("--weights", default="")
     args = p.parse_args()
-
-    from nst_batch.media.video import probe_video
-
-    fps = float(probe_video(args.clip).fps)
-    settings = Settings(size=args.size, weights=args.weights, device=args.device, tolerance=0.0,
-                        video=VideoSettings(first_iterations=args.first, iterations=args.warm,
-                                            end=args.frames / fps))
-    job = Job(name="bench", input=args.clip, styles=(StyleSpec(args.style),), output=Path("unused.mp4"),
-              settings=settings)
-    models = ModelCache()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        rows = [
-            arm("independent", job, models, work, warm_start=False),
-            arm("warm, no flow", job, models, work, flow="none", temporal_weight=0.0),
-            arm("warm + flow + temporal", job, models, work),
-        ]
-    base = rows[0]
-    print(f"video benchmark: {args.clip.name}, {args.frames} frames at {args.size} px, first {args.first} / "
-          f"warm {args.warm} iterations, weights {args.weights}; {machine(str(JobContext.create(job, models).device))}")
-    print(f"{'arm':24} {'time s':>8} {'s/frame':>8} {'time vs indep':>13} {'it to 1st loss':>15} "
-          f"{'reached':>8} {'E_warp':>9} {'vs indep':>8} {'E_warp input':>12}")
-    for r in rows:
-        it = f"{r['mean_iterations_to_first_loss']:.1f}" if r["mean_iterations_to_first_loss"] is not None else "-"
-        print(f"{r['arm']:24} {r['seconds']:8.1f} {r['s_per_frame']:8.2f} {r['seconds'] / base['seconds']:13.2f} "
-              f"{it:>15} {r['frames_reaching_first_loss']:>8} {r['e_warp']:9.2e} "
-              f"{r['e_warp'] / base['e_warp']:8.2f} {r['e_warp_input']:12.2e}")
-    print(f"goal: warm frames reach the first frame's loss in <= {args.first / 5:.0f} iterations (1/5 of the first); "
-          f"E_warp <= 0.5x independent")
-    print("saved", save("video", {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                  "machine": machine(args.device)}))
+    {"extract": extract, "run": run, "measure": measure_saved}[args.cmd](args)
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     main()

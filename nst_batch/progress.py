@@ -11,6 +11,7 @@ from rich.table import Table
 
 from nst_batch.events import (Event, JobFinished, JobStarted, Notice, RunStarted, RunSummary, UnitFinished,
                               UnitProgress, UnitStarted)
+from nst_batch.video.metrics import flicker_text
 
 __all__ = ["ProgressView", "print_summary"]
 
@@ -84,12 +85,8 @@ class ProgressView:
         if event.status == "failed":
             self._log(f"FAILED {event.job}/{event.key}: {event.error}", "bold red")
         elif event.status == "done":
-            extra = ""
-            if event.metrics.get("e_warp") is not None:
-                extra = f", E_warp {event.metrics['e_warp']:.2e} (input {event.metrics['e_warp_input']:.2e})"
-            if event.metrics.get("e_warp_seam") is not None:
-                extra += (f", {event.metrics['segments']} segments: E_warp {event.metrics['e_warp_seam']:.2e} "
-                          f"at the seams, {event.metrics['e_warp_inside']:.2e} inside")
+            flicker = flicker_text(event.metrics)
+            extra = f", {flicker}" if flicker else ""
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
             sound = event.metrics.get("audio_warning")  # the video is complete; its sound is not
@@ -107,13 +104,12 @@ class ProgressView:
 def print_summary(console: Console, summary: RunSummary, *, out: TextIO | None = None) -> None:
     """The end-of-run table: per job, what was done, what failed and why."""
     table = Table(title="nst-batch summary", show_lines=False)
-    for col in ("job", "done", "skipped", "failed", "time", "s/output", "E_warp (input)", "output"):
+    for col in ("job", "done", "skipped", "failed", "time", "s/output", "flicker", "output"):
         table.add_column(col, justify="right" if col in ("done", "skipped", "failed", "time", "s/output") else "left",
                          overflow="fold")
     for js in summary.jobs:
         per = f"{js.seconds / js.done:.1f}" if js.done else "-"
-        warps = [f"{m['e_warp']:.2e} ({m['e_warp_input']:.2e})" for m in js.videos.values()
-                 if m.get("e_warp") is not None]
+        warps = [w for w in (flicker_text(m, short=True) for m in js.videos.values()) if w]
         table.add_row(js.job, str(js.done), str(js.skipped), str(js.failed), f"{js.seconds:.1f}s", per,
                       ", ".join(warps) or "-", js.output)
     console.print(table)

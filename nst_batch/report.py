@@ -23,6 +23,7 @@ from nst_batch.media.images import read_image, resize_longest, write_image
 from nst_batch.media.video import read_frames
 from nst_batch.plan import JobPlan, output_root, plan_job, state_dir
 from nst_batch.settings import Job
+from nst_batch.video.metrics import flicker_text
 
 __all__ = ["report_root", "write_report"]
 
@@ -102,12 +103,7 @@ def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: d
     v = job.settings.video
     before = _strip(read_frames(src, start=v.start, end=v.end, size=size), picks, files / f"{slug}-in")
     after = _strip(read_frames(dst), picks, files / f"{slug}-out")
-    warp = metrics.get("e_warp")
-    floor = metrics.get("e_warp_input")
-    flicker = (f"E_warp {warp:.2e} (input {floor:.2e})" if warp is not None and floor is not None else "E_warp -")
-    if metrics.get("e_warp_seam") is not None:
-        flicker += (f" · {metrics['segments']} segments: E_warp {metrics['e_warp_seam']:.2e} at the seams, "
-                    f"{metrics['e_warp_inside']:.2e} inside")
+    flicker = _e(flicker_text(metrics) or "flicker -")
     cuts = metrics.get("cuts") or []
     cut_text = f"scene cuts at frames {', '.join(map(str, cuts))}" if cuts else "no scene cuts"
     cells = "".join(f"<img src='{_rel(p, root)}'>" for p in before)
@@ -117,7 +113,17 @@ def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: d
     return (f"<div class=unit><h3><a href='{_rel(dst, root)}'>{_e(dst.name)}</a></h3>"
             f"<p>{n} frames · {flicker} · {cut_text} · "
             f"{float(rec.get('seconds', 0)):.1f}s</p>{sound_note}<div class=strip>{cells}</div>"
-            f"<div class=strip>{cells_out}</div></div>")
+            f"<div class=strip>{cells_out}</div>{_per_frame(metrics)}</div>")
+
+
+def _per_frame(metrics: dict[str, Any]) -> str:
+    """Each frame's content and style losses over the clip: a video that drifts or loses its style shows."""
+    curves = []
+    for key, label in (("content_per_frame", "content loss per frame"), ("style_per_frame", "style loss per frame")):
+        values = [v for v in metrics.get(key) or [] if v is not None]
+        if len(values) >= 2:
+            curves.append(_svg_curve(values, label=label))
+    return f"<div class=plots>{''.join(curves)}</div>" if curves else ""
 
 
 def _frame_size(video: Path) -> tuple[int, int]:
@@ -143,8 +149,8 @@ def _thumb(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _svg_curve(history: Sequence[float]) -> str:
-    """Loss per iteration as an inline SVG polyline (log scale)."""
+def _svg_curve(history: Sequence[float], *, label: str = "loss") -> str:
+    """Loss per iteration (or per frame) as an inline SVG polyline (log scale)."""
     if len(history) < 2:
         return ""
     values = np.log10(np.maximum(np.asarray(history, dtype=float), 1e-12))
@@ -155,7 +161,8 @@ def _svg_curve(history: Sequence[float]) -> str:
     points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
     return (f"<figure><svg width={w} height={h} viewBox='0 0 {w} {h}'><rect width={w} height={h} fill='#fafafa'/>"
             f"<polyline fill=none stroke='#c33' stroke-width=1.5 points='{points}'/></svg>"
-            f"<figcaption>loss (log), {history[0]:.3g} → {min(history):.3g}</figcaption></figure>")
+            f"<figcaption>{_e(label)} (log), {history[0]:.3g} → {history[-1]:.3g}, "
+            f"min {min(history):.3g}</figcaption></figure>")
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -174,6 +181,7 @@ _PAGE = """<!doctype html>
 <html lang=en><head><meta charset=utf-8><title>nst-batch report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+.plots {{ display: flex; gap: 1em; }}
 section {{ border-top: 1px solid #ccc; padding: 1em 0; }}
 figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
 figcaption {{ font-size: 0.8em; color: #555; }}

@@ -48,7 +48,7 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
             plans.append(plan_job(job))
         except PlanError as exc:
             plans.append(exc)
-    hashes = {job.name: settings_hash(job.settings, job.styles) for job in jobs}
+    hashes = {job.name: _hashes(job) for job in jobs}
     # Before any lock or file: the ledgers are only read here (and again under the locks below).
     _check_weights_once([job for job, plan in zip(jobs, plans) if isinstance(plan, JobPlan)
                          and _todo(plan, Ledger(state_dir(job)), hashes[job.name], force)])
@@ -114,19 +114,25 @@ def _check_weights_once(jobs: Sequence[Job]) -> None:
             raise WeightsError(f"{who}: {exc}") from exc
 
 
-def _todo(plan: JobPlan, ledger: Ledger, digest: str, force: bool) -> list[Unit]:
+def _hashes(job: Job) -> dict[str, str]:
+    """The settings hash of each kind of output: an image's leaves the video settings out."""
+    return {kind: settings_hash(job.settings, job.styles, kind=kind) for kind in ("image", "video")}
+
+
+def _todo(plan: JobPlan, ledger: Ledger, digest: dict[str, str], force: bool) -> list[Unit]:
     if force:
         return list(plan.units)
     return [u for u in plan.units
             if not _is_done(ledger, u, digest)]
 
 
-def _is_done(ledger: Ledger, unit: Unit, digest: str) -> bool:
+def _is_done(ledger: Ledger, unit: Unit, digest: dict[str, str]) -> bool:
     input_id = input_identity_now(unit.src)
-    return input_id is not None and ledger.is_done(unit.key, settings_hash=digest, input_id=input_id, output=unit.dst)
+    return input_id is not None and ledger.is_done(unit.key, settings_hash=digest[unit.kind], input_id=input_id,
+                                                   output=unit.dst)
 
 
-def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: JobSummary, summary: RunSummary, *,
+def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, str], js: JobSummary, summary: RunSummary, *,
              executor: Executor, emit: Emit, should_stop: Callable[[], bool], index: int, total: int,
              fail_fast: bool, force: bool) -> bool:
     """Run one job's units; True when the whole run must stop (interrupt or fail-fast)."""
@@ -179,7 +185,7 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
                 if not unit.src.exists():
                     reason = f"{unit.src}: input not found: it was moved or deleted after the run started"
                 trace = _trace(outcome)
-                ledger.record(unit.key, "failed", error=reason, trace=trace, hash=digest)
+                ledger.record(unit.key, "failed", error=reason, trace=trace, hash=digest[unit.kind])
                 js.failed += 1
                 js.failures.append((unit.key, reason))
                 emit(UnitFinished(job=job.name, key=unit.key, status="failed", error=reason, seconds=seconds,
@@ -188,7 +194,7 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: str, js: J
                     return True
                 continue
             identity = identities.get(unit.key)
-            ledger.record(unit.key, "done", hash=digest, input=identity, loss=outcome.loss,
+            ledger.record(unit.key, "done", hash=digest[unit.kind], input=identity, loss=outcome.loss,
                           seconds=round(seconds, 3), **({"metrics": outcome.metrics} if outcome.metrics else {}))
             now = input_identity_now(unit.src)
             if now != identity:
@@ -221,7 +227,7 @@ def _remove_work(job: Job, unit: Unit) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _save_settings(job: Job, digest: str) -> None:
+def _save_settings(job: Job, digest: dict[str, str]) -> None:
     data = {
         "job": job.name, "nst_batch": __version__, "torch": torch.__version__, "settings_hash": digest,
         "input": str(job.input), "output": str(job.output),
@@ -236,7 +242,7 @@ def job_status(job: Job) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"done": [], "pending": [], "failed": []}
     plan = plan_job(job)
     ledger = Ledger(state_dir(job))
-    digest = settings_hash(job.settings, job.styles)
+    digest = _hashes(job)
     for unit in plan.units:
         rec = ledger.records.get(unit.key)
         if _is_done(ledger, unit, digest):

@@ -29,10 +29,10 @@ class VideoSettings:
 
     first_iterations: int = _f(500, "iterations for frame 1 and the first frame after a scene cut")
     iterations: int = _f(100, "iterations for later, warm-started frames")
-    # Ruder et al. (2016) use 2e2 with their loss scaling; ours is a per-pixel mean on
-    # [0,1] RGB. Chosen on random weights before the scale-free objective (where content
-    # is a relative error of ~0.3-0.6): to be re-tuned on trained features (video issue).
-    temporal_weight: float = _f(1.0e3, "weight of the temporal loss (Ruder et al. 2016)")
+    # Tuned on trained ImageNet VGG16 features over three real clips (BENCHMARKS.md, "Video on
+    # trained features"): 30-300 flicker alike; 1e2 keeps content and style within 1.03x of
+    # independently stylized frames; 1e3 smears texture along the flow and the content drifts.
+    temporal_weight: float = _f(1.0e2, "weight of the temporal loss (Ruder et al. 2016)")
     warm_start: bool = _f(True, "start each frame from the previous result (false: every frame cold, for comparison)")
     flow: Literal["dis", "none"] = _f("dis", "optical flow for warm start: dis (OpenCV DIS, preset medium) or none")
     scene_cut: float = _f(0.5, "scene-cut threshold in [0,1]: a cut resets the warm start")
@@ -135,17 +135,29 @@ _HASHED_UNLESS_DEFAULT = {"scales": [0.5, 1.0], "precision": "tf32", "batch_size
 # coarse-to-fine by default, x264 without mbtree), so that outputs made by an older
 # objective are made again rather than kept as done.
 OBJECTIVE_VERSION = 2
+# Bumped when the same settings give other video frames.
+VIDEO_VERSION = 2
 
 
-def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None) -> str:
-    """A short hash of everything that decides an output's pixels."""
+def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None, *,
+                  kind: Literal["image", "video"] = "video") -> str:
+    """A short hash of everything that decides the pixels of an output of `kind`.
+
+    An image's leaves out the video settings, so that tuning them does not redo finished photos.
+    """
     data = settings_to_dict(settings)
+    if kind == "image":
+        data.pop("video")
     for key in _NOT_HASHED:
         data.pop(key, None)
-    data["video"].pop("keep_frames", None)
-    if data["video"].get("segment_frames") is None:  # unsegmented: the overlap plays no part
-        data["video"].pop("segment_frames", None)
-        data["video"].pop("overlap", None)
+    if kind == "video":
+        data["video"].pop("keep_frames", None)
+        if data["video"].get("segment_frames") is None:  # unsegmented: the overlap plays no part
+            data["video"].pop("segment_frames", None)
+            data["video"].pop("overlap", None)
+        # 2: the raw stylized frame chains (colours kept at assembly), warm start from the warped frame
+        # everywhere, flicker measured with an independent flow.
+        data["video"]["version"] = VIDEO_VERSION
     for key, default in _HASHED_UNLESS_DEFAULT.items():
         if data.get(key) == default:
             data.pop(key)

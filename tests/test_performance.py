@@ -135,6 +135,10 @@ def test_new_settings_validate_and_hash() -> None:
     assert {settings_hash(s, ()) for s in [base, *same]} == {settings_hash(base, ())}
     assert settings_hash(dataclasses.replace(base, scales=(1.0,)), ()) != settings_hash(base, ())
     assert settings_hash(dataclasses.replace(base, precision="bf16"), ()) != settings_hash(base, ())
+    # Video settings decide a video's pixels, never a photo's: tuning them redoes no finished photo.
+    tuned = dataclasses.replace(base, video=dataclasses.replace(base.video, temporal_weight=7.0))
+    assert settings_hash(tuned, (), kind="image") == settings_hash(base, (), kind="image")
+    assert settings_hash(tuned, (), kind="video") != settings_hash(base, (), kind="video")
 
 
 def test_batch_size_stylizes_same_size_images_together_like_one_at_a_time(tmp_path: Path) -> None:

@@ -140,8 +140,6 @@ def _warm_start(ctx: JobContext, content: np.ndarray, prev_raw: np.ndarray,
     """The previous frame warped to this one (disocclusions from the content), and its temporal target."""
     if flow is None:  # flow: none — plain warm start, no temporal term
         return to_tensor(prev_raw, ctx.device), None
-    warped = warp(prev_raw, flow.backward)  # (H, W, 3) uint8
-    mask = flow.mask[..., None]  # (H, W, 1) float32 in {0,1}
-    init = (mask * warped + (1 - mask) * content).round().astype(np.uint8)
+    warped = to_tensor(warp(prev_raw, flow.backward), ctx.device)  # (1, 3, H, W)
     mask_t = torch.from_numpy(np.ascontiguousarray(flow.mask))[None, None].to(ctx.device)  # (1, 1, H, W)
-    return to_tensor(init, ctx.device), Temporal(warped=to_tensor(warped, ctx.device), mask=mask_t)
+    return warped.clone(), Temporal(warped=warped, mask=mask_t)

@@ -1,0 +1,102 @@
+"""The frame loop: what chains from frame to frame, when flow is computed, what the metrics count."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nst_batch.video.frames as frames
+from conftest import SAMPLES
+from nst_batch.manifest import load_manifest, parse_overrides
+from nst_batch.media.images import keep_colors, read_image
+from nst_batch.media.video import read_frames
+from nst_batch.video import stylize_video
+from nst_batch.work import JobContext, ModelCache
+from conftest import write_manifest
+from videogen import make_clip
+
+BASE = ["size=64", "weights=random", "device=cpu", "tolerance=0", "video.first_iterations=4", "video.iterations=3"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("frames")
+    make_clip(root / "clip.mp4", frames=6, fps=12, size=(64, 48), audio=False)
+    (root / "styles").mkdir()
+    shutil.copy(SAMPLES / "styles" / "starry_night.jpg", root / "styles" / "s.jpg")
+    return root, write_manifest(root / "p.yaml", """
+version: 1
+jobs:
+  - {name: clip, input: clip.mp4, style: styles/s.jpg, output: out/clip.mp4}
+""")
+
+
+def _run(root: Path, manifest: Path, name: str, *sets: str) -> tuple[dict[str, Any], Path]:
+    job = load_manifest(manifest, parse_overrides([*BASE, *sets])).jobs[0]
+    work = root / f"work-{name}"
+    result = stylize_video(JobContext.create(job, ModelCache()), job.input, root / f"{name}.mp4", work=work,
+                           progress=lambda *a: None, should_stop=lambda: False)
+    return result.metrics, work
+
+
+def test_preserve_colors_chains_the_raw_frame_and_keeps_colours_at_output(
+        clip: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, manifest = clip
+    chained: list[np.ndarray] = []
+    real = frames._warm_start
+
+    def spy(ctx: Any, content: np.ndarray, prev_raw: np.ndarray, flow: Any) -> Any:
+        chained.append(prev_raw.copy())
+        return real(ctx, content, prev_raw, flow)
+
+    monkeypatch.setattr(frames, "_warm_start", spy)
+    _, work = _run(root, manifest, "colors", "preserve_colors=true", "video.keep_frames=true")
+    saved = [read_image(p) for p in sorted((work / "frames").glob("*.png"))]
+    contents = list(read_frames(root / "clip.mp4", size=64))
+    assert len(chained) == 5 and len(saved) == 6
+    for t in range(5):  # each warm start chains the saved raw frame, not the colour-swapped one
+        np.testing.assert_array_equal(chained[t], saved[t])
+        assert np.abs(saved[t].astype(int) - keep_colors(saved[t], contents[t]).astype(int)).mean() > 2
+    kept = [read_image(p) for p in sorted((root / "colors_frames").glob("*.png"))]
+    for t in range(6):  # what the user gets has the content's colours
+        np.testing.assert_array_equal(kept[t], keep_colors(saved[t], contents[t]))
+
+
+@pytest.mark.parametrize("sets", [("video.flow=none",), ("video.warm_start=false",)])
+def test_no_flow_is_computed_where_none_is_used(clip: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                                                sets: tuple[str, ...]) -> None:
+    root, manifest = clip
+    calls: list[int] = []
+    real = frames.flow_between
+    monkeypatch.setattr(frames, "flow_between", lambda a, b: calls.append(1) or real(a, b))
+    metrics, _ = _run(root, manifest, "noflow-" + sets[0].split("=")[0].split(".")[1], *sets)
+    assert calls == [] and metrics["frames"] == 6
+    assert metrics["e_warp"] is not None  # the flicker measure has a flow of its own
+
+
+def test_per_frame_distances_and_the_flicker_ratio_are_reported(clip: tuple[Path, Path]) -> None:
+    root, manifest = clip
+    metrics, _ = _run(root, manifest, "metrics")
+    assert len(metrics["content_per_frame"]) == len(metrics["style_per_frame"]) == 6
+    assert all(c is not None and c > 0 for c in metrics["content_per_frame"])
+    assert metrics["flicker_ratio"] == pytest.approx(metrics["e_warp"] / metrics["e_warp_input"])
+    assert metrics["e_warp_pairs"] + metrics["e_warp_skipped"] == 5
+
+
+def test_warm_start_is_the_warped_previous_frame_everywhere(clip: tuple[Path, Path]) -> None:
+    """Ruder et al.'s initialisation: pixels the flow cannot trust still start from the stylized frame."""
+    root, manifest = clip
+    job = load_manifest(manifest, parse_overrides(BASE)).jobs[0]
+    ctx = JobContext.create(job, ModelCache())
+    contents = list(read_frames(root / "clip.mp4", size=64))
+    prev = np.full_like(contents[0], 200)
+    flow = frames.flow_between(contents[0], contents[1])
+    flow = dataclasses.replace(flow, mask=np.zeros_like(flow.mask))  # nothing trusted
+    init, temporal = frames._warm_start(ctx, contents[1], prev, flow)
+    assert temporal is not None and float(temporal.mask.sum()) == 0.0
+    assert float((init * 255 - 200).abs().max()) < 1.0  # the warped stylized frame, not the content

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from pathlib import Path
 
 from nst_batch.device import resolve_device
-from nst_batch.errors import NstBatchError
+from nst_batch.errors import MediaError, NstBatchError
 from nst_batch.media.images import read_image
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan, plan_job
-from nst_batch.settings import Job
+from nst_batch.settings import Job, Settings
+from nst_batch.video.segments import expected_frames
 from nst_batch.weights import check_weights
 
 __all__ = ["check_jobs"]
@@ -36,6 +38,8 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
             attempt(functools.partial(check_weights, fetch=False), s.weights, s.model)
         for style in job.styles:
             attempt(read_image, style.image)
+        if s.init not in ("content", "noise"):
+            attempt(read_image, Path(s.init))
         try:
             plan = plan_job(job)
         except NstBatchError as exc:
@@ -43,6 +47,18 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
             continue
         plans.append(plan)
         for unit in plan.units:
-            attempt(probe_video if unit.kind == "video" else read_image, unit.src)
+            if unit.kind == "video":
+                attempt(_check_video, unit.src, s)
+            else:
+                attempt(read_image, unit.src)
     return plans, problems
 
+
+def _check_video(src: Path, settings: Settings) -> None:
+    """The video opens, and has frames between `video.start` and `video.end`."""
+    info = probe_video(src)
+    v = settings.video
+    if expected_frames(info.frame_count, float(info.fps), v.start, v.end) == 0:
+        end = "its end" if v.end is None else f"video.end ({v.end:g} s)"
+        raise MediaError(f"{src}: no frames between video.start ({v.start:g} s) and {end}: the video lasts "
+                         f"{info.duration:.3g} s")

@@ -28,8 +28,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 weights_app = typer.Typer(no_args_is_help=True, help="Where the VGG19 / VGG16 weights are; fetch or import them.")
 app.add_typer(weights_app, name="weights")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# No markup or emoji codes: names and paths from the manifest are printed as they are ("[/x]" would raise).
+out = Console(highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 _state = {"debug": False}
 EXIT_INTERRUPTED = 130
 
@@ -45,9 +46,14 @@ def _errors(func: F) -> F:
         except NstBatchError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"error: {exc}", style="red", soft_wrap=True)
+            err.print(f"error: {_one_line(str(exc))}", style="red", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line(text: str) -> str:
+    """A message as one line: a newline or other control character from a name or path is shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _version(value: bool) -> None:
@@ -221,7 +227,7 @@ def validate(
 def _exit_on_problems(problems: list[str]) -> None:
     """Print every problem `check_jobs` found, one line each, and exit 2 if there were any."""
     for problem in problems:
-        err.print(f"error: {problem}", style="red", soft_wrap=True)
+        err.print(f"error: {_one_line(problem)}", style="red", soft_wrap=True)
     if problems:
         raise typer.Exit(2)
 

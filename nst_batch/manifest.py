@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,11 @@ VIDEO_FIELDS = {f.name: f for f in dataclasses.fields(VideoSettings)}
 _HINTS = {**typing.get_type_hints(Settings),
           **{f"video.{k}": v for k, v in typing.get_type_hints(VideoSettings).items()}}
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_INT64 = 2**63
+MAX_SIZE = 16384  # px: a working image beyond this is a typo, not a photo (`size: original` has no limit)
+MAX_STYLE_SCALE = 10.0
+MAX_NUMBER = 1e30  # any number setting
+MAX_LEARNING_RATE = 1.0  # Adam's step on pixels in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -64,15 +71,34 @@ class _Loader(yaml.SafeLoader):
     """yaml.SafeLoader that remembers the line of every mapping, key and list item."""
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _MarkedDict:
-    loader.flatten_mapping(node)
+    own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
+    loader.flatten_mapping(node)  # `<<: *anchor` entries first, then the mapping's own (which override them)
+    first_own = len(node.value) - own
     out = _MarkedDict()
     out.line = node.start_mark.line + 1
     out.key_lines = {}
-    for key_node, value_node in node.value:
+    own_lines: dict[Any, int] = {}
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            kind = _kind(key) if isinstance(key, (list, dict)) else f"a {type(key).__name__}"
+            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                    f"found {kind} as a key", key_node.start_mark) from None
+        if i >= first_own:  # a key given twice is a typo that silently drops one value
+            if key in own_lines:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {_shown(key)} twice (first on line {own_lines[key]})", key_node.start_mark)
+            own_lines[key] = line
         out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = key_node.start_mark.line + 1
+        out.key_lines[key] = line
     return out
 
 
@@ -104,15 +130,39 @@ class _Where:
             line = container.key_lines.get(key, container.line)
         elif isinstance(container, _MarkedList) and isinstance(key, int) and key < len(container.item_lines):
             line = container.item_lines[key]
-        if isinstance(key, int):
+        if isinstance(key, int) and not isinstance(key, bool):
             path = f"{self.key}[{key}]"
         else:
-            path = f"{self.key}.{key}" if self.key else str(key)
+            text = key if isinstance(key, str) and key.isprintable() and key else _shown(key)
+            path = f"{self.key}.{text}" if self.key else text
         return _Where(self.file, line, path)
 
     def error(self, problem: str) -> ManifestError:
         loc = f"{self.file}:{self.line}" if self.line else self.file
         return ManifestError(f"{loc}: {self.key}: {problem}" if self.key else f"{loc}: {problem}")
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's short repr, which also knows the loader's lists and mappings (it dispatches by type name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring, self.maxother, self.maxlevel, self.maxlist, self.maxdict = 60, 60, 2, 6, 4
+
+    def repr__MarkedList(self, x: list[Any], level: int) -> str:  # noqa: N802 - the name reprlib looks up
+        return self.repr_list(x, level)
+
+    def repr__MarkedDict(self, x: dict[Any, Any], level: int) -> str:  # noqa: N802
+        return self.repr_dict(x, level)
+
+
+_REPR = _ShortRepr()
+
+
+def _shown(value: Any) -> str:
+    """`repr(value)` for a message: one line, and short whatever the value (a YAML anchor can nest a billion items)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 100 else text[:96] + " ..."
 
 
 def _did_you_mean(key: str, choices: Sequence[str]) -> str:
@@ -129,7 +179,7 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
     args = typing.get_args(hint)
     if origin is Literal:
         if value not in args:
-            raise where.error(f"must be one of {', '.join(map(str, args))}, got {value!r}" + _close(value, args))
+            raise where.error(f"must be one of {', '.join(map(str, args))}, got {_shown(value)}" + _close(value, args))
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -142,7 +192,7 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
                 return _coerce(value, alternative, where)
             except ManifestError:
                 continue
-        raise where.error(f"must be {' or '.join(_describe(a) for a in inner)}, got {value!r}")
+        raise where.error(f"must be {' or '.join(_describe(a) for a in inner)}, got {_shown(value)}")
     if origin is tuple:
         if isinstance(value, (str, int, float)):
             value = [value]
@@ -151,16 +201,26 @@ def _coerce(value: Any, hint: Any, where: _Where) -> Any:
         return tuple(_coerce(v, args[0], where.child(i, value)) for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise where.error(f"must be true or false, got {value!r}")
+            raise where.error(f"must be true or false, got {_shown(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise where.error(f"must be a whole number, got {value!r}")
+            raise where.error(f"must be a whole number, got {_shown(value)}")
+        if not -_INT64 <= value < _INT64:  # torch, NumPy and the ledger's JSON readers take 64 bits
+            raise where.error(f"must be a whole number below 2^63, got {_shown(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise where.error(f"must be a number, got {value!r}")
-        return float(value)
+            raise where.error(f"must be a number, got {_shown(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # a whole number beyond a float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise where.error(f"must be a finite number, got {_shown(value)}")
+        if abs(number) > MAX_NUMBER:  # losses and pixels are float32 tensors: 1e39 is already infinite there
+            raise where.error(f"must be at most {MAX_NUMBER:g} in size, got {_shown(value)}")
+        return number
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise where.error(f"must be a string, got {_kind(value)}")
@@ -185,7 +245,7 @@ def _kind(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {_shown(value)}"
 
 
 def _check_range(key: str, value: Any, where: _Where) -> None:
@@ -201,6 +261,15 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
         raise where.error(f"must be >= 0, got {value}")
     if key == "size" and value < 16:
         raise where.error(f"must be at least 16 px, got {value}")
+    if key == "size" and value > MAX_SIZE:
+        raise where.error(f"must be at most {MAX_SIZE} px (`original` works at each input's own size), got {value}")
+    if key == "style_scale" and value > MAX_STYLE_SCALE:
+        raise where.error(f"must be at most {MAX_STYLE_SCALE:g} (the style image at that many times the working "
+                          f"size), got {value}")
+    if key == "learning_rate" and value > MAX_LEARNING_RATE:
+        raise where.error(f"must be at most {MAX_LEARNING_RATE:g} (a step on pixels in [0, 1]), got {value}")
+    if key == "seed" and value < 0:
+        raise where.error(f"must be >= 0, got {value}")
     if key == "quality" and not 1 <= value <= 100:
         raise where.error(f"must be between 1 and 100, got {value}")
     if key == "video.scene_cut" and not 0.0 <= value <= 1.0:
@@ -214,8 +283,8 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
             raise where.error(f"every scale must be in (0, 1], got {list(value)}")
         if any(b <= a for a, b in zip(value, value[1:])) or value[-1] != 1.0:
             raise where.error(f"must rise and end at 1.0 (full size), e.g. [0.25, 0.5, 1.0]; got {list(value)}")
-    if key == "device" and not _DEVICE_RE.match(value):
-        raise where.error(f"must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    if key == "device" and not _DEVICE_RE.fullmatch(value):
+        raise where.error(f"must be auto, cpu, cuda, cuda:N or mps, got {_shown(value)}")
 
 
 class _Sourced(dict):  # type: ignore[type-arg]
@@ -237,7 +306,7 @@ def _settings_layer(raw: Mapping[str, Any], where: _Where, *, allowed_extra: Seq
     for key, value in raw.items():
         w = where.child(key, raw)
         if not isinstance(key, str) or key not in known:
-            raise w.error(f"unknown key '{key}'" + _did_you_mean(str(key), known))
+            raise w.error(f"unknown key {_shown(key)}" + _did_you_mean(str(key), known))
         if key in allowed_extra:
             continue
         if key == "video":
@@ -246,7 +315,7 @@ def _settings_layer(raw: Mapping[str, Any], where: _Where, *, allowed_extra: Seq
             for vkey, vvalue in value.items():
                 vw = w.child(vkey, value)
                 if vkey not in VIDEO_FIELDS:
-                    raise vw.error(f"unknown video key '{vkey}'" + _did_you_mean(str(vkey), list(VIDEO_FIELDS)))
+                    raise vw.error(f"unknown video key {_shown(vkey)}" + _did_you_mean(str(vkey), list(VIDEO_FIELDS)))
                 out.put(f"video.{vkey}", _checked(f"video.{vkey}", vvalue, vw), vw)
         else:
             out.put(key, _checked(key, value, w), w)
@@ -272,14 +341,14 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         try:
             value = read_yaml(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            raise where.error(f"cannot read the value: {exc.problem if hasattr(exc, 'problem') else exc}") from exc
+            raise where.error(f"cannot read the value: {_yaml_problem(exc)}") from exc
         w = _Where(f"--set {item}", 0, key)
         top, _, sub = key.partition(".")
         if top == "video" and sub:
             if sub not in VIDEO_FIELDS:
-                raise w.error(f"unknown video key '{sub}'" + _did_you_mean(sub, list(VIDEO_FIELDS)))
+                raise w.error(f"unknown video key {_shown(sub)}" + _did_you_mean(sub, list(VIDEO_FIELDS)))
         elif key not in SETTING_FIELDS or key == "video":
-            raise w.error(f"unknown setting '{key}'" + _did_you_mean(key, list(SETTING_FIELDS)))
+            raise w.error(f"unknown setting {_shown(key)}" + _did_you_mean(key, list(SETTING_FIELDS)))
         out.put(key, _checked(key, value, w), w)
     return out
 
@@ -289,7 +358,16 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 def read_yaml(text: str) -> Any:
     """Parse YAML safely (no tags that build objects), with YAML 1.2 floats and line numbers."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a yaml.SafeLoader
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a yaml.SafeLoader
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise yaml.YAMLError("nested more deeply than this reader can follow") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's reason on one line, without its "<unicode string>" position (the message gives the place)."""
+    text = getattr(exc, "problem", None) or str(exc)
+    return " ".join(text.replace('in "<unicode string>", ', "").split())
 
 
 def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Manifest:
@@ -307,19 +385,19 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         loc = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
-        raise ManifestError(f"{loc}: YAML syntax error: {exc.problem}") from exc
+        raise ManifestError(f"{loc}: YAML syntax error: {_yaml_problem(exc)}") from exc
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{file}: YAML error: {exc}") from exc
+        raise ManifestError(f"{file}: YAML error: {_yaml_problem(exc)}") from exc
     root = _Where(file, 1)
     if not isinstance(raw, dict):
         raise root.error(f"the manifest must be a mapping with 'version' and 'jobs', got {_kind(raw)}")
     for key in raw:
         if key not in TOP_KEYS:
-            raise root.child(key, raw).error(f"unknown top-level key '{key}'" + _did_you_mean(str(key), TOP_KEYS))
+            raise root.child(key, raw).error(f"unknown top-level key {_shown(key)}" + _did_you_mean(str(key), TOP_KEYS))
     version = raw.get("version")
-    if version not in SUPPORTED_VERSIONS:
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise root.child("version", raw).error(
-            f"unsupported manifest version {version!r}; this nst-batch reads version 1")
+            f"unsupported manifest version {_shown(version)}; this nst-batch reads version 1")
     defaults_raw = raw.get("defaults") or _MarkedDict()
     if not isinstance(defaults_raw, dict):
         raise root.child("defaults", raw).error(f"must be a mapping of settings, got {_kind(defaults_raw)}")
@@ -356,8 +434,8 @@ def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], 
     _check_kinds(input_path, output, where.child("output", raw))
     styles = _styles(raw["style"], where.child("style", raw), base)
     name = raw.get("name", input_path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise where.child("name", raw).error("must be a non-empty string")
+    if not isinstance(name, str) or not name.strip() or not name.isprintable():
+        raise where.child("name", raw).error(f"must be one line of printable text, got {_shown(name)}")
     return Job(name=name, input=input_path, styles=styles, output=output, settings=settings,
                source=f"{where.file}:{where.line}")
 
@@ -368,9 +446,9 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path,
     video = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("video.")}
     flat = {k: v for k, v in values.items() if not k.startswith("video.")}
     if flat.get("init") not in (None, "content", "noise"):
-        flat["init"] = str(_existing_path(flat["init"], where, base, "init image"))
+        flat["init"] = str(_existing_path(flat["init"], where, base, "init image", file=True))
     if flat.get("weights") not in (None, "imagenet", "random"):
-        flat["weights"] = str(_existing_path(flat["weights"], where, base, "weights file"))
+        flat["weights"] = str(_existing_path(flat["weights"], where, base, "weights file", file=True))
     settings = Settings(**flat, video=VideoSettings(**video))
     _check_layers(settings, wheres or {}, where)
     slw = settings.style_layer_weights
@@ -403,21 +481,33 @@ def _check_layers(settings: Settings, wheres: Mapping[str, _Where], job: _Where)
 
 def _path(value: Any, where: _Where, base: Path) -> Path:
     if not isinstance(value, str) or not value.strip():
-        raise where.error(f"must be a path, got {value!r}")
-    p = Path(value).expanduser()
-    return (p if p.is_absolute() else base / p).resolve()
+        raise where.error(f"must be a path, got {_shown(value)}")
+    if "\0" in value:
+        raise where.error(f"a path cannot hold a NUL character, got {_shown(value)}")
+    try:
+        p = Path(value).expanduser()
+        return (p if p.is_absolute() else base / p).resolve()
+    except (OSError, RuntimeError) as exc:  # `~user` unknown, a loop of links
+        raise where.error(f"not a usable path: {_shown(value)}: {exc}") from exc
 
 
-def _existing_path(value: Any, where: _Where, base: Path, what: str) -> Path:
+def _existing_path(value: Any, where: _Where, base: Path, what: str, *, file: bool = False) -> Path:
+    """An existing path; with `file`, one that is not a folder (a style, init or weights file)."""
     p = _path(value, where, base)
-    if not p.exists():
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except OSError as exc:  # a name too long, a folder that cannot be entered
+        raise where.error(f"{what}: cannot look at {_shown(str(p))}: {exc.strerror or exc}") from exc
+    if not exists:
         raise where.error(f"{what} not found: {p}")
+    if file and is_dir:
+        raise where.error(f"{p}: is a folder, not {'an image' if 'image' in what else 'a file'}")
     return p
 
 
 def _styles(value: Any, where: _Where, base: Path) -> tuple[StyleSpec, ...]:
     if isinstance(value, str):
-        return (StyleSpec(_existing_path(value, where, base, "style image")),)
+        return (StyleSpec(_existing_path(value, where, base, "style image", file=True)),)
     if not isinstance(value, list) or not value:
         raise where.error("must be an image path or a list of {image, weight}")
     specs = []
@@ -429,11 +519,13 @@ def _styles(value: Any, where: _Where, base: Path) -> tuple[StyleSpec, ...]:
             raise w.error("each style must be a path or a mapping with 'image' (and optional 'weight')")
         for key in item:
             if key not in ("image", "weight"):
-                raise w.child(key, item).error(f"unknown key '{key}'" + _did_you_mean(str(key), ["image", "weight"]))
+                raise w.child(key, item).error(f"unknown key {_shown(key)}"
+                                               + _did_you_mean(str(key), ["image", "weight"]))
         weight = _coerce(item.get("weight", 1.0), float, w.child("weight", item))
         if weight <= 0:
             raise w.child("weight", item).error(f"must be > 0, got {weight}")
-        specs.append(StyleSpec(_existing_path(item["image"], w.child("image", item), base, "style image"), weight))
+        specs.append(StyleSpec(_existing_path(item["image"], w.child("image", item), base, "style image", file=True),
+                               weight))
     return tuple(specs)
 
 
@@ -443,6 +535,9 @@ def _check_kinds(src: Path, output: Path, where: _Where) -> None:
     suffix = output.suffix.lower()
     if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_EXTENSIONS:
         return  # a folder
+    if output.is_dir():
+        raise where.error(f"{output} is a folder, but a name ending in {output.suffix} is the output file "
+                          f"itself: give another name, or the folder without the file name")
     if src.is_dir():
         raise where.error(f"the input {src} is a folder, so the output must be a folder, not the file name "
                           f"{output.name} (e.g. output: {output.with_suffix('').name})")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Temporal, content_loss, gram, style_grams,
-                              style_loss, stylize, temporal_loss, tv_loss)
+from nst_batch.engine import (FeatureExtractor, LossWeights, NonFiniteLoss, OptimizeConfig, Temporal, content_loss,
+                              gram, optimize, style_grams, style_loss, stylize, temporal_loss, tv_loss)
 from nst_batch.engine.vgg import LAYER_NAMES
 from nst_batch.weights import load_features
 
@@ -190,3 +190,13 @@ def test_pixels_are_projected_onto_0_1_after_each_step_unless_asked_not_to(extra
     inside = all(lo >= 0.0 and hi <= 1.0 for lo, hi in seen)
     assert inside == clamp, seen  # unconstrained L-BFGS leaves [0,1] on this problem
     assert 0.0 <= float(result.image.min()) and float(result.image.max()) <= 1.0  # the output always is in range
+
+
+def test_a_non_finite_start_with_no_iteration_to_run_is_an_error_not_an_empty_image() -> None:
+    """A coarse scale can get no iteration (`iterations: 1` over two scales); a loss already infinite there
+    gave back an empty image, and an IndexError further on (found by tests/test_fuzz.py)."""
+    def objective(image: torch.Tensor, batch: slice | None = None) -> dict[str, torch.Tensor]:
+        return {"style": image.sum() * 0 + float("inf")}
+
+    with pytest.raises(NonFiniteLoss, match="at the start"):
+        optimize(objective, init=torch.rand(1, 3, 16, 16), config=OptimizeConfig(iterations=0))  # type: ignore[arg-type]

@@ -133,6 +133,8 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
     with torch.no_grad():
         final = objective(image)
         best.offer(image, {**final, "total": sum(final.values())})
+        if not math.isfinite(best.loss):  # no iteration ran (a coarse scale of 0 iterations) and the start is
+            raise NonFiniteLoss(f"loss is {best.loss} at the start")  # already non-finite: no image to give back
         losses = [best.loss] if best.image.shape[0] == 1 else [
             float(sum(objective(best.image[i:i + 1], slice(i, i + 1)).values())) for i in range(best.image.shape[0])]
     return Result(image=best.image.clamp(0, 1), loss=best.loss, terms=best.terms, iterations=done, history=history,

@@ -1,9 +1,12 @@
-"""Bad input, table-driven, through the real command: exit code, a clear message, never a traceback.
+"""Bad input, table-driven, through the command: exit code, a clear message, never a traceback.
 
-Each row runs `python -m nst_batch ...` in a subprocess on one shared tree of good and
-bad files (manifests, media, weights, paths). Starting Python and torch costs seconds
-per row, so the rows run a few at a time before the first test and each test checks
-one row's result.
+Every row runs on one shared tree of good and bad files (manifests, media, weights,
+paths), all before the first test; each test checks one row's result. Most rows call
+the command in this process (typer's CliRunner, in the tree's folder, with the row's
+environment): starting Python and torch costs seconds a row. The rows marked `process`
+run the real `python -m nst_batch` in a subprocess, meanwhile, so that the console
+script's own path (entry point, a real stderr, a fresh interpreter loading a crafted
+pickle) stays covered for each kind of failure: manifest, media, weights.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import os
 import pickle
 import subprocess
 import sys
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from conftest import sample_photo, write_rgb
+from nst_batch.cli import app
 from videogen import make_clip, make_not_video, make_zero_frames
 
 RANDOM = ("--weights", "random")  # rows about weights leave it out: it would override the manifest's
@@ -35,6 +41,7 @@ class Row:
     manifest: str | None  # its text ("OUT" stands for out/<id>); None: the row brings no manifest
     rc: int
     fragments: tuple[str, ...]  # each must appear in stdout + stderr
+    process: bool = False  # run the real command in a subprocess (else in this process)
 
 
 def _job(input: str = "photos", style: str = "styles/s.jpg", output: str = "OUT", **extra: str) -> str:  # noqa: A002
@@ -43,17 +50,19 @@ def _job(input: str = "photos", style: str = "styles/s.jpg", output: str = "OUT"
     return "version: 1\njobs:\n" + "".join(lines)
 
 
-def validate(id: str, manifest: str | None, rc: int, *fragments: str, args: tuple[str, ...] = RANDOM) -> Row:  # noqa: A002
-    return Row(id, ("validate", "M", *args), manifest, rc, fragments)
+def validate(id: str, manifest: str | None, rc: int, *fragments: str, args: tuple[str, ...] = RANDOM,  # noqa: A002
+             process: bool = False) -> Row:
+    return Row(id, ("validate", "M", *args), manifest, rc, fragments, process)
 
 
-def run(id: str, manifest: str | None, rc: int, *fragments: str, args: tuple[str, ...] = RANDOM) -> Row:  # noqa: A002
-    return Row(id, ("run", "M", *FAST, *args), manifest, rc, fragments)
+def run(id: str, manifest: str | None, rc: int, *fragments: str, args: tuple[str, ...] = RANDOM,  # noqa: A002
+        process: bool = False) -> Row:
+    return Row(id, ("run", "M", *FAST, *args), manifest, rc, fragments, process)
 
 
 ROWS = [
     # --- the manifest: `file:line: key: what`, exit 2 -------------------------------------------
-    validate("yaml-syntax", "version: 1\njobs: [\n", 2, "M.yaml:3:", "YAML syntax error"),
+    validate("yaml-syntax", "version: 1\njobs: [\n", 2, "M.yaml:3:", "YAML syntax error", process=True),
     validate("version", "version: 2\njobs: []\n", 2, "M.yaml:1: version", "unsupported manifest version 2"),
     validate("empty-file", "", 2, "unsupported manifest version None"),
     validate("top-typo", "version: 1\njbos: []\n", 2, "M.yaml:2", "unknown top-level key 'jbos'",
@@ -72,7 +81,8 @@ ROWS = [
     Row("manifest-missing", ("validate", "nowhere.yaml"), None, 2, ("nowhere.yaml: manifest not found",)),
     validate("set-syntax", _job(), 2, "--set size", "expected KEY=VALUE", args=(*RANDOM, "--set", "size")),
     # --- media: the unit fails with the file and the reason, exit 1 -----------------------------
-    run("image-corrupt", _job(input="bad/broken.jpg"), 1, "broken.jpg: cannot decode the image", "1 failed"),
+    run("image-corrupt", _job(input="bad/broken.jpg"), 1, "broken.jpg: cannot decode the image", "1 failed",
+        process=True),
     run("video-truncated", _job(input="bad/truncated.mp4"), 1, "truncated.mp4: truncated video: decoded 4 of 16"),
     run("video-text", _job(input="bad/text.mp4"), 1, "text.mp4: not a readable video"),
     run("video-no-frames", _job(input="bad/empty.avi"), 1, "empty.avi: video has no frames"),
@@ -84,7 +94,7 @@ ROWS = [
     validate("weights-code", _job(weights="weights/evil.pth"), 2, "evil.pth: refused: not a plain tensor state dict",
              args=()),
     run("weights-code-run", _job(weights="weights/evil.pth"), 2, "job 'j': ",
-        "evil.pth: refused: not a plain tensor state dict", args=()),
+        "evil.pth: refused: not a plain tensor state dict", args=(), process=True),
     run("weights-imagenet-offline-run", _job(), 2, "job 'j': VGG19 ImageNet weights not found", args=()),
     Row("weights-code-import", ("weights", "import", "weights/evil.pth"), None, 2, ("evil.pth: refused",)),
     validate("weights-junk", _job(weights="weights/junk.pth"), 2, "junk.pth: refused: not a plain tensor state dict",
@@ -139,25 +149,45 @@ def bad_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(bad_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Every row's result; rows run three at a time."""
+    """Every row's result: the `process` rows in subprocesses, two at a time, while the others run here."""
     # Module scope runs before conftest's per-test isolation: set it here.
     # One torch thread: tiny tensors, and a second thread on a busy machine slows each op ~100x.
-    env = {**os.environ, "COLUMNS": "200", "NST_BATCH_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+    env = {"COLUMNS": "200", "NST_BATCH_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TORCH_HOME": str(tmp_path_factory.mktemp("torch_home"))}
-
-    def one(row: Row) -> subprocess.CompletedProcess[str]:
+    for row in ROWS:
         if row.manifest is not None:
             (bad_tree / f"{row.id}.yaml").write_text(row.manifest.replace("OUT", f"out/{row.id}"), encoding="utf-8")
-        args = [f"{row.id}.yaml" if a == "M" else a for a in row.args]
-        return subprocess.run([sys.executable, "-m", "nst_batch", *args], cwd=bad_tree, env=env,
-                              capture_output=True, text=True, timeout=600)
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return dict(zip([r.id for r in ROWS], pool.map(one, ROWS)))
+    def args(row: Row) -> list[str]:
+        return [f"{row.id}.yaml" if a == "M" else a for a in row.args]
+
+    def in_a_process(row: Row) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nst_batch", *args(row)], cwd=bad_tree,
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+
+    def here(row: Row) -> subprocess.CompletedProcess[str]:
+        result = CliRunner().invoke(app, args(row), env=env)
+        stderr = result.stderr
+        if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(*result.exc_info))  # "Traceback (most recent call last)"
+        return subprocess.CompletedProcess(args(row), result.exit_code, result.stdout, stderr)
+
+    results: dict[str, subprocess.CompletedProcess[str]] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        spawned = {row.id: pool.submit(in_a_process, row) for row in ROWS if row.process}
+        cwd = os.getcwd()
+        os.chdir(bad_tree)  # the rows name their files relative to the tree; so would a crafted pickle
+        try:
+            results.update({row.id: here(row) for row in ROWS if not row.process})
+        finally:
+            os.chdir(cwd)
+        results.update({key: future.result() for key, future in spawned.items()})
+    return results
 
 
 def test_the_table_is_big_enough() -> None:
     assert len(ROWS) >= 25 and len({r.id for r in ROWS}) == len(ROWS)
+    assert {r.args[0] for r in ROWS if r.process} >= {"validate", "run"}  # the real command, for each kind
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])

@@ -2,7 +2,7 @@
 
     python docs/make_examples.py --weights imagenet      # torchvision's ImageNet VGG19
     python docs/make_examples.py --weights ~/.cache/nst-batch-dev/vgg19-from16.pth   # trained VGG16 features
-                                                         # (../shared/tools/trained_vgg.py; how docs/controls.jpg was made)
+        # (made by ../shared/tools/trained_vgg.py; this is how docs/controls.jpg was made)
 
 Every tile is labelled with its setting, and the picture says which weights made it.
 """
@@ -53,7 +53,8 @@ def main() -> None:
     base = Settings(size=args.size, iterations=args.iterations, weights=args.weights, device="auto")
     content = resize_longest(read_image(content_path), args.size)
     models = ModelCache()
-    tiles = [label(content, "content"), label(resize_longest(read_image(style_path), args.size)[:content.shape[0], :content.shape[1]], "style")]
+    style = resize_longest(read_image(style_path), args.size)[:content.shape[0], :content.shape[1]]
+    tiles = [label(content, "content"), label(style, "style")]
     for name, change in VARIANTS:
         settings = dataclasses.replace(base, **change)
         job = Job("examples", content_path, (StyleSpec(style_path),), Path("unused"), settings)
@@ -64,8 +65,9 @@ def main() -> None:
     tiles = [cv2.resize(t, (tiles[0].shape[1], tiles[0].shape[0])) for t in tiles]
     rows = [np.hstack(tiles[i:i + 5]) for i in range(0, len(tiles), 5)]
     grid = np.vstack(rows)
-    note = "seeded RANDOM VGG19 weights: shows what each control does, not what ImageNet weights paint" \
-        if args.weights == "random" else f"weights: {Path(args.weights).name} (trained ImageNet features), defaults otherwise"
+    note = ("seeded RANDOM VGG19 weights: shows what each control does, not what ImageNet weights paint"
+            if args.weights == "random"
+            else f"weights: {Path(args.weights).name} (trained ImageNet features), defaults otherwise")
     write_image(args.out, label(grid, note), quality=88)
     print("wrote", args.out)
 

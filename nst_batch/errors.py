@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["NstBatchError", "ManifestError", "MediaError", "WeightsError", "DeviceError", "ExecutorError", "LockedError", "describe"]
+__all__ = ["NstBatchError", "ManifestError", "MediaError", "WeightsError", "DeviceError", "ExecutorError",
+           "LockedError", "describe"]
 
 
 class NstBatchError(Exception):

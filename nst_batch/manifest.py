@@ -53,7 +53,7 @@ class Manifest:
 # --- YAML with line numbers ---------------------------------------------------
 
 
-class _MarkedDict(dict):  # type: ignore[type-arg]
+class _MarkedDict(dict):
     line: int = 0
     key_lines: dict[Any, int]
 
@@ -62,7 +62,7 @@ class _MarkedDict(dict):  # type: ignore[type-arg]
         self.key_lines = {}  # also in the empty mapping that stands in for an empty file or `defaults:`
 
 
-class _MarkedList(list):  # type: ignore[type-arg]
+class _MarkedList(list):
     line: int = 0
     item_lines: list[int]
 
@@ -287,7 +287,7 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
         raise where.error(f"must be auto, cpu, cuda, cuda:N or mps, got {_shown(value)}")
 
 
-class _Sourced(dict):  # type: ignore[type-arg]
+class _Sourced(dict):
     """{dotted key: value}, remembering where each value was given, for checks made after merging."""
 
     def __init__(self) -> None:

@@ -132,9 +132,9 @@ def _is_done(ledger: Ledger, unit: Unit, digest: dict[str, str]) -> bool:
                                                    output=unit.dst)
 
 
-def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, str], js: JobSummary, summary: RunSummary, *,
-             executor: Executor, emit: Emit, should_stop: Callable[[], bool], index: int, total: int,
-             fail_fast: bool, force: bool) -> bool:
+def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, str], js: JobSummary,
+             summary: RunSummary, *, executor: Executor, emit: Emit, should_stop: Callable[[], bool], index: int,
+             total: int, fail_fast: bool, force: bool) -> bool:
     """Run one job's units; True when the whole run must stop (interrupt or fail-fast)."""
     job = plan.job
     job_started = time.perf_counter()

@@ -178,7 +178,8 @@ def _random_features(model: str, seed: int) -> nn.Sequential:
             fan_out = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
             with torch.no_grad():
                 module.weight.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=gen)
-                module.bias.zero_()
+                if module.bias is not None:
+                    module.bias.zero_()
     return features
 
 

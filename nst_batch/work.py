@@ -30,7 +30,8 @@ StopFn = Callable[[], bool]
 
 def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8 → (1, 3, H, W) float in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous().to(device)
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
+    return pixels.float().div(255).contiguous().to(device)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -164,7 +165,8 @@ def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
     return resize_longest(original, working_side(settings.size, *original.shape[:2]))
 
 
-def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray, original: np.ndarray | None = None) -> np.ndarray:
+def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
+           original: np.ndarray | None = None) -> np.ndarray:
     """The picture as written: at the original size if asked (bicubic), colours kept if asked."""
     if settings.output_size == "original" and original is not None:
         stylized = resize_exact(stylized, original.shape[1], original.shape[0])

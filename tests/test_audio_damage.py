@@ -230,7 +230,8 @@ _EXT = {"avi": "avi", "mp4": "mp4", "matroska": "mkv"}
 def test_any_layout_rate_and_format_becomes_aac(
     tmp_path: Path, container: str, codec: str, layout: str, rate: int, channels: int
 ) -> None:
-    src = videogen.make_sound_clip(tmp_path / f"clip.{_EXT[container]}", container=container, codec=codec, layout=layout, rate=rate)
+    src = videogen.make_sound_clip(tmp_path / f"clip.{_EXT[container]}", container=container, codec=codec,
+                                   layout=layout, rate=rate)
     out = tmp_path / "out.mp4"
     assert _encode(src, out) == EncodeResult(frames=24)
     with av.open(str(out)) as container_out:

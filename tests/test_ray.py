@@ -76,7 +76,8 @@ def test_ray_matches_local_and_measures_the_seams(tmp_path: Path, local_run: Pat
     assert "ray: 2 worker(s)" in res.stdout
     assert list(home.iterdir()) == []  # Ray's state stays out of the user's home
     ours, reference = output_files(tmp_path), output_files(local_run)
-    assert set(ours) == set(reference) == {f"photos/{p.name}" for p in (local_run / "out" / "photos").glob("*.png")} | {"clip.mp4"}
+    photos = {f"photos/{p.name}" for p in (local_run / "out" / "photos").glob("*.png")}
+    assert set(ours) == set(reference) == photos | {"clip.mp4"}
     assert ours == reference, [k for k in ours if ours[k] != reference.get(k)]
     assert _frames(tmp_path / "out" / "clip.mp4") == 12
     metrics = _video_record(tmp_path)["metrics"]

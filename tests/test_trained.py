@@ -28,7 +28,8 @@ VGG16_TORCH = TRAINED / "vgg16-torch.pth"
 
 pytestmark = pytest.mark.skipif(
     not VGG19_FROM16.exists(),
-    reason=f"trained weights not at {TRAINED}: run `python ../shared/tools/trained_vgg.py` (or set NST_BATCH_TRAINED_DIR)")
+    reason=f"trained weights not at {TRAINED}: run `python ../shared/tools/trained_vgg.py` "
+           "(or set NST_BATCH_TRAINED_DIR)")
 
 
 def _photo(size: int) -> torch.Tensor:

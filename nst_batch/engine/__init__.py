@@ -20,7 +20,8 @@ from nst_batch.engine.precision import PRECISIONS, forward_precision
 from nst_batch.engine.vgg import (LAYER_NAMES, FeatureExtractor, build_features, build_vgg16_features,
                                   build_vgg19_features, layer_names)
 
-__all__ = ["content_loss", "gram", "relative_error", "Objective", "build_objective", "optimize", "style_loss", "temporal_loss", "tv_loss", "Interrupted", "LossWeights",
-           "NonFiniteLoss", "OptimizeConfig", "Progress", "Result", "Temporal", "content_targets",
-           "style_grams", "stylize", "schedule", "stylize_multiscale", "PRECISIONS", "forward_precision", "LAYER_NAMES", "FeatureExtractor", "build_vgg19_features",
+__all__ = ["content_loss", "gram", "relative_error", "Objective", "build_objective", "optimize", "style_loss",
+           "temporal_loss", "tv_loss", "Interrupted", "LossWeights", "NonFiniteLoss", "OptimizeConfig", "Progress",
+           "Result", "Temporal", "content_targets", "style_grams", "stylize", "schedule", "stylize_multiscale",
+           "PRECISIONS", "forward_precision", "LAYER_NAMES", "FeatureExtractor", "build_vgg19_features",
            "build_vgg16_features", "build_features", "layer_names"]

@@ -12,9 +12,9 @@ optimiser (optimize.py) sees only `Objective.__call__`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 
@@ -26,6 +26,11 @@ __all__ = ["LossWeights", "Temporal", "Term", "ContentTerm", "StyleTerm", "TVTer
            "build_objective", "style_grams", "content_targets"]
 
 Features = Mapping[str, torch.Tensor]
+
+
+def total(losses: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of loss tensors (Python's `sum`, which the type checker sees as possibly the int 0)."""
+    return cast(torch.Tensor, sum(losses))
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,11 @@ class Temporal:
 
 
 class Term(Protocol):
-    name: str
-    weight: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def weight(self) -> float: ...
 
     def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
         """The unweighted loss of `image` (the batch rows `rows`), given its activations `feats`."""
@@ -62,7 +70,7 @@ class ContentTerm:
     name: str = "content"
 
     def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        return sum(content_loss(feats[n], t[rows]) for n, t in self.targets.items()) / len(self.targets)
+        return total(content_loss(feats[n], t[rows]) for n, t in self.targets.items()) / len(self.targets)
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class StyleTerm:
     name: str = "style"
 
     def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        return sum(style_loss(feats[n], self.grams[n]) * w for n, w in self.layer_weights.items())
+        return total(style_loss(feats[n], self.grams[n]) * w for n, w in self.layer_weights.items())
 
 
 @dataclass(frozen=True)

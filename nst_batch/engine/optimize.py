@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from nst_batch.engine.objective import (LossWeights, Objective, Temporal, build_objective, content_targets,
-                                        style_grams)
+                                        style_grams, total)
 from nst_batch.engine.vgg import FeatureExtractor
 
 __all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Temporal", "Interrupted",
@@ -89,12 +89,12 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         terms = objective(image)
-        total = sum(terms.values())
-        total.backward()
+        loss = total(terms.values())
+        loss.backward()
         last.clear()
-        last.update({k: v.detach() for k, v in terms.items()}, total=total.detach())
+        last.update({k: v.detach() for k, v in terms.items()}, total=loss.detach())
         best.offer(image, last)
-        return total
+        return loss
 
     if config.optimizer == "lbfgs":
         # One L-BFGS iteration per step() (max_iter=1) so that every iteration is
@@ -112,7 +112,7 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
     for it in range(1, config.iterations + 1):
         if should_stop is not None and should_stop():
             raise Interrupted
-        optimizer.step(closure)
+        optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; the optimizers take a tensor
         if config.clamp_each_step:
             with torch.no_grad():
                 image.clamp_(0, 1)
@@ -132,11 +132,11 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
 
     with torch.no_grad():
         final = objective(image)
-        best.offer(image, {**final, "total": sum(final.values())})
+        best.offer(image, {**final, "total": total(final.values())})
         if not math.isfinite(best.loss):  # no iteration ran (a coarse scale of 0 iterations) and the start is
             raise NonFiniteLoss(f"loss is {best.loss} at the start")  # already non-finite: no image to give back
         losses = [best.loss] if best.image.shape[0] == 1 else [
-            float(sum(objective(best.image[i:i + 1], slice(i, i + 1)).values())) for i in range(best.image.shape[0])]
+            float(total(objective(best.image[i:i + 1], slice(i, i + 1)).values())) for i in range(best.image.shape[0])]
     return Result(image=best.image.clamp(0, 1), loss=best.loss, terms=best.terms, iterations=done, history=history,
                   losses=losses)
 

@@ -107,6 +107,9 @@ class FeatureExtractor(nn.Module):
         ValueError: an unknown model, preprocess or layer name, or `features` of another model.
     """
 
+    mean: torch.Tensor  # buffers (1, 3, 1, 1): the preprocessing
+    std: torch.Tensor
+
     def __init__(self, features: nn.Sequential, layers: Iterable[str], *, model: str = "vgg19",
                  preprocess: str = "torchvision", pooling: str = "max", memory_saving: bool = False) -> None:
         super().__init__()

@@ -6,7 +6,7 @@ actors of a Ray cluster. Both make the same outputs from the same units.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,12 +35,14 @@ class Executor(Protocol):
         ...
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
-                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]) -> Iterator[Outcome]:
+                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]
+                  ) -> Generator[Outcome, None, None]:
         """Make each unit's `dst` (atomically), yielding `(unit, result or exception)` as each one ends.
 
         `started(unit)` is called when a unit begins. After `should_stop()` turns true, units
         stop after their current iteration and an `Interrupted` outcome is yielded last.
-        Resumable state lives in `plan.work_dirs(job, unit)`; the caller removes it.
+        Resumable state lives in `plan.work_dirs(job, unit)`; the caller removes it. The caller
+        closes the generator when it stops early (fail-fast), so that the executor stops its work.
         """
         ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,8 @@ class LocalExecutor:
                                                      "history": [round(x, 6) for x in result.history]})
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
-                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]) -> Iterator[Outcome]:
+                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]
+                  ) -> Generator[Outcome, None, None]:
         if job.settings.batch_size > 1:
             yield from self._run_batched(job, units, started=started, progress=progress, should_stop=should_stop)
             return

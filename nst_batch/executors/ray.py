@@ -24,7 +24,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from nst_batch.settings import Job
 try:
     import ray
 except ImportError:  # the extra is optional; RayExecutor says how to get it
-    ray = None
+    ray = None  # type: ignore[assignment]
 
 __all__ = ["RayExecutor", "RemoteError", "CHAOS_ENV"]
 
@@ -234,10 +234,10 @@ class RayExecutor:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             if not address:
                 _token_outside_home(Path(temp_dir or "/tmp/ray"))
+            where_temp: dict[str, Any] = {"_temp_dir": temp_dir} if temp_dir and not address else {}
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR, configure_logging=True,
-                         **({"_temp_dir": temp_dir} if temp_dir and not address else {}))
+                         logging_level=logging.ERROR, configure_logging=True, **where_temp)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ExecutorError(f"--executor ray: cannot start or join Ray"
                                     f"{f' at {address}' if address else ''}: {exc}") from exc
@@ -251,9 +251,10 @@ class RayExecutor:
         hub_cls = ray.remote(num_cpus=0, max_restarts=-1)(_Hub)
         worker_cls = ray.remote(max_restarts=3, max_task_retries=3)(_Worker)
         hub_name = f"nst-batch-hub-{uuid.uuid4().hex}"  # by name: a restarted worker finds it again
-        self.hub = hub_cls.options(name=hub_name).remote()
-        self.workers = [worker_cls.options(**options).remote(hub_name, threads, os.environ.get(CHAOS_ENV))
-                        for _ in range(count)]
+        # Actor handles (Ray's types see a handle's methods as plain functions, without `.remote`).
+        self.hub: Any = hub_cls.options(name=hub_name).remote()
+        self.workers: list[Any] = [worker_cls.options(**options).remote(hub_name, threads, os.environ.get(CHAOS_ENV))
+                                   for _ in range(count)]
         where = address or "a local Ray"
         share = f"{options['num_gpus']:g} GPU" if gpus else f"{options['num_cpus']:g} CPU"
         self.description = f"ray: {count} worker(s), {share} each, on {where}"
@@ -279,7 +280,8 @@ class RayExecutor:
         return lines
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
-                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]) -> Iterator[Outcome]:
+                  progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]
+                  ) -> Generator[Outcome, None, None]:
         from nst_batch.video import prepare_video_work, video_segments
 
         tasks: deque[_Task] = deque()
@@ -354,8 +356,8 @@ class RayExecutor:
                     tasks.clear()
             self._forward_progress(progress)
             yield from held
-            if interrupted:
-                yield (units[0] if units else None), Interrupted()
+            if interrupted and units:
+                yield units[0], Interrupted()
         except KeyboardInterrupt:  # a second Ctrl-C: stop now, without waiting for the workers
             pending.clear()
             raise

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -133,14 +134,15 @@ class AudioTrack:
             return cls()
         try:
             source = av.open(str(source_path))
-        except Exception as exc:  # an audio problem must not cost the video
+        except Exception as exc:  # noqa: BLE001 - an audio problem must not cost the video
             return cls(unreadable=_reason(exc))
         out = container.add_stream("aac", rate=choice.rate)
         out.layout = choice.layout
         out.codec_context.time_base = Fraction(1, choice.rate)
         origin = _video_origin(source) + start  # source time of output sample 0, seconds
         damage = _Damage(begin=origin, end=None if end is None else origin + (end - start))
-        samples = _span_samples(source, source.streams[choice.index], choice.rate, choice.layout, start, end, damage)
+        stream = cast(av.audio.stream.AudioStream, source.streams[choice.index])  # _choose_stream chose audio
+        samples = _span_samples(source, stream, choice.rate, choice.layout, start, end, damage)
         # After the source's sound (and after `end`), silence: the track lasts as long as the video.
         chunks = _rebuffer(itertools.chain(samples, _silence(out.layout.nb_channels)), _AAC_FRAME_SIZE)
         return cls(out, source, chunks, damage)
@@ -172,7 +174,7 @@ class AudioTrack:
                 if final:
                     chunk = chunk[:, : target - self._written]
                 self._encode(self._out, chunk)
-        except Exception as exc:  # an audio problem must not cost the video
+        except Exception as exc:  # noqa: BLE001 - an audio problem must not cost the video
             self._ended = _Stop(self._written / rate, _reason(exc))
 
     def finish(self, seconds: Fraction) -> None:
@@ -181,8 +183,8 @@ class AudioTrack:
         if self._out is None or self._ended is not None:
             return
         try:
-            self._out.container.mux(self._out.encode(None))
-        except Exception as exc:  # the encoder's last few ms are lost, the video is whole
+            _mux(self._out, self._out.encode(None))
+        except Exception as exc:  # noqa: BLE001 - the encoder's last few ms are lost, the video is whole
             self._ended = _Stop(self._written / self._out.rate, _reason(exc))
 
     def close(self) -> None:
@@ -198,7 +200,7 @@ class AudioTrack:
     def _next_chunk(self, out: av.audio.stream.AudioStream, chunks: Iterator[np.ndarray]) -> np.ndarray:
         try:
             return next(chunks)
-        except Exception as exc:  # the source gave up half way: keep what was written
+        except Exception as exc:  # noqa: BLE001 - the source gave up half way: keep what was written
             self._lost = _Stop(self._written / out.rate, _reason(exc))
             self._close_source()
             self._chunks = _silence(out.layout.nb_channels)
@@ -210,8 +212,13 @@ class AudioTrack:
         clean = np.clip(np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(clean), format="fltp", layout=out.layout.name)
         frame.sample_rate, frame.pts, frame.time_base = out.rate, self._written, Fraction(1, out.rate)
-        out.container.mux(out.encode(frame))
+        _mux(out, out.encode(frame))
         self._written += chunk.shape[1]
+
+
+def _mux(out: av.audio.stream.AudioStream, packets: list[av.Packet]) -> None:
+    """Packets into the output file (a stream's `container` is typed as any container; this one is written)."""
+    cast(av.container.OutputContainer, out.container).mux(packets)
 
 
 # --- choosing the source stream --------------------------------------------------------------
@@ -227,8 +234,9 @@ def _choose_stream(path: Path) -> _Choice | None:
     try:
         with av.open(str(path)) as source:
             default = av.stream.Disposition.default
-            order = [s.index for s in sorted(source.streams.audio, key=lambda s: (not s.disposition & default, s.index))]
-    except Exception as exc:  # whatever FFmpeg or PyAV trip on, the video goes on
+            streams = sorted(source.streams.audio, key=lambda s: (not s.disposition & default, s.index))
+            order = [s.index for s in streams]
+    except Exception as exc:  # noqa: BLE001 - whatever FFmpeg or PyAV trip on, the video goes on
         raise _Unreadable(_reason(exc)) from exc
     reasons = []
     for index in order:
@@ -237,7 +245,7 @@ def _choose_stream(path: Path) -> _Choice | None:
                 return _try_stream(source, source.streams[index])
         except _Unreadable as exc:
             reasons.append(str(exc))
-        except Exception as exc:  # as above
+        except Exception as exc:  # noqa: BLE001 - as above
             reasons.append(_reason(exc))
     if reasons:
         raise _Unreadable(reasons[0])

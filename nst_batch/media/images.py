@@ -10,7 +10,8 @@ import numpy as np
 from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "write_image", "list_media", "resize_longest", "resize_exact", "keep_colors"]
+__all__ = ["IMAGE_SUFFIXES", "is_image_file", "read_image", "write_image", "list_media", "resize_longest",
+           "resize_exact", "keep_colors"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -22,7 +22,8 @@ from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 from nst_batch.media.audio import AudioTrack
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "is_video_file", "probe_video", "read_frames"]
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "is_video_file", "probe_video",
+           "read_frames"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
 

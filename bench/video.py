@@ -45,7 +45,9 @@ try:  # the GPU machine may lack PyAV: reading clips needs it, the frame loop on
 except ImportError:  # pragma: no cover - bench only
     import types
 
-    sys.modules["av"] = types.ModuleType("av")
+    stub = types.ModuleType("av")
+    stub.FFmpegError = type("FFmpegError", (Exception,), {})  # type: ignore[attr-defined]
+    sys.modules["av"] = stub
 
 from bench.common import machine  # noqa: E402
 from nst_batch.manifest import parse_overrides  # noqa: E402

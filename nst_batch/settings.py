@@ -41,8 +41,12 @@ class VideoSettings:
     keep_frames: bool = _f(False, "keep the stylized PNG frames beside the video")
     segment_frames: int | None = _f(None, "split the video into segments of this many frames, stylized in parallel "
                                           "by `--executor ray` (null = one piece)")
-    overlap: int = _f(5, "frames a segment starts early, warm-starting through them and discarding them, "
-                         "so the seam does not show")
+    overlap: int = _f(5, "frames a segment starts early, warm-starting through them, then joined with the previous "
+                         "segment's last frames at assembly (see seam)")
+    seam: Literal["reoptimize", "crossfade"] = _f(
+        "reoptimize", "how a segment's overlap frames join the previous segment: reoptimize (each seam frame "
+                      "optimised again, held to the frame before it and, more and more, to the next segment's "
+                      "version) | crossfade (pixels blended)")
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
         if data["video"].get("segment_frames") is None:  # unsegmented: the overlap plays no part
             data["video"].pop("segment_frames", None)
             data["video"].pop("overlap", None)
+            data["video"].pop("seam", None)
         # 2: the raw stylized frame chains (colours kept at assembly), warm start from the warped frame
         # everywhere, flicker measured with an independent flow.
         data["video"]["version"] = VIDEO_VERSION

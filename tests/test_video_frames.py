@@ -100,3 +100,30 @@ def test_warm_start_is_the_warped_previous_frame_everywhere(clip: tuple[Path, Pa
     init, temporal = frames._warm_start(ctx, contents[1], prev, flow)
     assert temporal is not None and float(temporal.mask.sum()) == 0.0
     assert float((init * 255 - 200).abs().max()) < 1.0  # the warped stylized frame, not the content
+
+
+def test_seam_frames_are_reoptimised_or_crossfaded(tmp_path: Path) -> None:
+    make_clip(tmp_path / "clip.mp4", frames=10, fps=12, size=(64, 48), audio=False)
+    (tmp_path / "styles").mkdir()
+    shutil.copy(SAMPLES / "styles" / "starry_night.jpg", tmp_path / "styles" / "s.jpg")
+    manifest = write_manifest(tmp_path / "p.yaml", """
+version: 1
+jobs:
+  - {name: clip, input: clip.mp4, style: styles/s.jpg, output: out/clip.mp4}
+""")
+    seg = ("video.segment_frames=5", "video.overlap=3", "video.keep_frames=true")
+    made = {}
+    for mode in ("crossfade", "reoptimize"):
+        metrics, work = _run(tmp_path, manifest, mode, *seg, f"video.seam={mode}")
+        assert metrics["frames"] == 10 and metrics["segments"] == 2 and metrics["e_warp_seam"] is not None
+        made[mode] = [read_image(p) for p in sorted((tmp_path / f"{mode}_frames").glob("*.png"))]
+    own = [read_image(p) for p in sorted((work / "frames").glob("*.png"))]
+    overlap = sorted((work / "segments" / "000005" / "overlap").glob("*.png"))
+    assert [p.name for p in overlap] == ["000003.png", "000004.png", "000005.png"]
+    for i, path in enumerate(overlap):  # frames 3-5 (t = 2, 3, 4) are the seam
+        t, w = i + 2, (i + 1) / 4
+        blend = ((1 - w) * own[t] + w * read_image(path)).round().astype(np.uint8)
+        np.testing.assert_array_equal(made["crossfade"][t], blend)
+        assert np.abs(made["reoptimize"][t].astype(int) - blend.astype(int)).mean() > 1  # made again, not mixed
+    for t in (0, 1, 5, 6, 7, 8, 9):  # outside the seam both modes write the segments' own frames
+        np.testing.assert_array_equal(made["crossfade"][t], made["reoptimize"][t])

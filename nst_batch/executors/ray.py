@@ -122,7 +122,8 @@ class _Worker:
         from nst_batch.video import assemble_video
 
         def make() -> UnitResult:
-            video = assemble_video(job.settings, unit.src, unit.dst, work, segments, stylized=stylized)
+            video = assemble_video(job.settings, unit.src, unit.dst, work, segments, stylized=stylized,
+                                   ctx=self.local.context(_here(job)))
             return UnitResult(loss=video.loss, metrics=video.metrics)
 
         return self._guard(make)

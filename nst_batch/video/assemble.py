@@ -14,9 +14,10 @@ from nst_batch.errors import MediaError
 from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
 from nst_batch.settings import Settings, working_side
+from nst_batch.video.frames import Previous, stylize_seam_frame
 from nst_batch.video.metrics import FlickerMeter
 from nst_batch.video.segments import Segment, segment_dir, segment_ledger
-from nst_batch.work import finish
+from nst_batch.work import JobContext, finish
 
 __all__ = ["VideoResult", "assemble_video"]
 
@@ -28,14 +29,22 @@ class VideoResult:
 
 
 def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segments: list[Segment], *,
-                   stylized: int) -> VideoResult:
+                   stylized: int, ctx: JobContext | None = None) -> VideoResult:
     """Encode the saved frames into `dst` with the source's audio; measure flicker (E_warp), also at the seams.
+
+    Seam frames (the overlap of a segment with the one before) are crossfaded, or with
+    `video.seam: reoptimize` made again by the engine (`ctx`; needed then): see
+    `frames.stylize_seam_frame`. They are a pure function of the saved frames, so a
+    killed assembly makes them again, the same.
 
     The frames are saved raw (as stylized); colour preservation and the output size are
     applied here, on their way to the encoder. Flicker is measured on the frames as
     written (at the working size) with the independent flow of `video/metrics.py`.
     """
     v = settings.video
+    reoptimize = v.seam == "reoptimize" and len(segments) > 1
+    if reoptimize and ctx is None:
+        raise ValueError("assemble_video: video.seam reoptimize needs the job's context")
     info = probe_video(src)
     records: dict[str, dict[str, Any]] = {}
     for seg in segments:
@@ -47,6 +56,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
 
     def frames() -> Iterator[np.ndarray]:
         prev: tuple[np.ndarray, np.ndarray] | None = None  # (content, output) of the previous frame
+        chain: Previous | None = None  # (content, raw) of the previous frame, for re-optimised seams
         size = working_side(settings.size, info.height, info.width)
         for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
             name = f"{t + 1:06d}.png"
@@ -56,7 +66,11 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
             raw = read_image(path)
             if t in fade:
                 overlap_path, w = fade[t]
-                raw = ((1 - w) * raw + w * read_image(overlap_path)).round().astype(np.uint8)
+                if reoptimize and chain is not None and ctx is not None:
+                    raw = stylize_seam_frame(ctx, content, chain, read_image(overlap_path), w)
+                else:
+                    raw = ((1 - w) * raw + w * read_image(overlap_path)).round().astype(np.uint8)
+            chain = Previous(content, raw)
             out = finish(settings, raw, content)
             if prev is not None:
                 meter = seam_flicker if t in seam_pairs else flicker

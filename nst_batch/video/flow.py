@@ -158,6 +158,8 @@ def _remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarra
     source = np.ascontiguousarray(image)
     if source.dtype not in (np.uint8, np.float32):
         source = source.astype(np.float32)
+    # Bilinear: bicubic keeps more of the texture's detail through the warp, but measured on
+    # a film clip it flickered more (E_warp 5.06x the input's against 4.13x; BENCHMARKS §4b).
     out = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a trailing axis of size 1
         out = out[:, :, None]

@@ -32,7 +32,7 @@ from nst_batch.video.flow import FlowResult, flow_between, warp
 from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
 from nst_batch.work import JobContext, stylize_frame, to_tensor, to_uint8
 
-__all__ = ["FrameStep", "Previous", "stylize_next", "stylize_segment", "FrameProgress"]
+__all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress"]
 
 FrameProgress = Callable[[Progress, int, "int | None"], None]
 
@@ -74,6 +74,29 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
         result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal,
                                progress=progress, should_stop=should_stop)
     return FrameStep(raw=to_uint8(result.image), result=result, cold=cold, cut=cut)
+
+
+def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt: np.ndarray, weight: float,
+                       ) -> np.ndarray:
+    """A seam frame made again: warm-started from the frame before it, held to it and, by `weight`, to `nxt`.
+
+    `nxt` is the next segment's version of this frame (pixel-aligned: the same frame).
+    The two pulls are one temporal term: mask m = (1 - w) c + w and target
+    ((1 - w) c warped + w nxt) / m, whose loss equals the sum of the two up to a constant.
+    So the frame turns from one segment's look into the next over the overlap as one
+    coherent picture, where a crossfade would show both textures at once.
+    """
+    v = ctx.job.settings.video
+    flow = flow_between(prev.content, content)
+    warped = warp(prev.raw, flow.backward).astype(np.float32) / 255.0  # (H, W, 3)
+    trust = (1.0 - weight) * flow.mask[..., None]  # (H, W, 1)
+    mask = trust + weight
+    target = (trust * warped + weight * nxt.astype(np.float32) / 255.0) / mask
+    temporal = Temporal(warped=torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1)))[None].to(ctx.device),
+                        mask=torch.from_numpy(np.ascontiguousarray(mask[..., 0]))[None, None].to(ctx.device))
+    init = to_tensor(warp(prev.raw, flow.backward), ctx.device)
+    result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal)
+    return to_uint8(result.image)
 
 
 def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, progress: FrameProgress,

@@ -14,23 +14,13 @@ import pytest
 from nst_batch.manifest import load_manifest, parse_overrides
 from nst_batch.video import stylize_video
 from nst_batch.work import JobContext, ModelCache
-from conftest import write_manifest
-from videogen import make_clip
+from videogen import clip_project
 
 
 @pytest.fixture(scope="module")
 def clip_job(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("flicker")
-    make_clip(root / "clip.mp4", frames=12, fps=12, size=(64, 48), audio=False)
-    (root / "styles").mkdir()
-    from conftest import SAMPLES
-    import shutil
-    shutil.copy(SAMPLES / "styles" / "starry_night.jpg", root / "styles" / "s.jpg")
-    m = write_manifest(root / "p.yaml", """
-version: 1
-jobs:
-  - {name: clip, input: clip.mp4, style: styles/s.jpg, output: out/clip.mp4}
-""")
+    m = clip_project(root, frames=12)
     over = parse_overrides(["size=64", "weights=random", "device=cpu", "init=noise", "tolerance=0",
                             "video.first_iterations=8", "video.iterations=8"])
     return root, load_manifest(m, over).jobs[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,12 @@ import numpy as np
 import pytest
 
 import nst_batch.video.frames as frames
-from conftest import SAMPLES
 from nst_batch.manifest import load_manifest, parse_overrides
 from nst_batch.media.images import keep_colors, read_image
 from nst_batch.media.video import read_frames
 from nst_batch.video import stylize_video
 from nst_batch.work import JobContext, ModelCache
-from conftest import write_manifest
-from videogen import make_clip
+from videogen import clip_project
 
 BASE = ["size=64", "weights=random", "device=cpu", "tolerance=0", "video.first_iterations=4", "video.iterations=3"]
 
@@ -26,14 +23,7 @@ BASE = ["size=64", "weights=random", "device=cpu", "tolerance=0", "video.first_i
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("frames")
-    make_clip(root / "clip.mp4", frames=6, fps=12, size=(64, 48), audio=False)
-    (root / "styles").mkdir()
-    shutil.copy(SAMPLES / "styles" / "starry_night.jpg", root / "styles" / "s.jpg")
-    return root, write_manifest(root / "p.yaml", """
-version: 1
-jobs:
-  - {name: clip, input: clip.mp4, style: styles/s.jpg, output: out/clip.mp4}
-""")
+    return root, clip_project(root, frames=6)
 
 
 def _run(root: Path, manifest: Path, name: str, *sets: str) -> tuple[dict[str, Any], Path]:
@@ -103,14 +93,7 @@ def test_warm_start_is_the_warped_previous_frame_everywhere(clip: tuple[Path, Pa
 
 
 def test_seam_frames_are_reoptimised_or_crossfaded(tmp_path: Path) -> None:
-    make_clip(tmp_path / "clip.mp4", frames=10, fps=12, size=(64, 48), audio=False)
-    (tmp_path / "styles").mkdir()
-    shutil.copy(SAMPLES / "styles" / "starry_night.jpg", tmp_path / "styles" / "s.jpg")
-    manifest = write_manifest(tmp_path / "p.yaml", """
-version: 1
-jobs:
-  - {name: clip, input: clip.mp4, style: styles/s.jpg, output: out/clip.mp4}
-""")
+    manifest = clip_project(tmp_path, frames=10)
     seg = ("video.segment_frames=5", "video.overlap=3", "video.keep_frames=true")
     made = {}
     for mode in ("crossfade", "reoptimize"):

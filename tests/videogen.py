@@ -221,7 +221,17 @@ def make_sound_clip(
         samples = np.repeat(tone(np.arange(total) / rate)[None], channels, axis=0)  # (C, total)
         # Through a resampler: PCM encoders take packed integers, AC3 and AAC planar floats.
         resamplers = [av.AudioResampler(format=s.codec_context.format.name, layout=layout, rate=rate) for s in sounds]
-        packet_index = 0
+        damaged = 0  # audio packets of the first stream seen so far
+
+        def mux(stream_index: int, packets: Iterable[av.Packet], sound: av.audio.stream.AudioStream) -> None:
+            nonlocal damaged
+            for packet in packets:
+                if stream_index == 0 and damage is not None:
+                    packet = _damaged(packet, damage(damaged, bytes(packet)), sound)
+                    damaged += 1
+                if packet is not None:
+                    out.mux(packet)
+
         written = 0
         for index in range(frames):
             while written < min(total, (index + 1) * rate // fps):
@@ -229,24 +239,14 @@ def make_sound_clip(
                 for stream_index, (sound, resampler) in enumerate(zip(sounds, resamplers)):
                     frame = _planar_frame(chunk, layout, rate, written)
                     for converted in resampler.resample(frame):
-                        for packet in sound.encode(converted):
-                            if stream_index == 0 and damage is not None:
-                                packet = _damaged(packet, damage(packet_index, bytes(packet)), sound)
-                                packet_index += 1
-                            if packet is not None:
-                                out.mux(packet)
+                        mux(stream_index, sound.encode(converted), sound)
                 written += chunk.shape[1]
             picture = av.VideoFrame.from_ndarray(pattern(index, 64, 48), format="rgb24")
             picture.pts = index
             out.mux(video.encode(picture))
         out.mux(video.encode())
         for stream_index, sound in enumerate(sounds):
-            for packet in sound.encode(None):
-                if stream_index == 0 and damage is not None:
-                    packet = _damaged(packet, damage(packet_index, bytes(packet)), sound)
-                    packet_index += 1
-                if packet is not None:
-                    out.mux(packet)
+            mux(stream_index, sound.encode(None), sound)
     return path
 
 
@@ -290,3 +290,17 @@ def _damaged(packet: av.Packet, data: bytes | None, stream: av.audio.stream.Audi
     copy.pts, copy.dts, copy.duration, copy.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
     copy.stream = stream
     return copy
+
+
+def clip_project(root: Path, *, frames: int, size: tuple[int, int] = (64, 48)) -> Path:
+    """A folder with a silent test clip, the sample Starry Night as style, and a one-job manifest: its path."""
+    import shutil
+
+    make_clip(root / "clip.mp4", frames=frames, fps=12, size=size, audio=False)
+    (root / "styles").mkdir(exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parent.parent / "samples" / "styles" / "starry_night.jpg",
+                root / "styles" / "s.jpg")
+    manifest = root / "p.yaml"
+    manifest.write_text("version: 1\njobs:\n"
+                        "  - {name: clip, input: clip.mp4, style: styles/s.jpg, output: out/clip.mp4}\n")
+    return manifest

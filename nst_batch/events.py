@@ -75,6 +75,7 @@ class JobSummary:
     frames: int = 0  # video frames stylized in this run
     failures: list[tuple[str, str]] = field(default_factory=list)  # (unit key, reason)
     videos: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit key -> metrics
+    ignored: dict[str, int] = field(default_factory=dict)  # input-folder files not read: suffix -> count
 
 
 @dataclass(frozen=True)

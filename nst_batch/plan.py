@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +14,8 @@ from nst_batch.settings import Job
 
 VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
 
-__all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError", "output_is_file", "output_root", "work_dirs"]
+__all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError", "output_is_file", "output_root", "work_dirs",
+           "ignored_text"]
 
 
 class PlanError(NstBatchError):
@@ -38,6 +40,12 @@ class JobPlan:
     job: Job
     units: tuple[Unit, ...]
     root: Path  # the folder the outputs (and the job's state) live in
+    ignored: dict[str, int] = field(default_factory=dict)  # files of an input folder not read: suffix -> count
+
+
+def ignored_text(ignored: dict[str, int]) -> str:
+    """'2 .heic, 1 .txt': the files of an input folder that the job does not read."""
+    return ", ".join(f"{n} {suffix}" for suffix, n in sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def state_dir(job: Job) -> Path:
@@ -71,12 +79,13 @@ def plan_job(job: Job) -> JobPlan:
     if src.is_dir():
         root = job.output
         files = list_media(src, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+        ignored = _ignored(src)
         if not files:
+            note = f"; ignored: {ignored_text(ignored)}" if ignored else ""
             raise PlanError(f"{job.source}: job '{job.name}': input folder {src} holds no images or videos "
-                            f"({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})")
-        units = tuple(_unit(job, f, root / f.relative_to(src).with_suffix(".mp4" if is_video_file(f) else fmt), root)
-                      for f in files)
-        return JobPlan(job, units, root)
+                            f"({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)}){note}")
+        units = tuple(_unit(job, f, root / rel, root) for f, rel in _output_names(job, src, files, fmt))
+        return JobPlan(job, units, root, ignored)
     if is_image_file(src) or is_video_file(src):
         out_suffix = ".mp4" if is_video_file(src) else fmt
         if output_is_file(job):
@@ -86,6 +95,42 @@ def plan_job(job: Job) -> JobPlan:
         return JobPlan(job, (_unit(job, src, dst, root),), root)
     raise PlanError(f"{job.source}: job '{job.name}': input {src} is neither a folder, an image "
                     f"({', '.join(IMAGE_SUFFIXES)}) nor a video ({', '.join(VIDEO_SUFFIXES)})")
+
+
+def _output_names(job: Job, src: Path, files: list[Path], fmt: str) -> list[tuple[Path, Path]]:
+    """Each input with its output path relative to the job's output folder.
+
+    An input's output is its relative path with the output's suffix (`a/photo.jpg` -> `a/photo.png`).
+    Inputs that would share an output (`photo.png` and `photo.tif`; `clip.mov` and `clip.mp4`; names
+    compared without case, as macOS and Windows do) each keep their own suffix instead:
+    `photo.png.png` and `photo.tif.png`. A name that still meets another is a PlanError naming both.
+    """
+    def plain(f: Path) -> Path:
+        return f.relative_to(src).with_suffix(".mp4" if is_video_file(f) else fmt)
+
+    counts = Counter(plain(f).as_posix().casefold() for f in files)
+    named = [(f, plain(f) if counts[plain(f).as_posix().casefold()] == 1
+              else f.relative_to(src).with_name(f.name + (".mp4" if is_video_file(f) else fmt)))
+             for f in files]
+    seen: dict[str, Path] = {}
+    for f, rel in named:
+        other = seen.setdefault(rel.as_posix().casefold(), f)
+        if other != f:
+            raise PlanError(f"{job.source}: job '{job.name}': {other} and {f} would both be written to "
+                            f"{job.output / rel}; rename one of them")
+    return named
+
+
+def _ignored(folder: Path) -> dict[str, int]:
+    """Files under `folder` that the product does not read, counted by suffix ('(none)' without one);
+    hidden entries (and so the tool's own `.nst-batch` state) are not counted."""
+    found: Counter[str] = Counter()
+    for p in folder.rglob("*"):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts) or not p.is_file():
+            continue
+        if not (is_image_file(p) or is_video_file(p)):
+            found[p.suffix.lower() or "(none)"] += 1
+    return dict(found)
 
 
 def _unit(job: Job, src: Path, dst: Path, root: Path) -> Unit:

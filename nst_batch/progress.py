@@ -11,6 +11,7 @@ from rich.table import Table
 
 from nst_batch.events import (Event, JobFinished, JobStarted, Notice, RunStarted, RunSummary, UnitFinished,
                               UnitProgress, UnitStarted)
+from nst_batch.plan import ignored_text
 from nst_batch.video.metrics import flicker_text
 
 __all__ = ["ProgressView", "print_summary"]
@@ -121,6 +122,10 @@ def print_summary(console: Console, summary: RunSummary, *, out: TextIO | None =
             if metrics.get("audio_warning"):
                 console.print(f"sound: {js.job}/{key}: {metrics['audio_warning']}", style="yellow", highlight=False,
                               soft_wrap=True)
+    for js in summary.jobs:  # never silent about what an input folder holds that is not read
+        if js.ignored:
+            console.print(f"ignored: {js.job}: {ignored_text(js.ignored)} (not images or videos nst-batch reads)",
+                          style="yellow", highlight=False, soft_wrap=True)
     done = sum(j.done for j in summary.jobs)
     skipped = sum(j.skipped for j in summary.jobs)
     console.print(f"{done} done, {skipped} skipped, {len(failures)} failed in {summary.seconds:.1f}s", highlight=False)

@@ -21,7 +21,7 @@ from nst_batch.ledger import Ledger
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, resize_longest, write_image
 from nst_batch.media.video import read_frames
-from nst_batch.plan import JobPlan, output_root, plan_job, state_dir
+from nst_batch.plan import JobPlan, ignored_text, output_root, plan_job, state_dir
 from nst_batch.settings import Job
 from nst_batch.video.metrics import flicker_text
 
@@ -89,9 +89,11 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
                 f"<figure><a href='{_rel(unit.dst, root)}'><img src='{_rel(after, root)}'></a>"
                 f"<figcaption>after · loss {float(rec.get('loss', 0)):.4g} · {float(rec.get('seconds', 0)):.1f}s"
                 f"</figcaption></figure>{_svg_curve(metrics.get('history', []))}</div></div>")
+    ignored = (f"<p class=warn>ignored: {_e(ignored_text(plan.ignored))} (not images or videos nst-batch reads)</p>"
+               if plan.ignored else "")
     head = (f"<section><h2>{_e(job.name)}</h2><p>{done} done, {failed} failed, "
             f"{len(plan.units) - done - failed} pending · {seconds:.1f}s · size {job.settings.size}{'' if job.settings.size == 'original' else 'px'} · "
-            f"weights {_e(job.settings.weights)}</p><div class=styles>{styles}</div>")
+            f"weights {_e(job.settings.weights)}</p>{ignored}<div class=styles>{styles}</div>")
     return head + "".join(rows) + "</section>"
 
 

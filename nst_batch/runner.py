@@ -75,7 +75,8 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
         summary = RunSummary(jobs=[], seconds=0.0)
         index = 0
         for job, plan in zip(jobs, plans):
-            js = JobSummary(job=job.name, output=str(job.output))
+            js = JobSummary(job=job.name, output=str(job.output),
+                            ignored=dict(plan.ignored) if isinstance(plan, JobPlan) else {})
             summary.jobs.append(js)
             if isinstance(plan, PlanError):
                 js.failed += 1

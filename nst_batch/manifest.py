@@ -23,7 +23,7 @@ import yaml
 
 from nst_batch.engine.vgg import layer_names
 from nst_batch.errors import ManifestError
-from nst_batch.media.images import IMAGE_SUFFIXES, is_image_file
+from nst_batch.media.images import IMAGE_SUFFIXES, PILLOW_SUFFIXES, is_image_file
 from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
 
@@ -535,6 +535,9 @@ def _check_kinds(src: Path, output: Path, where: _Where) -> None:
     suffix = output.suffix.lower()
     if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_EXTENSIONS:
         return  # a folder
+    if suffix in PILLOW_SUFFIXES:
+        raise where.error(f"{output.suffix} is read, not written: name the output {output.stem}.png or .jpg "
+                          f"(or give a folder)")
     if output.is_dir():
         raise where.error(f"{output} is a folder, but a name ending in {output.suffix} is the output file "
                           f"itself: give another name, or the folder without the file name")

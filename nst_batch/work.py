@@ -17,7 +17,7 @@ from nst_batch.device import resolve_device
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, schedule,
                               style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
-from nst_batch.media.images import keep_colors, read_image, resize_exact, resize_longest, write_image
+from nst_batch.media.images import keep_colors, read_image, read_image_alpha, resize_exact, resize_longest, write_image
 from nst_batch.settings import Job, Settings, working_side
 from nst_batch.weights import LoadedVGG, load_features
 
@@ -176,10 +176,10 @@ def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
 
 def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
                        should_stop: StopFn | None = None) -> Result:
-    """Read `src`, stylize at the working size, write `dst` atomically."""
+    """Read `src`, stylize at the working size, write `dst` atomically (with `src`'s transparency)."""
     s = ctx.job.settings
-    original = read_image(src)
+    original, alpha = read_image_alpha(src)
     content = working_picture(s, original)
     result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
-    write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality)
+    write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality, alpha=alpha)
     return result

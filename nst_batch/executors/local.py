@@ -15,7 +15,7 @@ from nst_batch.ledger import input_identity_now
 from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
-from nst_batch.media.images import read_image, write_image
+from nst_batch.media.images import read_image_alpha, write_image
 from nst_batch.work import JobContext, ModelCache, finish, stylize_batch, stylize_image_file, to_uint8, working_picture
 
 __all__ = ["LocalExecutor"]
@@ -78,6 +78,7 @@ class LocalExecutor:
         s = job.settings
         waiting: dict[tuple[int, ...], list[tuple[Unit, np.ndarray, np.ndarray]]] = {}
         read_as: dict[str, str | None] = {}  # each image's identity when it was read
+        alphas: dict[str, np.ndarray | None] = {}  # each image's transparency, written back with its output
 
         def run_batch(batch: list[tuple[Unit, np.ndarray, np.ndarray]]) -> Iterator[Outcome]:
             for unit, _, _ in batch:
@@ -111,7 +112,7 @@ class LocalExecutor:
                     continue
                 try:
                     write_image(unit.dst, finish(s, to_uint8(result.image[i:i + 1]), content, original),
-                                quality=s.quality)
+                                quality=s.quality, alpha=alphas.pop(unit.key, None))
                 except Exception as exc:  # noqa: BLE001 - this output failed; the others are written
                     yield unit, exc
                     continue
@@ -137,7 +138,7 @@ class LocalExecutor:
                 continue
             try:
                 read_as[unit.key] = input_identity_now(unit.src)
-                original = read_image(unit.src)
+                original, alphas[unit.key] = read_image_alpha(unit.src)
             except Exception as exc:  # noqa: BLE001 - an unreadable image fails alone
                 started(unit)
                 yield unit, exc

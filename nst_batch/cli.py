@@ -270,6 +270,7 @@ def plan(
     """Print every job's units, working size, iterations and an estimated time on the chosen device."""
     from nst_batch.checks import check_jobs
     from nst_batch.estimate import estimate
+    from nst_batch.plan import ignored_text
 
     loaded = _load(manifest, sets, device, "random")  # timing only: random weights cost the same
     plans, problems = check_jobs(loaded.jobs)
@@ -282,6 +283,10 @@ def plan(
         table.add_row(est.job, str(est.units), str(plan_.job.settings.size), str(est.iterations),
                       f"{est.seconds_per_iteration:.3f}", _duration(est.seconds))
     out.print(table)
+    for plan_ in plans:
+        if plan_.ignored:
+            out.print(f"ignored: {plan_.job.name}: {ignored_text(plan_.ignored)} "
+                      "(not images or videos nst-batch reads)", highlight=False, soft_wrap=True)
     device = plans[0].job.settings.device if plans else "-"
     out.print(f"total: about {_duration(sum(e.seconds for e in estimates))} on {device}")
 

@@ -182,3 +182,15 @@ def test_a_phone_folder_end_to_end(tmp_path: Path, style_image: Path, batch: str
     assert "ignored: folder: 1 .gif, 1 .txt (not images or videos nst-batch reads)" in buf.getvalue()
     page = write_report([job]).read_text()
     assert "ignored: 1 .gif, 1 .txt" in page
+
+
+def test_plan_command_names_files_not_read(tmp_path: Path, style_image: Path) -> None:
+    from cli_helpers import nst
+
+    write_rgb(tmp_path / "in" / "one.jpg", sample_photo("astronaut.jpg", 32))
+    (tmp_path / "in" / "IMG_0001.dng").write_bytes(b"raw")
+    _job(tmp_path, "in")  # writes the manifest
+    res = nst("plan", tmp_path / "p.yaml", "--set", "size=32", "--set", "iterations=2", "--device", "cpu",
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ignored: folder: 1 .dng (not images or videos nst-batch reads)" in res.stdout

@@ -51,7 +51,8 @@ def main() -> None:
     for size in args.sizes:
         h, w = size * 3 // 4, size
         m = macs(h, w, s.style_layers, s.content_layers)
-        print(f"{w:>4d}x{h:<4d} {m['vgg'] / 1e9:17.2f} {m['gram'] / 1e9:19.2f} {(m['vgg'] + m['gram']) / m['vgg']:13.3f}x")
+        ratio = (m['vgg'] + m['gram']) / m['vgg']
+        print(f"{w:>4d}x{h:<4d} {m['vgg'] / 1e9:17.2f} {m['gram'] / 1e9:19.2f} {ratio:13.3f}x")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,10 @@ def engine_times(extractor: FeatureExtractor, image: torch.Tensor, grams: dict[s
     return deltas[1:]  # the first includes the content targets and a warm-up
 
 
-def arms(features: nn.Sequential, device: str) -> dict[str, Callable[[torch.Tensor, dict, int], list[tuple[float, float]]]]:
+Arm = Callable[[torch.Tensor, dict, int], list[tuple[float, float]]]
+
+
+def arms(features: nn.Sequential, device: str) -> dict[str, Arm]:
     def extractor(**kw: Any) -> FeatureExtractor:
         return FeatureExtractor(features, LAYERS, **kw).to(device)
 
@@ -128,7 +131,8 @@ def main() -> None:
 
     info = machine(args.device)
     print(f"iteration benchmark: {WEIGHTS_NOTE}; median of {args.rounds} rounds x {args.iterations} iterations; "
-          f"torch {info['torch']}, device {args.device}, {info['cpu']}, {info['cores']} cores, {info['threads']} threads")
+          f"torch {info['torch']}, device {args.device}, {info['cpu']}, {info['cores']} cores, "
+          f"{info['threads']} threads")
     print(f"{'size':>9} {'arm':28} {'s/iteration':>12} {'vs floor':>9} {'cpu s/it':>9} {'vs floor':>9}")
     for r in rows:
         print(f"{'x'.join(map(str, r['shape'])):>9} {r['arm']:28} {r['s_per_iteration']:12.4f} {r['vs_floor']:9.2f} "

@@ -49,7 +49,8 @@ def main() -> None:
     conv = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in CONV))
     bmm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::bmm", "aten::mm", "aten::matmul"))
     print(f"{args.size} px, {args.iterations} iterations, {torch.get_num_threads()} threads: convolutions "
-          f"{conv / total:.1%}, Gram products (bmm) {bmm / total:.1%}, everything else {(total - conv - bmm) / total:.1%}")
+          f"{conv / total:.1%}, Gram products (bmm) {bmm / total:.1%}, "
+          f"everything else {(total - conv - bmm) / total:.1%}")
 
 
 if __name__ == "__main__":

@@ -146,7 +146,8 @@ def run_arm(settings: Settings, content: torch.Tensor, style_rgb: Any, extractor
         calls[0] += 1
         return objective(image, rows)
 
-    init = content.clone() if s.init == "content" else torch.rand(content.shape, generator=torch.Generator().manual_seed(s.seed))
+    noise = torch.Generator().manual_seed(s.seed)
+    init = content.clone() if s.init == "content" else torch.rand(content.shape, generator=noise)
     config = OptimizeConfig(iterations=s.iterations, optimizer=s.optimizer, learning_rate=s.learning_rate,
                             tolerance=s.tolerance, precision=s.precision,
                             clamp_each_step=clamp)

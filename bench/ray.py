@@ -47,7 +47,8 @@ def _project(root: Path, images: int, clip: Path, frames: int, segment: int | No
     writer.release()
     video = f"    video: {{segment_frames: {segment}, overlap: {overlap}}}\n" if segment else ""
     text = ("version: 1\njobs:\n"
-            f"  - {{name: photos, input: photos, style: {REPO / 'samples/styles/starry_night.jpg'}, output: out/photos}}\n"
+            f"  - {{name: photos, input: photos, style: {REPO / 'samples/styles/starry_night.jpg'}, "
+            f"output: out/photos}}\n"
             f"  - name: clip\n    input: clip.avi\n    style: {REPO / 'samples/styles/starry_night.jpg'}\n"
             f"    output: out/clip.mp4\n{video}")
     (root / "p.yaml").write_text(text)
@@ -80,7 +81,8 @@ def main() -> None:
     if not CLIP.exists():
         raise SystemExit(f"{CLIP} not found: apt-get install opencv-doc")
     sets = ["--set", f"size={args.size}", "--set", f"iterations={args.iterations}",
-            "--set", f"video.first_iterations={args.iterations * 2}", "--set", f"video.iterations={args.iterations // 2}"]
+            "--set", f"video.first_iterations={args.iterations * 2}",
+            "--set", f"video.iterations={args.iterations // 2}"]
     units = args.images + 1
     runs = [("local", [], None), ("ray, 1 worker", ["--executor", "ray", "--workers", "1"], None),
             (f"ray, {args.workers} workers", ["--executor", "ray", "--workers", str(args.workers)], None),
@@ -97,7 +99,8 @@ def main() -> None:
     base = rows[1]["units_per_hour"]
     print(f"{units} units ({args.images} photos + a {args.frames}-frame clip of vtest.avi) at {args.size} px, "
           f"{args.iterations} iterations; {os.cpu_count()} cores")
-    print(f"{'run':38s} {'seconds':>8s} {'units/h':>8s} {'vs 1 worker':>11s} {'E_warp':>9s} {'seam':>9s} {'inside':>9s}")
+    print(f"{'run':38s} {'seconds':>8s} {'units/h':>8s} {'vs 1 worker':>11s} {'E_warp':>9s} {'seam':>9s} "
+          f"{'inside':>9s}")
     for r in rows:
         fmt = lambda v: f"{v:9.2e}" if isinstance(v, float) else f"{'-':>9s}"  # noqa: E731
         print(f"{r['run']:38s} {r['seconds']:8.1f} {r['units_per_hour']:8.0f} {r['units_per_hour'] / base:10.2f}x "

@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> None:
             arm["warm_seconds"] = float(np.mean(warm)) if warm else None
             results["clips"][clip][name] = arm
             print(f"{clip:9} {name:14} {sum(arm['seconds']):7.1f} s  cold {arm['cold_seconds']:.2f} s  warm "
-                  f"{arm['warm_seconds'] or 0:.2f} s  it {np.mean(arm['iterations'][1:]) if len(frames) > 1 else 0:.0f}",
+                  f"{arm['warm_seconds'] or 0:.2f} s  it {np.mean(arm['iterations'][1:] or [0]):.0f}",
                   flush=True)
     results["machine"] = machine(str(JobContext.create(
         Job("m", args.style, (StyleSpec(args.style),), Path("x"), base), models).device))

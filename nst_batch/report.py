@@ -70,7 +70,8 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
         status = rec.get("status", "pending")
         if status == "failed":
             failed += 1
-            rows.append(f"<div class=unit><h3>{_e(unit.key)}</h3><p class=fail>failed: {_e(str(rec.get('error')))}</p></div>")
+            rows.append(f"<div class=unit><h3>{_e(unit.key)}</h3>"
+                        f"<p class=fail>failed: {_e(str(rec.get('error')))}</p></div>")
             continue
         if status != "done" or not unit.dst.exists():
             rows.append(f"<div class=unit><h3>{_e(unit.key)}</h3><p>pending</p></div>")
@@ -92,7 +93,8 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
     ignored = (f"<p class=warn>ignored: {_e(ignored_text(plan.ignored))} (not images or videos nst-batch reads)</p>"
                if plan.ignored else "")
     head = (f"<section><h2>{_e(job.name)}</h2><p>{done} done, {failed} failed, "
-            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s · size {job.settings.size}{'' if job.settings.size == 'original' else 'px'} · "
+            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s · size {job.settings.size}"
+            f"{'' if job.settings.size == 'original' else 'px'} · "
             f"weights {_e(job.settings.weights)}</p>{ignored}<div class=styles>{styles}</div>")
     return head + "".join(rows) + "</section>"
 

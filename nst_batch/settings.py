@@ -53,7 +53,8 @@ class VideoSettings:
 class Settings:
     """Everything that decides how one job is stylized."""
 
-    size: int | Literal["original"] = _f(512, "longest side of the working image, px; `original`: each input's own size")
+    size: int | Literal["original"] = _f(
+        512, "longest side of the working image, px; `original`: each input's own size")
     iterations: int = _f(300, "optimizer iterations per image")
     optimizer: Literal["lbfgs", "adam"] = _f("lbfgs", "lbfgs | adam")
     learning_rate: float = _f(0.02, "Adam step size on [0,1] pixels (adam only)")
@@ -76,11 +77,13 @@ class Settings:
     style_scale: float = _f(1.0, "size of the style image relative to the working size")
     init: str = _f("content", "content | noise | path to an image")
     preserve_colors: bool = _f(False, "keep the content's colours: only luminance is stylized")
-    output_size: Literal["working", "original"] = _f("working", "write outputs at the working size or the input's own size")
+    output_size: Literal["working", "original"] = _f(
+        "working", "write outputs at the working size or the input's own size")
     pooling: Literal["max", "avg"] = _f("max", "VGG pooling: max | avg")
     seed: int = _f(0, "random seed (noise init, random weights)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
-    model: Literal["vgg19", "vgg16"] = _f("vgg19", "the VGG network: vgg19 | vgg16 (cheaper; no conv3_4, conv4_4, conv5_4)")
+    model: Literal["vgg19", "vgg16"] = _f(
+        "vgg19", "the VGG network: vgg19 | vgg16 (cheaper; no conv3_4, conv4_4, conv5_4)")
     weights: str = _f("imagenet", "imagenet (torchvision's file for `model`) | random | path to a .pth state dict")
     preprocess: Literal["auto", "torchvision", "caffe"] = _f(
         "auto", "input the weights expect: torchvision (RGB in [0,1], ImageNet mean/std) | caffe (BGR, 0-255, "

@@ -21,7 +21,8 @@ def _probe(path: Path) -> dict[str, object]:
         audio = c.streams.audio[0] if c.streams.audio else None
         info = {"codec": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt, "fps": v.average_rate,
                 "size": (v.codec_context.width, v.codec_context.height), "audio": audio is not None,
-                "audio_duration": float(audio.duration * audio.time_base) if audio is not None and audio.duration else None}
+                "audio_duration": (float(audio.duration * audio.time_base)
+                                   if audio is not None and audio.duration else None)}
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     info.update(frames=len(frames), first=frames[0])
     return info

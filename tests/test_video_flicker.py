@@ -42,7 +42,8 @@ def test_warm_start_flow_and_temporal_loss_reduce_flicker(clip_job) -> None:  # 
     assert independent["frames"] == coherent["frames"] == 12
     assert coherent["iterations_warm"] is not None and independent["iterations_warm"] is None
     # Same iterations per frame; the only difference is where each frame starts and the temporal term.
-    print("E_warp independent", independent["e_warp"], "coherent", coherent["e_warp"], "input", coherent["e_warp_input"])
+    print("E_warp independent", independent["e_warp"], "coherent", coherent["e_warp"],
+          "input", coherent["e_warp_input"])
     assert coherent["e_warp"] < 0.5 * independent["e_warp"], (coherent, independent)
     no_temporal = _run(root, job, "no-temporal", temporal_weight=0.0)
     print("no temporal", no_temporal["e_warp"])

@@ -15,7 +15,6 @@ style transfer for videos", section 3.2).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -53,7 +52,7 @@ def compute_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     src_gray, dst_gray = _to_gray_u8(src), _to_gray_u8(dst)  # (H, W) uint8 each
     if src_gray.shape != dst_gray.shape:
         raise ValueError(f"compute_flow: frames differ in size: {src_gray.shape} vs {dst_gray.shape}")
-    flow = _dis().calc(src_gray, dst_gray, None)  # (H, W, 2) float32
+    flow = _dis().calc(src_gray, dst_gray, None)  # type: ignore[call-overload]  # (H, W, 2) float32; stubs want a flow
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 
@@ -110,7 +109,7 @@ def _dis() -> cv2.DISOpticalFlow:
     # threads; one per thread, created on first use, is cheap and safe.
     dis = getattr(_local, "dis", None)
     if dis is None:
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         _local.dis = dis
     return dis
 

@@ -15,6 +15,7 @@ run resumed after a kill makes exactly the frames an uninterrupted run makes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,8 +133,8 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
         if t >= seg.first and saved(t) is not None:
             raw = read_image(path)
         else:
-            step = stylize_next(ctx, content, prev, progress=lambda p, f=t + 1: progress(p, f, expected),
-                                should_stop=should_stop)
+            step = stylize_next(ctx, content, prev, progress=functools.partial(_frame_progress, progress, t + 1,
+                                                                               expected), should_stop=should_stop)
             raw = step.raw
             if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
                 write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
@@ -146,6 +147,10 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
                     on_frame(t + 1, step)
         prev = Previous(content, raw)
     return stylized
+
+
+def _frame_progress(progress: FrameProgress, frame: int, frames: int | None, p: Progress) -> None:
+    progress(p, frame, frames)
 
 
 def _distances(ctx: JobContext, result: Result) -> dict[str, float]:

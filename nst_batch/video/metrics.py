@@ -112,8 +112,9 @@ def farneback_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Dense flow f with src(x) ≈ dst(x + f(x)) by Farneback's polynomial expansion: (H, W, 2) float32."""
     src_gray = cv2.cvtColor(as_uint8(src), cv2.COLOR_RGB2GRAY)
     dst_gray = cv2.cvtColor(as_uint8(dst), cv2.COLOR_RGB2GRAY)
-    flow = cv2.calcOpticalFlowFarneback(src_gray, dst_gray, None, pyr_scale=0.5, levels=4, winsize=15,
-                                        iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
+    flow = cv2.calcOpticalFlowFarneback(src_gray, dst_gray, None,  # type: ignore[call-overload]  # stubs: flow
+                                        pyr_scale=0.5, levels=4, winsize=15, iterations=3, poly_n=5,
+                                        poly_sigma=1.1, flags=0)
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,16 @@ SAMPLES = REPO / "samples"
 # Tests use tiny images: one thread avoids oversubscription on a shared 2-core machine
 # (helpers measured a small convolution ~200x slower with 2 threads under load).
 torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests (the soak) run only when asked: NST_BATCH_SOAK=1, or a -m expression naming `slow`."""
+    if os.environ.get("NST_BATCH_SOAK") == "1" or "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run it with NST_BATCH_SOAK=1 or -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

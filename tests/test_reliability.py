@@ -736,14 +736,14 @@ def test_a_batched_image_edited_after_it_was_read_is_made_from_its_new_version(
     """`batch_size` reads images ahead of their batch: one edited in between is read again and made alone."""
     import nst_batch.executors.local as local_module
 
-    real_read = local_module.read_image
+    real_read = local_module.read_image_alpha
 
     def read(path: Path) -> Any:
         if path.name == "p3.png":  # p0 and p3 (both square) wait for the same batch; p0 was read already
             _edit(tree / "photos" / "p0.png")
         return real_read(path)
 
-    monkeypatch.setattr(local_module, "read_image", read)
+    monkeypatch.setattr(local_module, "read_image_alpha", read)
     (job,) = jobs = _jobs(tree, "images.yaml", "batch_size=2", "optimizer=adam")
     summary, _ = _run(jobs, FaultyExecutor())
     assert (summary.jobs[0].done, summary.jobs[0].failed) == (5, 0)

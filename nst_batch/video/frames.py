@@ -89,13 +89,13 @@ def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt
     """
     v = ctx.job.settings.video
     flow = flow_between(prev.content, content)
-    warped = warp(prev.raw, flow.backward).astype(np.float32) / 255.0  # (H, W, 3)
+    warped_u8 = warp(prev.raw, flow.backward)  # (H, W, 3) uint8: also the start
     trust = (1.0 - weight) * flow.mask[..., None]  # (H, W, 1)
     mask = trust + weight
-    target = (trust * warped + weight * nxt.astype(np.float32) / 255.0) / mask
+    target = (trust * warped_u8.astype(np.float32) / 255.0 + weight * nxt.astype(np.float32) / 255.0) / mask
     temporal = Temporal(warped=torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1)))[None].to(ctx.device),
                         mask=torch.from_numpy(np.ascontiguousarray(mask[..., 0]))[None, None].to(ctx.device))
-    init = to_tensor(warp(prev.raw, flow.backward), ctx.device)
+    init = to_tensor(warped_u8, ctx.device)
     result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal)
     return to_uint8(result.image)
 

@@ -29,7 +29,8 @@ sys.path.insert(0, "bench")
 from common import CONTENT, STYLE, save
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
 from nst_batch.video import stylize_video
-from nst_batch.work import JobContext, ModelCache
+from nst_batch.context import JobContext
+from nst_batch.models import ModelCache
 
 tmp = Path(tempfile.mkdtemp())
 clip = tmp / "pan.mp4"  # 48 frames, 10 fps, a slow pan across a sample photo: real motion for the flow

@@ -55,7 +55,9 @@ from nst_batch.media.images import read_image, resize_longest  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
 from nst_batch.video.frames import Previous, stylize_next  # noqa: E402
 from nst_batch.video.metrics import warp_error  # noqa: E402
-from nst_batch.work import JobContext, ModelCache, finish, to_tensor  # noqa: E402
+from nst_batch.context import JobContext, to_tensor  # noqa: E402
+from nst_batch.image_job import finish  # noqa: E402
+from nst_batch.models import ModelCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path("/usr/share/doc/opencv-doc/examples/data")

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import nst_batch.work as work
+import nst_batch.context as work
 from nst_batch.engine import gram
 from nst_batch.settings import Job, Settings, StyleSpec
-from nst_batch.work import JobContext, ModelCache, stylize_frame, to_tensor, to_uint8
+from nst_batch.context import JobContext, stylize_frame, to_tensor, to_uint8
+from nst_batch.models import ModelCache
 from conftest import sample_photo
 
 # Style 1000x content (the losses are scale-free): the style visibly acts in 6 iterations.

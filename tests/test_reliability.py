@@ -48,7 +48,7 @@ from nst_batch.media.atomic import atomic_path, remove_stale_partials
 from nst_batch.plan import Unit, state_dir
 from nst_batch.runner import job_status, run
 from nst_batch.settings import Job
-from nst_batch.work import JobContext
+from nst_batch.context import JobContext
 from videogen import make_clip
 
 SETTINGS = ["size=48", "iterations=24", "tolerance=0", "video.first_iterations=16", "video.iterations=12",

@@ -13,7 +13,8 @@ import pytest
 
 from nst_batch.manifest import load_manifest, parse_overrides
 from nst_batch.video import stylize_video
-from nst_batch.work import JobContext, ModelCache
+from nst_batch.context import JobContext
+from nst_batch.models import ModelCache
 from videogen import clip_project
 
 

@@ -14,7 +14,8 @@ from nst_batch.manifest import load_manifest, parse_overrides
 from nst_batch.media.images import keep_colors, read_image
 from nst_batch.media.video import read_frames
 from nst_batch.video import stylize_video
-from nst_batch.work import JobContext, ModelCache
+from nst_batch.context import JobContext
+from nst_batch.models import ModelCache
 from videogen import clip_project
 
 BASE = ["size=64", "weights=random", "device=cpu", "tolerance=0", "video.first_iterations=4", "video.iterations=3"]

@@ -16,7 +16,9 @@ from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
 from nst_batch.media.images import read_image_alpha, write_image
-from nst_batch.work import JobContext, ModelCache, finish, stylize_batch, stylize_image_file, to_uint8, working_picture
+from nst_batch.context import JobContext, stylize_batch, to_uint8
+from nst_batch.image_job import finish, stylize_image_file, working_picture
+from nst_batch.models import ModelCache
 
 __all__ = ["LocalExecutor"]
 

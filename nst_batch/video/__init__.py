@@ -16,7 +16,7 @@ from pathlib import Path
 from nst_batch.video.assemble import VideoResult, assemble_video
 from nst_batch.video.frames import FrameProgress, FrameStep, stylize_segment
 from nst_batch.video.segments import Segment, prepare_video_work, video_segments
-from nst_batch.work import JobContext
+from nst_batch.context import JobContext
 
 __all__ = ["VideoResult", "Segment", "video_segments", "prepare_video_work", "stylize_video", "stylize_segment",
            "assemble_video"]

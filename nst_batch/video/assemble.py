@@ -17,7 +17,8 @@ from nst_batch.settings import Settings, working_side
 from nst_batch.video.frames import Previous, stylize_seam_frame
 from nst_batch.video.metrics import FlickerMeter
 from nst_batch.video.segments import Segment, segment_dir, segment_ledger
-from nst_batch.work import JobContext, finish
+from nst_batch.context import JobContext
+from nst_batch.image_job import finish
 
 __all__ = ["VideoResult", "assemble_video"]
 

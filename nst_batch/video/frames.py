@@ -31,7 +31,7 @@ from nst_batch.settings import working_side
 from nst_batch.video.cuts import frame_is_cut
 from nst_batch.video.flow import FlowResult, flow_between, warp
 from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
-from nst_batch.work import JobContext, stylize_frame, to_tensor, to_uint8
+from nst_batch.context import JobContext, stylize_frame, to_tensor, to_uint8
 
 __all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress"]
 

@@ -1,7 +1,8 @@
-"""One job's loaded state (VGG19, style targets) and the stylization of one image.
+"""One job's loaded state (device, VGG features, style targets) and the stylization of pictures in memory.
 
-This is the bridge between files (media) and tensors (engine): it reads pixels,
-resizes them to the working size, calls the engine, and hands pixels back.
+The bridge between pixels (numpy, uint8) and the engine (tensors): `to_tensor` and
+`to_uint8` convert; `stylize_frame` and `stylize_batch` run the engine on pictures
+already at their working size. Files are image_job.py's and the video package's.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from nst_batch.device import resolve_device
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, schedule,
                               style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
-from nst_batch.media.images import keep_colors, read_image, read_image_alpha, resize_exact, resize_longest, write_image
-from nst_batch.settings import Job, Settings, working_side
-from nst_batch.weights import LoadedVGG, load_features
+from nst_batch.media.images import read_image, resize_exact, resize_longest
+from nst_batch.models import ModelCache
+from nst_batch.settings import Job, working_side
 
-__all__ = ["ModelCache", "JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_batch", "stylize_image_file",
-           "working_picture", "finish"]
+__all__ = ["JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_batch", "ProgressFn", "StopFn"]
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
@@ -37,29 +37,6 @@ def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) in [0,1] → (H, W, 3) uint8, rounded."""
     return image[0].detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
-@dataclass
-class ModelCache:
-    """VGG feature stacks by (weights, model, preprocess, seed): loaded once per run, shared by jobs."""
-
-    messages: list[str] = field(default_factory=list)  # one line per weights source loaded
-    _loaded: dict[tuple[str, str, str, int], LoadedVGG] = field(default_factory=dict)
-
-    def extractor(self, settings: Settings, device: torch.device) -> FeatureExtractor:
-        key = (settings.weights, settings.model, settings.preprocess,
-               settings.seed if settings.weights == "random" else 0)
-        if key not in self._loaded:
-            loaded = load_features(settings.weights, model=settings.model, preprocess=settings.preprocess,
-                                   seed=settings.seed)
-            self._loaded[key] = loaded
-            self.messages.append(loaded.description)
-        layers = set(settings.content_layers) | set(settings.style_layers)
-        extractor = self._loaded[key].extractor(layers, pooling=settings.pooling,
-                                                memory_saving=settings.memory_saving).to(device)
-        if settings.compile:
-            extractor.compile()  # nn.Module.compile: compiles forward in place, stays a FeatureExtractor
-        return extractor
 
 
 @dataclass
@@ -158,28 +135,3 @@ def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations:
     return stylize(extractor=ctx.extractor, content=content, grams=ctx.grams_at(1.0, side), weights=ctx.loss_weights,
                    config=config, init=ctx.initial_image(content) if init is None else init,
                    temporal=temporal, callback=progress, should_stop=should_stop)
-
-
-def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
-    """A picture resized to its working size."""
-    return resize_longest(original, working_side(settings.size, *original.shape[:2]))
-
-
-def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
-           original: np.ndarray | None = None) -> np.ndarray:
-    """The picture as written: at the original size if asked (bicubic), colours kept if asked."""
-    if settings.output_size == "original" and original is not None:
-        stylized = resize_exact(stylized, original.shape[1], original.shape[0])
-        content = original
-    return keep_colors(stylized, content) if settings.preserve_colors else stylized
-
-
-def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
-                       should_stop: StopFn | None = None) -> Result:
-    """Read `src`, stylize at the working size, write `dst` atomically (with `src`'s transparency)."""
-    s = ctx.job.settings
-    original, alpha = read_image_alpha(src)
-    content = working_picture(s, original)
-    result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
-    write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality, alpha=alpha)
-    return result

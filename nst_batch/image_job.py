@@ -1,0 +1,39 @@
+"""One image through the engine and onto disk: read, working size, stylize, finish, write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from nst_batch.context import JobContext, ProgressFn, StopFn, stylize_frame, to_uint8
+from nst_batch.engine import Result
+from nst_batch.media.images import keep_colors, read_image_alpha, resize_exact, resize_longest, write_image
+from nst_batch.settings import Settings, working_side
+
+__all__ = ["working_picture", "finish", "stylize_image_file"]
+
+
+def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
+    """A picture resized to its working size."""
+    return resize_longest(original, working_side(settings.size, *original.shape[:2]))
+
+
+def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
+           original: np.ndarray | None = None) -> np.ndarray:
+    """The picture as written: at the original size if asked (bicubic), colours kept if asked."""
+    if settings.output_size == "original" and original is not None:
+        stylized = resize_exact(stylized, original.shape[1], original.shape[0])
+        content = original
+    return keep_colors(stylized, content) if settings.preserve_colors else stylized
+
+
+def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
+                       should_stop: StopFn | None = None) -> Result:
+    """Read `src`, stylize at the working size, write `dst` atomically (with `src`'s transparency)."""
+    s = ctx.job.settings
+    original, alpha = read_image_alpha(src)
+    content = working_picture(s, original)
+    result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
+    write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality, alpha=alpha)
+    return result

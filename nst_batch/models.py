@@ -1,0 +1,36 @@
+"""VGG feature stacks, loaded once per run and shared by its jobs: one copy per device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from nst_batch.engine import FeatureExtractor
+from nst_batch.settings import Settings
+from nst_batch.weights import LoadedVGG, load_features
+
+__all__ = ["ModelCache"]
+
+
+@dataclass
+class ModelCache:
+    """VGG feature stacks by (weights, model, preprocess, seed): loaded once per run, shared by jobs."""
+
+    messages: list[str] = field(default_factory=list)  # one line per weights source loaded
+    _loaded: dict[tuple[str, str, str, int], LoadedVGG] = field(default_factory=dict)
+
+    def extractor(self, settings: Settings, device: torch.device) -> FeatureExtractor:
+        key = (settings.weights, settings.model, settings.preprocess,
+               settings.seed if settings.weights == "random" else 0)
+        if key not in self._loaded:
+            loaded = load_features(settings.weights, model=settings.model, preprocess=settings.preprocess,
+                                   seed=settings.seed)
+            self._loaded[key] = loaded
+            self.messages.append(loaded.description)
+        layers = set(settings.content_layers) | set(settings.style_layers)
+        extractor = self._loaded[key].extractor(layers, pooling=settings.pooling,
+                                                memory_saving=settings.memory_saving).to(device)
+        if settings.compile:
+            extractor.compile()  # nn.Module.compile: compiles forward in place, stays a FeatureExtractor
+        return extractor

@@ -58,7 +58,7 @@ def _check_video(src: Path, settings: Settings) -> None:
     """The video opens, and has frames between `video.start` and `video.end`."""
     info = probe_video(src)
     v = settings.video
-    if expected_frames(info.frame_count, float(info.fps), v.start, v.end) == 0:
+    if expected_frames(info.frame_count, info.fps, v.start, v.end) == 0:
         end = "its end" if v.end is None else f"video.end ({v.end:g} s)"
         raise MediaError(f"{src}: no frames between video.start ({v.start:g} s) and {end}: the video lasts "
                          f"{info.duration:.3g} s")

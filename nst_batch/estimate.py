@@ -11,10 +11,11 @@ import torch
 
 from nst_batch.device import resolve_device
 from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, schedule, style_grams, stylize
-from nst_batch.media.images import read_image, resize_longest
+from nst_batch.media.images import longest_side_shape, read_image
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan
 from nst_batch.settings import working_side
+from nst_batch.video.segments import expected_frames
 from nst_batch.weights import load_features
 
 __all__ = ["JobEstimate", "estimate"]
@@ -43,15 +44,15 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
         for unit in plan.units:
             if unit.kind == "video":
                 info = probe_video(unit.src)
-                fps = float(info.fps)
-                end = info.duration if s.video.end is None else min(s.video.end, info.duration)
-                frames = max(1, round((end - s.video.start) * fps))
+                # The frames a run reads and the size it reads them at (read_frames: even sides).
+                frames = max(1, expected_frames(info.frame_count, info.fps, s.video.start, s.video.end) or 0)
                 cold = _cost(s.scales, s.video.first_iterations)
                 n = cold + (frames - 1) * (s.video.iterations if s.video.warm_start else cold)
-                h, w = _scaled(info.height, info.width, working_side(s.size, info.height, info.width))
+                side = working_side(s.size, info.height, info.width)
+                h, w = longest_side_shape(info.height, info.width, side, even=True)
             else:
-                image = read_image(unit.src)
-                h, w = resize_longest(image, working_side(s.size, *image.shape[:2])).shape[:2]
+                height, width = read_image(unit.src).shape[:2]
+                h, w = longest_side_shape(height, width, working_side(s.size, height, width))
                 n = _cost(s.scales, s.iterations)
             shapes.append((h, w, n))
             total_iterations += n
@@ -77,11 +78,6 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
 def _cost(scales: Sequence[float], iterations: int) -> int:
     """A cold start's iterations in full-size equivalents: a step at scale f costs about f^2 of one at full size."""
     return round(sum(n * f * f for f, n in schedule(scales, iterations)))
-
-
-def _scaled(h: int, w: int, size: int) -> tuple[int, int]:
-    scale = size / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def _seconds_per_iteration(features: torch.nn.Sequential, model: str, content_layers: Sequence[str],

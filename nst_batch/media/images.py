@@ -14,7 +14,7 @@ from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 
 __all__ = ["IMAGE_SUFFIXES", "PILLOW_SUFFIXES", "is_image_file", "read_image", "read_image_alpha", "write_image",
-           "list_media", "resize_longest", "resize_exact", "keep_colors"]
+           "list_media", "resize_longest", "longest_side_shape", "resize_exact", "keep_colors"]
 
 PILLOW_SUFFIXES = (".heic", ".heif", ".avif")  # phone formats: read (by Pillow, pillow-heif), never written
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp") + PILLOW_SUFFIXES
@@ -129,14 +129,24 @@ def write_image(path: Path, rgb: np.ndarray, *, quality: int = 95, alpha: np.nda
         raise MediaError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
-def resize_longest(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the longest side is `size` px, keeping the aspect ratio (area filter when shrinking)."""
+def resize_longest(rgb: np.ndarray, size: int, *, even: bool = False) -> np.ndarray:
+    """Resize so the longest side is `size` px, keeping the aspect ratio (area filter when shrinking);
+    `even`: both sides rounded to even numbers, as video frames are (see `longest_side_shape`)."""
     h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    if scale == 1.0:
+    new_h, new_w = longest_side_shape(h, w, size, even=even)
+    if (new_h, new_w) == (h, w):
         return rgb
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(rgb, new, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    return cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA if size < max(h, w) else cv2.INTER_CUBIC)
+
+
+def longest_side_shape(height: int, width: int, size: int, *, even: bool = False) -> tuple[int, int]:
+    """(height, width) of a `height` x `width` picture whose longest side is made `size` px, as
+    `resize_longest` makes it: each side rounded (at least 1 px), or with `even` rounded to an even
+    number (at least 2 px: H.264's 4:2:0 needs even sides)."""
+    scale = size / max(height, width)
+    if even:
+        return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def resize_exact(rgb: np.ndarray, width: int, height: int) -> np.ndarray:

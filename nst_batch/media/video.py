@@ -21,9 +21,10 @@ import numpy as np
 from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 from nst_batch.media.audio import AudioTrack
+from nst_batch.media.images import read_image, resize_longest
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "is_video_file", "probe_video",
-           "read_frames"]
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "frame_index", "is_video_file",
+           "probe_video", "read_frames"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
 
@@ -63,8 +64,8 @@ class VideoInfo:
 
     width, height: as displayed, i.e. after `rotation`.
     fps: the average frame rate, exact (e.g. Fraction(30000, 1001)).
-    frame_count: from the container's metadata (or duration × fps when it has
-        none); may be approximate, especially for variable frame rates.
+    frame_count: from the container's metadata (or duration × fps, rounded, when it
+        has none); may be approximate, especially for variable frame rates.
     duration: seconds, from the container.
     rotation: degrees clockwise (0, 90, 180 or 270) a player turns the stored
         picture to show it upright; `read_frames` applies it.
@@ -191,6 +192,8 @@ def _probe_container(path: Path, container: av.container.InputContainer) -> Vide
     width, height = first.width, first.height
     if rotation in (90, 270):
         width, height = height, width
+    # Rounded, not `frame_index(duration)`: Matroska and WebM keep no count and store the duration
+    # in whole milliseconds, rounded up as often as down (7 frames at 24 fps: 0.292 s, 7.008 frames).
     frame_count = stream.frames or max(round(duration * fps), 1)
     return VideoInfo(
         path=path,
@@ -259,7 +262,7 @@ def _read_span(
 ) -> Iterator[np.ndarray]:
     # When OpenCV does not rotate (another backend, an old build), rotate here.
     manual_rotation = 0 if capture.get(cv2.CAP_PROP_ORIENTATION_AUTO) else info.rotation
-    first, stop = _frame_index(start, info.fps), None if end is None else _frame_index(end, info.fps)
+    first, stop = frame_index(start, info.fps), None if end is None else frame_index(end, info.fps)
     index = _skip(capture, first)
     yielded, exhausted = 0, False
     while stop is None or index < stop:
@@ -277,14 +280,15 @@ def _read_span(
         raise MediaError(f"{info.path}: no frames in {span} (video: {info.duration:.3f} s at {info.fps} fps)")
 
 
-def _frame_index(seconds: float, fps: Fraction) -> int:
-    """The first frame index i with i / fps >= seconds.
+def frame_index(seconds: float, fps: Fraction | float) -> int:
+    """The first frame index i with i / fps >= seconds: the one rule that turns a time asked for into
+    a frame (`read_frames`' span; the count of frames in a span, `video.segments.expected_frames`).
 
     A millionth of a frame of slack absorbs float rounding: end=5/12 at
     12 fps is 0.41666666666666669, a hair above frame 5's exact time, yet
     means "up to frame 5".
     """
-    return max(0, math.ceil(Fraction(seconds) * fps - _FRAME_SLACK))
+    return max(0, math.ceil(Fraction(seconds) * Fraction(fps) - _FRAME_SLACK))
 
 
 def _skip(capture: cv2.VideoCapture, count: int) -> int:
@@ -312,27 +316,13 @@ def _convert(bgr: np.ndarray, rotation: int, size: int | None) -> np.ndarray:
     if rotation:
         rgb = _rotate_clockwise(rgb, rotation)
     if size is not None:
-        rgb = _resize_longest(rgb, size)
+        rgb = resize_longest(rgb, size, even=True)
     return rgb
 
 
 def _rotate_clockwise(image: np.ndarray, degrees: int) -> np.ndarray:
     codes = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
     return cv2.rotate(image, codes[degrees])
-
-
-def _resize_longest(image: np.ndarray, size: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    new_w, new_h = _even(width * scale), _even(height * scale)
-    if (new_w, new_h) == (width, height):
-        return image
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-
-
-def _even(length: float) -> int:
-    return max(2, 2 * round(length / 2))
 
 
 # --- encoding --------------------------------------------------------------------------------
@@ -406,17 +396,10 @@ def _even_shape(rgb: np.ndarray) -> tuple[int, int]:
 
 def _iter_frames(frames: Iterable[np.ndarray] | Sequence[Path]) -> Iterator[np.ndarray]:
     for item in frames:
-        frame = _read_image(Path(item)) if isinstance(item, (str, Path)) else np.asarray(item)
+        frame = read_image(Path(item)) if isinstance(item, (str, Path)) else np.asarray(item)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"encode_video: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
         yield frame
-
-
-def _read_image(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise MediaError(f"{path}: cannot read frame image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 __all__ = ["FlowResult", "compute_flow", "consistency_mask", "flow_between", "warp", "as_float", "as_uint8",
-           "sampling_maps"]
+           "sampling_maps", "leaves_frame"]
 
 # cv2.remap handles at most 4 channels at once; wider images are warped in slices.
 _REMAP_MAX_CHANNELS = 4
@@ -92,7 +92,7 @@ def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     round_trip = _sq_norm(warped_forward + backward)  # (H, W)
     disoccluded = round_trip > 0.01 * (_sq_norm(warped_forward) + _sq_norm(backward)) + 0.5
     boundary = _flow_gradient_sq(backward) > 0.01 * _sq_norm(backward) + 0.002
-    mask = ~(disoccluded | boundary | _leaves_frame(backward))
+    mask = ~(disoccluded | boundary | leaves_frame(backward))
     return mask.astype(np.float32)
 
 
@@ -179,7 +179,8 @@ def _flow_gradient_sq(flow: np.ndarray) -> np.ndarray:
     return total
 
 
-def _leaves_frame(backward: np.ndarray) -> np.ndarray:
+def leaves_frame(backward: np.ndarray) -> np.ndarray:
+    """True where x + backward(x) falls outside the frame (nothing there to trace back to): (H, W) bool."""
     height, width = backward.shape[:2]
     map_x, map_y = sampling_maps(backward)
     return (map_x < 0) | (map_x > width - 1) | (map_y < 0) | (map_y > height - 1)  # (H, W) bool

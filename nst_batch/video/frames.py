@@ -111,7 +111,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     s = ctx.job.settings
     v = s.video
     info = probe_video(src)
-    expected = expected_frames(info.frame_count, float(info.fps), v.start, v.end)
+    expected = expected_frames(info.frame_count, info.fps, v.start, v.end)
     frames_dir = work / "frames"
     ledger = segment_ledger(work, seg)
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from nst_batch.media.images import resize_exact
-from nst_batch.video.flow import as_float, as_uint8, sampling_maps, warp
+from nst_batch.video.flow import as_float, as_uint8, leaves_frame, warp
 
 __all__ = ["Flicker", "FlickerMeter", "farneback_flow", "independent_mask", "warp_error", "flicker_text"]
 
@@ -123,13 +123,10 @@ def independent_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
 
     |b(x) + f(x + b(x))| <= 0.5 px + 0.05 (|b(x)| + |f(x + b(x))|); (H, W) float32 in {0, 1}.
     """
-    height, width = backward.shape[:2]
     forward_there = warp(forward, backward)  # (H, W, 2): f at x + b(x)
     round_trip = np.linalg.norm(backward + forward_there, axis=2)
     motion = np.linalg.norm(backward, axis=2) + np.linalg.norm(forward_there, axis=2)
-    map_x, map_y = sampling_maps(backward)
-    inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    return ((round_trip <= _ROUND_TRIP_PX + _ROUND_TRIP_REL * motion) & inside).astype(np.float32)
+    return ((round_trip <= _ROUND_TRIP_PX + _ROUND_TRIP_REL * motion) & ~leaves_frame(backward)).astype(np.float32)
 
 
 def _pair_error(prev: np.ndarray, cur: np.ndarray, backward: np.ndarray, mask: np.ndarray, weight: float) -> float:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from nst_batch.ledger import Ledger, input_identity
 from nst_batch.media.atomic import write_text_atomic
-from nst_batch.media.video import probe_video
+from nst_batch.media.video import frame_index, probe_video
 from nst_batch.settings import Job, Settings, settings_hash
 
 __all__ = ["Segment", "video_segments", "prepare_video_work", "expected_frames", "segment_dir", "segment_ledger"]
@@ -31,13 +31,13 @@ class Segment:
     overlap: int = 0
 
 
-def expected_frames(count: int, fps: float, start: float, end: float | None) -> int | None:
-    """Frames i with start <= i / fps < end among `count` (the container's count; None when it has none)."""
+def expected_frames(count: int, fps: Fraction | float, start: float, end: float | None) -> int | None:
+    """Frames i with start <= i / fps < end among `count` (the container's count; None when it has none):
+    the frames `read_frames(start=start, end=end)` yields, counted by its own rule (`frame_index`)."""
     if count <= 0 or fps <= 0:
         return None
-    first = math.ceil(start * fps - 1e-9)
-    last = count if end is None else min(count, math.ceil(end * fps - 1e-9))
-    return max(0, last - first)
+    last = count if end is None else min(count, frame_index(end, fps))
+    return max(0, last - frame_index(start, fps))
 
 
 def video_segments(settings: Settings, src: Path) -> list[Segment]:
@@ -46,7 +46,7 @@ def video_segments(settings: Settings, src: Path) -> list[Segment]:
     if not v.segment_frames:
         return [Segment()]
     info = probe_video(src)
-    expected = expected_frames(info.frame_count, float(info.fps), v.start, v.end)
+    expected = expected_frames(info.frame_count, info.fps, v.start, v.end)
     if expected is None or expected <= v.segment_frames:
         return [Segment()]
     firsts = list(range(0, expected, v.segment_frames))

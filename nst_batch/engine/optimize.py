@@ -14,6 +14,7 @@ import torch
 
 from nst_batch.engine.objective import (LossWeights, Objective, Temporal, build_objective, content_targets,
                                         style_grams, total)
+from nst_batch.engine.precision import precision_flags
 from nst_batch.engine.vgg import FeatureExtractor
 
 __all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Temporal", "Interrupted",
@@ -36,7 +37,7 @@ class OptimizeConfig:
     optimizer: str = "lbfgs"  # lbfgs | adam
     learning_rate: float = 0.02  # adam only
     tolerance: float = 0.0
-    precision: str = "tf32"  # fp32 | tf32 | bf16, of the VGG forward (see engine/precision.py)
+    precision: str = "tf32"  # fp32 | tf32 | bf16, of the VGG forward and backward (see engine/precision.py)
     # Pixels are projected onto [0,1] after every step. The alternative, optimising them
     # unconstrained and clamping on output (jcjohnson's neural-style), keeps L-BFGS's
     # curvature pairs exact, but the optimum it finds lies partly outside [0,1], and the
@@ -88,9 +89,12 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        terms = objective(image)
-        loss = total(terms.values())
-        loss.backward()
+        # The TF32/cuDNN flags are process-wide: set them around the backward too, and so around
+        # memory_saving's recomputation inside it (bf16 autocast stays on the forward, in `objective`).
+        with precision_flags(image.device, config.precision):
+            terms = objective(image)
+            loss = total(terms.values())
+            loss.backward()
         last.clear()
         last.update({k: v.detach() for k, v in terms.items()}, total=loss.detach())
         best.offer(image, last)

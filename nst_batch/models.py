@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -15,10 +17,11 @@ __all__ = ["ModelCache"]
 
 @dataclass
 class ModelCache:
-    """VGG feature stacks by (weights, model, preprocess, seed): loaded once per run, shared by jobs."""
+    """VGG feature stacks by (weights, model, preprocess, seed): read once per run, one copy per device."""
 
     messages: list[str] = field(default_factory=list)  # one line per weights source loaded
-    _loaded: dict[tuple[str, str, str, int], LoadedVGG] = field(default_factory=dict)
+    _loaded: dict[tuple[str, str, str, int], LoadedVGG] = field(default_factory=dict)  # as read: on the CPU
+    _placed: dict[tuple[tuple[str, str, str, int], torch.device], LoadedVGG] = field(default_factory=dict)
 
     def extractor(self, settings: Settings, device: torch.device) -> FeatureExtractor:
         key = (settings.weights, settings.model, settings.preprocess,
@@ -28,9 +31,16 @@ class ModelCache:
                                    seed=settings.seed)
             self._loaded[key] = loaded
             self.messages.append(loaded.description)
+        if (key, device) not in self._placed:
+            # A copy of its own for each device: `Module.to` moves parameters in place, so moving one
+            # shared stack would move it under the extractors of every other device's jobs.
+            loaded = self._loaded[key]
+            self._placed[key, device] = loaded if device.type == "cpu" else dataclasses.replace(
+                loaded, features=copy.deepcopy(loaded.features).to(device))
         layers = set(settings.content_layers) | set(settings.style_layers)
-        extractor = self._loaded[key].extractor(layers, pooling=settings.pooling,
-                                                memory_saving=settings.memory_saving).to(device)
+        extractor = self._placed[key, device].extractor(layers, pooling=settings.pooling,
+                                                        memory_saving=settings.memory_saving)
+        extractor.to(device)  # its own preprocessing buffers; the convolutions are there already
         if settings.compile:
             extractor.compile()  # nn.Module.compile: compiles forward in place, stays a FeatureExtractor
         return extractor

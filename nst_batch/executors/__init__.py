@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nst_batch.events import UnitProgress
-from nst_batch.executors.attempts import RETRYABLE, release_memory, run_attempts, safer_settings
+from nst_batch.executors.attempts import release_memory, run_attempts, safer_settings
 from nst_batch.plan import Unit, work_dirs
 from nst_batch.settings import Job
 
-__all__ = ["Executor", "UnitResult", "Outcome", "make_executor", "run_with_retry", "safer_settings", "RETRYABLE",
+__all__ = ["Executor", "UnitResult", "Outcome", "make_executor", "run_with_retry", "safer_settings",
            "release_memory"]
 
 

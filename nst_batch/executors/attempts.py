@@ -4,8 +4,9 @@ A unit gets at most `MAX_ATTEMPTS` (2) attempts. Only two faults earn the second
 each in a safer way (`safer_settings`): out of memory (a smaller working size, or
 recomputed activations with `size: original`) and a NaN/inf loss (Adam at a quarter of
 the learning rate). Any other error fails the unit at once: running it again would
-fail the same way. A batch (`batch_size`) that meets a retryable fault is split, and
-each of its images then has its own attempts.
+fail the same way. `fault_of` is the one place that tells them apart; out of memory is
+CUDA's, MPS's or a failed CPU allocation (`is_out_of_memory`). A batch (`batch_size`)
+that meets a retryable fault is split, and each of its images then has its own attempts.
 
 The local executor runs the attempts in `run_attempts`; a Ray worker runs a whole
 unit the same way, and the Ray driver asks `next_attempt` when a segment of a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -25,11 +27,14 @@ import torch
 from nst_batch.engine import NonFiniteLoss
 from nst_batch.settings import Job, Settings
 
-__all__ = ["MAX_ATTEMPTS", "RETRYABLE", "Fault", "fault_of", "next_attempt", "run_attempts", "safer_settings",
+__all__ = ["MAX_ATTEMPTS", "Fault", "fault_of", "is_out_of_memory", "next_attempt", "run_attempts", "safer_settings",
            "release_memory"]
 
 MAX_ATTEMPTS = 2
-RETRYABLE = (torch.cuda.OutOfMemoryError, NonFiniteLoss)
+# Out-of-memory errors that PyTorch raises as a plain RuntimeError, by their message: MPS's
+# ("MPS backend out of memory (MPS allocated: ...)") and the CPU allocator's ("DefaultCPUAllocator:
+# can't allocate memory: you tried to allocate N bytes", "not enough memory" on Windows).
+_OUT_OF_MEMORY = re.compile(r"MPS backend out of memory|DefaultCPUAllocator: (can't allocate|not enough) memory")
 
 R = TypeVar("R")
 
@@ -42,11 +47,20 @@ class Fault:
     message: str  # "OutOfMemoryError: CUDA out of memory ...", recorded as the unit's `retried`
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` says the device (CUDA, MPS) or the CPU ran out of memory."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):  # torch.OutOfMemoryError is torch.cuda's
+        return True
+    return isinstance(exc, RuntimeError) and _OUT_OF_MEMORY.search(str(exc)) is not None
+
+
 def fault_of(exc: BaseException) -> Fault | None:
     """The retryable fault `exc` is, or None when it earns no second attempt."""
-    if not isinstance(exc, RETRYABLE):
-        return None
-    return Fault(isinstance(exc, torch.cuda.OutOfMemoryError), f"{type(exc).__name__}: {exc}")
+    if is_out_of_memory(exc):
+        return Fault(True, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, NonFiniteLoss):
+        return Fault(False, f"{type(exc).__name__}: {exc}")
+    return None
 
 
 def safer_settings(settings: Settings, *, out_of_memory: bool) -> Settings:
@@ -80,7 +94,7 @@ def run_attempts(run: Callable[[Job, int], R], job: Job) -> tuple[R, Fault | Non
     while True:
         try:
             return run(current, attempt), retried
-        except RETRYABLE as exc:
+        except Exception as exc:  # noqa: BLE001 - `fault_of` decides; anything else is raised as it is
             fault = fault_of(exc)
             safer = next_attempt(current, fault, attempt)
             if safer is None:

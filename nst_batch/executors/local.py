@@ -10,7 +10,7 @@ import numpy as np
 from nst_batch.engine import Interrupted, Progress
 from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
-from nst_batch.executors.attempts import RETRYABLE, release_memory
+from nst_batch.executors.attempts import fault_of, release_memory
 from nst_batch.ledger import input_identity_now
 from nst_batch.plan import Unit
 from nst_batch.settings import Job
@@ -101,12 +101,12 @@ class LocalExecutor:
             try:
                 result = stylize_batch(ctx, [content for _, _, content in batch], iterations=s.iterations,
                                        progress=on_progress, should_stop=should_stop)
-            except RETRYABLE:
-                result = None  # each image alone, with the usual one safer retry (below, outside the except)
             except Exception as exc:  # noqa: BLE001 - Interrupted, or a fault of the whole batch
-                for unit, _, _ in batch:
-                    yield unit, exc
-                return
+                if fault_of(exc) is None:
+                    for unit, _, _ in batch:
+                        yield unit, exc
+                    return
+                result = None  # each image alone, with the usual one safer retry (below, outside the except)
             for i, (unit, original, content) in enumerate(batch):
                 if result is None:
                     release_memory()

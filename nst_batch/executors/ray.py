@@ -33,7 +33,7 @@ from nst_batch.engine import Interrupted
 from nst_batch.errors import ExecutorError, NstBatchError, describe
 from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
-from nst_batch.executors.attempts import RETRYABLE, fault_of, next_attempt
+from nst_batch.executors.attempts import fault_of, next_attempt
 from nst_batch.plan import Unit, work_dirs
 from nst_batch.settings import Job
 
@@ -135,10 +135,10 @@ class _Worker:
             return ("ok", fn())
         except Interrupted:
             return ("interrupted",)
-        except RETRYABLE as exc:
-            fault = fault_of(exc)
-            return ("retryable", fault.message if fault else describe(exc), traceback.format_exc(), fault)
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
+            fault = fault_of(exc)
+            if fault is not None:
+                return ("retryable", fault.message, traceback.format_exc(), fault)
             return ("failed", describe(exc), traceback.format_exc())
 
     def _progress(self, event: UnitProgress) -> None:

@@ -10,6 +10,9 @@
 #   3. peak CUDA memory at 1080p, with and without memory_saving             (bench/memory.py)
 #   4. s/iteration engine vs floor at 256 and 512 px                          (bench/iteration.py)
 #   5. s/image at 512 px with batch_size 1, 2, 4, 8                           (bench/batch.py)
+#   6. precision in the backward: the TF32 flags, cuDNN benchmark (and bf16 autocast) of fp32, tf32, bf16
+#      as seen by every convolution of the forward, of memory_saving's recomputation and by the
+#      features' gradients (512 px); peak CUDA memory at 1080p in bf16, memory_saving off and on
 # JSON lands in bench/results/ (or $OUT/results when $OUT is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,5 +69,82 @@ timeout 60 "$PY" bench/iteration.py --device cuda --sizes 256 512 --iterations 1
 
 echo "== 5. batch_size at 512 px"
 timeout 90 "$PY" bench/batch.py --device cuda --size 512 --images 8 --iterations 20 --batches 1 2 4 8 || echo "batch: failed or timed out"
+
+echo "== 6. precision in the backward and the recomputation; bf16 memory at 1080p"
+timeout 90 "$PY" - <<'PY' || echo "precision paths: failed, mismatched or timed out"
+import os, sys
+import torch
+from torch import nn
+sys.path.insert(0, "bench")
+from common import default_weights, save
+from nst_batch.engine import FeatureExtractor, OptimizeConfig, style_grams, stylize
+from nst_batch.settings import Settings
+from nst_batch.weights import load_features
+
+dev = torch.device(os.environ.get("GPU_CHECK_DEVICE", "cuda"))
+s = Settings()
+layers = set(s.content_layers) | set(s.style_layers)
+features = load_features("random", seed=0).features.to(dev)
+flags = lambda: (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+want = {"fp32": ((False, False, True), torch.float32), "tf32": ((False, True, True), torch.float32),
+        "bf16": ((False, False, True), torch.bfloat16)}
+phase = ["forward"]
+real_backward = torch.Tensor.backward
+
+def backward(self, *args, **kwargs):
+    phase[0] = "backward"
+    try:
+        return real_backward(self, *args, **kwargs)
+    finally:
+        phase[0] = "forward"
+
+torch.Tensor.backward = backward
+gen = torch.Generator().manual_seed(0)
+content, style = (torch.rand(1, 3, 384, 512, generator=gen).to(dev) for _ in range(2))
+rows, bad = [], 0
+for precision, (flags_wanted, dtype_wanted) in want.items():
+    ex = FeatureExtractor(features, layers, memory_saving=True).to(dev)
+    grams = style_grams(ex, [(style, 1.0)], s.style_layers, precision=precision)
+    seen = []  # (what, phase, flags, dtype)
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(("conv", phase[0], flags(), o.dtype)))
+             for m in ex.layers if isinstance(m, nn.Conv2d)]  # the convolutions are `features`' own: removed below
+
+    def on_features(module, inputs, out):  # returns None: a forward hook's return replaces the output
+        for f in out.values():
+            if f.requires_grad:
+                f.register_hook(lambda g: seen.append(("grad", phase[0], flags(), g.dtype)))
+
+    ex.register_forward_hook(on_features)
+    stylize(extractor=ex, content=content, grams=grams, weights=default_weights(), init=content,
+            config=OptimizeConfig(iterations=3, precision=precision))
+    for hook in hooks:
+        hook.remove()
+    kinds = sorted({(w, p) for w, p, _, _ in seen})
+    wrong = [r for r in seen if r[2] != flags_wanted or (r[0] == "conv" and r[3] != dtype_wanted)]
+    ok = not wrong and ("conv", "backward") in kinds and ("grad", "backward") in kinds
+    bad += not ok
+    rows.append({"precision": precision, "records": len(seen), "wrong": len(wrong), "kinds": kinds, "ok": ok,
+                 "first_wrong": repr(wrong[0]) if wrong else None})
+    print(f"{precision:5} {'ok' if ok else 'MISMATCH'}: {len(seen)} records (forward, recomputation, gradients), "
+          f"{len(wrong)} with other flags/dtype{'' if ok else ', e.g. ' + repr(wrong[:1]) + ' ' + repr(kinds)}",
+          flush=True)
+torch.Tensor.backward = real_backward
+if dev.type == "cuda":
+    content, style = (torch.rand(1, 3, 1080, 1920, generator=gen).to(dev) for _ in range(2))
+    for saving in (False, True):
+        ex = FeatureExtractor(features, layers, memory_saving=saving).to(dev)
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        grams = style_grams(ex, [(style, 1.0)], s.style_layers, precision="bf16")
+        stylize(extractor=ex, content=content, grams=grams, weights=default_weights(), init=content,
+                config=OptimizeConfig(iterations=2, precision="bf16"))
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        rows.append({"precision": "bf16", "width": 1920, "height": 1080, "memory_saving": saving, "cuda_extra_mb": peak})
+        print(f"bf16 1920x1080 memory_saving={str(saving).lower():5}: peak {peak:7.0f} MB above the loaded model", flush=True)
+print("saved", save("gpu-precision-paths", {"rows": rows, "device": str(dev), "torch": torch.__version__,
+                                            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None}))
+sys.exit(1 if bad else 0)
+PY
 
 if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/results" && cp bench/results/*.json "$OUT/results/"; fi

@@ -1,7 +1,7 @@
 """One job's loaded state (device, VGG features, style targets) and the stylization of pictures in memory.
 
-The bridge between pixels (numpy, uint8) and the engine (tensors): `to_tensor` and
-`to_uint8` convert; `stylize_frame` and `stylize_batch` run the engine on pictures
+The bridge between pixels (numpy, uint8 or uint16) and the engine (tensors): `to_tensor`,
+`to_uint8` and `to_float` convert; `stylize_frame` and `stylize_batch` run the engine on pictures
 already at their working size. Files are image_job.py's and the video package's.
 """
 
@@ -22,21 +22,30 @@ from nst_batch.media.images import read_image, resize_exact, resize_longest
 from nst_batch.models import ModelCache
 from nst_batch.settings import Job, working_side
 
-__all__ = ["JobContext", "to_tensor", "to_uint8", "stylize_frame", "stylize_batch", "ProgressFn", "StopFn"]
+__all__ = ["JobContext", "to_tensor", "to_uint8", "to_float", "stylize_frame", "stylize_batch", "ProgressFn",
+           "StopFn"]
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
 
 
 def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 → (1, 3, H, W) float in [0,1]."""
-    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
-    return pixels.float().div(255).contiguous().to(device)
+    """(H, W, 3) uint8 (or uint16: a 16-bit photo) → (1, 3, H, W) float in [0,1]."""
+    top = float(np.iinfo(rgb.dtype).max)
+    if rgb.dtype != np.uint8:
+        rgb = rgb.astype(np.float32)  # torch before 2.3 holds no uint16
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+    return pixels.float().div(top).contiguous().to(device)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) in [0,1] → (H, W, 3) uint8, rounded."""
     return image[0].detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def to_float(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0,1] → (H, W, 3) float32 in [0,1], unrounded (quantized when written: `to_bits`)."""
+    return np.ascontiguousarray(image[0].detach().clamp(0, 1).float().permute(1, 2, 0).cpu().numpy())
 
 
 @dataclass

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nst_batch.context import JobContext, ProgressFn, StopFn, stylize_frame, to_uint8
+from nst_batch.context import JobContext, ProgressFn, StopFn, stylize_frame, to_float
 from nst_batch.engine import Result
-from nst_batch.media.images import keep_colors, read_image_alpha, resize_exact, resize_longest, write_image
-from nst_batch.settings import Settings, working_side
+from nst_batch.media.images import keep_colors, read_image_alpha, resize_exact, resize_longest, to_bits, write_image
+from nst_batch.settings import Settings, output_bits, working_side
 
 __all__ = ["working_picture", "finish", "stylize_image_file"]
 
@@ -21,11 +21,16 @@ def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
 
 def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
            original: np.ndarray | None = None) -> np.ndarray:
-    """The picture as written: at the original size if asked (bicubic), colours kept if asked."""
+    """The picture as written, from the stylized float pixels (H, W, 3) in [0, 1]: at the original size if
+    asked (bicubic), colours kept if asked (from the original, 16-bit where it is), then quantized to the bits
+    per channel of `bit_depth` (uint8 or uint16)."""
+    source = content if original is None else original
     if settings.output_size == "original" and original is not None:
         stylized = resize_exact(stylized, original.shape[1], original.shape[0])
         content = original
-    return keep_colors(stylized, content) if settings.preserve_colors else stylized
+    if settings.preserve_colors:
+        stylized = keep_colors(stylized, content)
+    return to_bits(stylized, output_bits(settings, 16 if source.dtype == np.uint16 else 8))
 
 
 def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
@@ -35,5 +40,5 @@ def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: Progr
     original, alpha = read_image_alpha(src)
     content = working_picture(s, original)
     result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
-    write_image(dst, finish(s, to_uint8(result.image), content, original), quality=s.quality, alpha=alpha)
+    write_image(dst, finish(s, to_float(result.image), content, original), quality=s.quality, alpha=alpha)
     return result

@@ -458,6 +458,10 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path,
         )
     if slw is not None and (any(w < 0 for w in slw) or not any(w > 0 for w in slw)):
         raise where.error(f"style_layer_weights must be >= 0 with at least one > 0, got {list(slw)}")
+    if settings.bit_depth == 16 and settings.format != "png":
+        raise (wheres or {}).get("bit_depth", where).error(
+            f"16 bits per channel need format: png ({settings.format} holds 8); set format: png, or "
+            "bit_depth: auto (16 bits where the input and format have them) or 8")
     if settings.content_weight == settings.style_weight == settings.tv_weight == 0:
         raise where.error("content_weight, style_weight and tv_weight are all 0: nothing to optimise")
     v = settings.video

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["VideoSettings", "Settings", "StyleSpec", "Job", "settings_hash", "settings_to_dict"]
+__all__ = ["VideoSettings", "Settings", "StyleSpec", "Job", "settings_hash", "settings_to_dict", "output_bits"]
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in the field table
@@ -89,6 +89,9 @@ class Settings:
         "auto", "input the weights expect: torchvision (RGB in [0,1], ImageNet mean/std) | caffe (BGR, 0-255, "
                 "mean pixel subtracted; neural-style-pt's files) | auto (detected from the file, stated in the log)")
     format: Literal["png", "jpg"] = _f("png", "output image format: png | jpg")
+    bit_depth: Literal["auto", 8, 16] = _f(
+        "auto", "bits per channel of image outputs: auto (16 for a 16-bit PNG/TIFF input with format png, else 8) "
+                "| 8 | 16 (png only); videos are 8-bit")
     quality: int = _f(95, "JPEG quality 1-100 (jpg only)")
     tolerance: float = _f(1.0e-3, "stop early when the relative loss change stays below this for 10 iterations "
                                   "(0 = never); each scale stops by itself")
@@ -135,7 +138,7 @@ _NOT_HASHED = ("device", "memory_saving", "compile")  # and video.keep_frames, b
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.
 _HASHED_UNLESS_DEFAULT = {"scales": [0.5, 1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",
-                          "preprocess": "auto"}
+                          "preprocess": "auto", "bit_depth": "auto"}
 
 
 # Bumped when the same settings give other pixels (2: scale-free losses, ReLU layers,
@@ -158,6 +161,7 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
     for key in _NOT_HASHED:
         data.pop(key, None)
     if kind == "video":
+        data.pop("bit_depth", None)  # images only: video frames are 8-bit
         data["video"].pop("keep_frames", None)
         if data["video"].get("segment_frames") is None:  # unsegmented: the overlap plays no part
             data["video"].pop("segment_frames", None)
@@ -180,6 +184,14 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
 def _file_identity(path: Path) -> str:
     stat = path.stat()
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def output_bits(settings: Settings, input_bits: int) -> int:
+    """Bits per channel an image output is written at: `bit_depth`, or with `auto` the input's (8 or 16)
+    where `format` holds it (png), else 8. (`bit_depth: 16` with jpg is refused by the manifest.)"""
+    if settings.bit_depth == "auto":
+        return input_bits if settings.format == "png" else 8
+    return int(settings.bit_depth)
 
 
 def working_side(size: int | str, height: int, width: int) -> int:

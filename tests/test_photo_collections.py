@@ -16,7 +16,7 @@ from conftest import sample_photo, write_manifest, write_rgb
 from nst_batch.errors import NstBatchError
 from nst_batch.executors.local import LocalExecutor
 from nst_batch.manifest import load_manifest, parse_overrides
-from nst_batch.media.images import read_image_alpha, write_image
+from nst_batch.media.images import read_image, read_image_alpha, write_image
 from nst_batch.plan import PlanError, plan_job
 from nst_batch.progress import print_summary
 from nst_batch.report import write_report
@@ -120,7 +120,7 @@ def test_alpha_is_read_upright(tmp_path: Path, suffix: str) -> None:
     assert np.abs(rgb.astype(int) - upright[..., :3])[seen].mean() < (6 if suffix == ".heic" else 1)
 
 
-def test_alpha_written_resized_and_16_bit_read_at_8(tmp_path: Path) -> None:
+def test_alpha_written_resized_and_16_bit_read(tmp_path: Path) -> None:
     rgba = _rgba()
     write_image(tmp_path / "o.png", rgba[::2, ::2, :3], alpha=rgba[..., 3])
     out = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
@@ -132,8 +132,9 @@ def test_alpha_written_resized_and_16_bit_read_at_8(tmp_path: Path) -> None:
 
     deep = rgba.astype(np.uint16) * 257
     cv2.imwrite(str(tmp_path / "deep.png"), cv2.cvtColor(deep, cv2.COLOR_RGBA2BGRA))
-    rgb, alpha = read_image_alpha(tmp_path / "deep.png")
-    assert rgb.dtype == np.uint8 and np.array_equal(rgb, rgba[..., :3]) and np.array_equal(alpha, rgba[..., 3])
+    rgb, alpha = read_image_alpha(tmp_path / "deep.png")  # the depth kept (tests/test_photo_formats.py)
+    assert rgb.dtype == np.uint16 and np.array_equal(rgb, deep[..., :3]) and np.array_equal(alpha, deep[..., 3])
+    assert np.array_equal(read_image(tmp_path / "deep.png"), rgba[..., :3])  # style images: 8 bits
 
 
 def test_heic_output_name_is_a_manifest_error(tmp_path: Path, style_image: Path) -> None:

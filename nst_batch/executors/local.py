@@ -16,7 +16,7 @@ from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
 from nst_batch.media.images import read_image_alpha, write_image
-from nst_batch.context import JobContext, stylize_batch, to_uint8
+from nst_batch.context import JobContext, stylize_batch, to_float
 from nst_batch.image_job import finish, stylize_image_file, working_picture
 from nst_batch.models import ModelCache
 
@@ -113,7 +113,7 @@ class LocalExecutor:
                     yield unit, self._run_one(job, unit, progress=progress, should_stop=should_stop)
                     continue
                 try:
-                    write_image(unit.dst, finish(s, to_uint8(result.image[i:i + 1]), content, original),
+                    write_image(unit.dst, finish(s, to_float(result.image[i:i + 1]), content, original),
                                 quality=s.quality, alpha=alphas.pop(unit.key, None))
                 except Exception as exc:  # noqa: BLE001 - this output failed; the others are written
                     yield unit, exc

@@ -1,9 +1,15 @@
-"""Image files: decode, list, resize, encode (atomically). Pixels are uint8 RGB (H, W, 3); an image's
-transparency, where it has one, travels beside them as a uint8 alpha plane (H, W)."""
+"""Image files: decode, list, resize, encode (atomically). Pixels are sRGB (H, W, 3), uint8, or uint16 where a
+16-bit PNG/TIFF is read as it is stored (`read_image_alpha`); an image's transparency, where it has one, travels
+beside them as an alpha plane (H, W) of the same depth. Embedded colour profiles are applied on reading
+(`colour.py`); outputs are written tagged sRGB."""
 
 from __future__ import annotations
 
+import struct
+import warnings
+import zlib
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -12,13 +18,16 @@ from PIL import Image, ImageOps
 
 from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
+from nst_batch.media.colour import srgb_icc, to_srgb
 
 __all__ = ["IMAGE_SUFFIXES", "PILLOW_SUFFIXES", "is_image_file", "read_image", "read_image_alpha", "write_image",
-           "list_media", "resize_longest", "longest_side_shape", "resize_exact", "keep_colors"]
+           "list_media", "resize_longest", "longest_side_shape", "resize_exact", "keep_colors", "to_bits",
+           "DEEP_SUFFIXES"]
 
 PILLOW_SUFFIXES = (".heic", ".heif", ".avif")  # phone formats: read (by Pillow, pillow-heif), never written
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp") + PILLOW_SUFFIXES
 _ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # OpenCV-read formats that can carry transparency
+DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # formats that hold 16 bits per channel, read and written as such
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF for Pillow; Pillow reads AVIF itself
 
@@ -35,38 +44,65 @@ def is_image_file(path: Path) -> bool:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode an image file (EXIF orientation applied) → (H, W, 3) uint8 RGB."""
-    return read_image_alpha(path)[0]
+    """Decode an image file (EXIF orientation applied, colours in sRGB) → (H, W, 3) uint8 RGB."""
+    return to_bits(read_image_alpha(path)[0], 8)
 
 
 def read_image_alpha(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode an image file, EXIF orientation applied → (H, W, 3) uint8 RGB and its (H, W) uint8 alpha,
-    or None for an opaque image. 16-bit files are read at 8 bits."""
+    """Decode an image file, EXIF orientation applied, colours converted to sRGB by its embedded profile →
+    (H, W, 3) RGB and its (H, W) alpha, or None for an opaque image: uint16 for a 16-bit PNG or TIFF (its
+    depth kept), uint8 otherwise."""
     path = Path(path)
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, not an image")
     if not path.is_file():
         raise MediaError(f"{path}: image not found")
     if path.suffix.lower() in PILLOW_SUFFIXES:
-        return _read_pillow(path)
+        rgb, alpha, info = _read_pillow(path)
+    else:
+        rgb, alpha, info = _read_opencv(path)
+    rgb = to_srgb(rgb, icc=info.get("icc_profile"), nclx=info.get("nclx_profile"), source=str(path))
+    if alpha is not None:
+        alpha = np.ascontiguousarray(to_bits(alpha, 16 if rgb.dtype == np.uint16 else 8))
+    return np.ascontiguousarray(rgb), alpha
+
+
+def _read_opencv(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # applies EXIF orientation itself
+    # IMREAD_COLOR applies EXIF orientation itself; with ANYDEPTH a 16-bit file stays 16-bit
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if bgr is not None and bgr.dtype not in (np.uint8, np.uint16):
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # float samples: at 8 bits, as OpenCV converts them
     if bgr is None:
         raise MediaError(f"{path}: cannot decode the image (corrupt or not an image)")
-    rgba = _with_alpha(path, data) if path.suffix.lower() in _ALPHA_SUFFIXES else None
+    info = _header(path)
+    rgba = _with_alpha(path, data, info["orientation"]) if info["alpha"] else None
     if rgba is not None and rgba.shape[:2] == bgr.shape[:2]:
-        return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+        return rgba[..., :3], rgba[..., 3], info
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, info
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _header(path: Path) -> dict[str, Any]:
+    """What Pillow reads from the header of a file OpenCV decodes: transparency, orientation, ICC profile."""
+    try:
+        with warnings.catch_warnings():  # Pillow's decompression-bomb guard: OpenCV decodes the pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                return {"alpha": path.suffix.lower() in _ALPHA_SUFFIXES and _has_alpha(im),
+                        "orientation": im.getexif().get(0x0112, 1), "icc_profile": im.info.get("icc_profile")}
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return {"alpha": False, "orientation": 1}  # OpenCV decodes what Pillow does not: opaque, as stored
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     try:
         with Image.open(path) as im:
+            info = dict(im.info)  # the ICC profile (or HEIF nclx colour description) that to_srgb reads
             im = ImageOps.exif_transpose(im)  # pillow-heif has already turned HEIC upright (orientation 1)
             if _has_alpha(im):
                 rgba = np.asarray(im.convert("RGBA"))
-                return rgba[..., :3].copy(), rgba[..., 3].copy()
-            return np.array(im.convert("RGB")), None  # a writable copy, as OpenCV's decode gives
+                return rgba[..., :3].copy(), rgba[..., 3].copy(), info
+            return np.array(im.convert("RGB")), None, info  # a writable copy, as OpenCV's decode gives
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for a corrupt or unknown file
         raise MediaError(f"{path}: cannot decode the image (corrupt or not an image): {exc}") from exc
 
@@ -75,18 +111,12 @@ def _has_alpha(im: Image.Image) -> bool:
     return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
 
 
-def _with_alpha(path: Path, data: np.ndarray) -> np.ndarray | None:
-    """A PNG/TIFF/WebP with transparency as (H, W, 4) uint8 RGBA, upright; None if it has none.
+def _with_alpha(path: Path, data: np.ndarray, orientation: int) -> np.ndarray | None:
+    """A PNG/TIFF/WebP with transparency as (H, W, 4) RGBA (uint8, or uint16 for 16 bits), upright; None
+    where OpenCV gives no alpha plane.
 
     OpenCV's colour decode drops the alpha plane, so such a file is decoded unchanged and turned upright
     here as the colour decode would have done (OpenCV's TIFF decoder does it itself)."""
-    try:
-        with Image.open(path) as im:  # reads the header only: mode and EXIF
-            if not _has_alpha(im):
-                return None
-            orientation = im.getexif().get(0x0112, 1)
-    except (OSError, ValueError, SyntaxError):
-        return None
     raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # BGRA or gray+alpha, any depth
     if raw is None or raw.ndim != 3 or raw.shape[2] not in (2, 4):
         return None  # a palette's transparent colour: OpenCV gives no plane; the output stays opaque
@@ -97,9 +127,7 @@ def _with_alpha(path: Path, data: np.ndarray) -> np.ndarray | None:
         a = raw[..., 3:].astype(np.float32)
         raw = np.dstack([np.where(a > 0, raw[..., :3] * (255.0 / np.maximum(a, 1)), 0).clip(0, 255).round()
                          .astype(np.uint8), raw[..., 3:]])
-    if raw.dtype == np.uint16:  # outputs are 8-bit
-        raw = (raw / 257.0).round().astype(np.uint8)
-    elif raw.dtype != np.uint8:
+    if raw.dtype not in (np.uint8, np.uint16):
         return None  # float samples: the colour decode is used, the output stays opaque
     if raw.shape[2] == 4:
         rgba = cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA)
@@ -111,22 +139,54 @@ def _with_alpha(path: Path, data: np.ndarray) -> np.ndarray | None:
 
 
 def write_image(path: Path, rgb: np.ndarray, *, quality: int = 95, alpha: np.ndarray | None = None) -> None:
-    """Encode by the path's suffix (png or jpg) and write atomically. `alpha` (any size: resized to the
-    picture's) is written with it where the format carries one (png, tif, webp); jpg drops it."""
+    """Encode sRGB pixels by the path's suffix (png or jpg) and write atomically, tagged as sRGB. `rgb` is
+    uint8, or uint16 for 16 bits per channel (png, tif). `alpha` (any size and depth: made the picture's) is
+    written with it where the format carries one (png, tif, webp); jpg drops it."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if rgb.dtype != np.uint8 and (rgb.dtype != np.uint16 or suffix not in DEEP_SUFFIXES):
+        raise MediaError(f"{path}: {suffix or 'this format'} is written at 8 bits per channel, not from "
+                         f"{rgb.dtype} pixels (16 bits: png or tif)")
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
     pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if alpha is not None and suffix in _ALPHA_SUFFIXES:
-        pixels = np.dstack([pixels, resize_exact(alpha, rgb.shape[1], rgb.shape[0])])
+        plane = to_bits(resize_exact(alpha, rgb.shape[1], rgb.shape[0]), 16 if rgb.dtype == np.uint16 else 8)
+        pixels = np.dstack([pixels, plane])
     ok, buf = cv2.imencode(path.suffix, pixels, params)
     if not ok:
         raise MediaError(f"{path}: cannot encode the image")
+    data = _tagged_srgb(buf.tobytes(), suffix)
     try:
         with atomic_path(path) as tmp:
-            buf.tofile(tmp)
+            tmp.write_bytes(data)
     except OSError as exc:
         raise MediaError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def _tagged_srgb(data: bytes, suffix: str) -> bytes:
+    """An encoded PNG or JPEG that says its colours are sRGB: PNG's sRGB chunk after the header (rendering
+    intent 0, perceptual); JPEG's ICC profile segment (APP2), after the JFIF segment. Others as they are."""
+    if suffix == ".png" and data[12:16] == b"IHDR":
+        at = 8 + 4 + 4 + 13 + 4  # the signature, then IHDR: its length, type, 13 bytes and CRC
+        chunk = b"sRGB\x00"
+        return data[:at] + struct.pack(">I", 1) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[at:]
+    if suffix in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
+        at = 4 + int.from_bytes(data[4:6], "big") if data[2:4] == b"\xff\xe0" else 2
+        icc = srgb_icc()
+        segment = b"\xff\xe2" + struct.pack(">H", 2 + 14 + len(icc)) + b"ICC_PROFILE\x00\x01\x01" + icc
+        return data[:at] + segment + data[at:]
+    return data
+
+
+def to_bits(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """Pixels (uint8, uint16, or float in [0, 1]) at `bits` (8 or 16) per channel, rounded: 8 → 16 bits is
+    x 257, exactly; float is quantized directly (a stylized image at 16 bits is not an 8-bit one scaled)."""
+    dtype = np.uint16 if bits == 16 else np.uint8
+    if pixels.dtype == dtype:
+        return pixels
+    top = float(np.iinfo(pixels.dtype).max) if pixels.dtype.kind in "ui" else 1.0
+    scaled = pixels.astype(np.float32) * np.float32(np.iinfo(dtype).max / top)
+    return np.round(np.clip(scaled, 0, np.iinfo(dtype).max)).astype(dtype)
 
 
 def resize_longest(rgb: np.ndarray, size: int, *, even: bool = False) -> np.ndarray:
@@ -158,10 +218,19 @@ def resize_exact(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def keep_colors(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
     """Luminance of `stylized`, chroma of `content` (colour preservation, Gatys et al. 2016,
-    done as jcjohnson/neural-style's `-original_colors`: a swap in YCrCb). Same sizes."""
+    done as jcjohnson/neural-style's `-original_colors`: a swap in YCrCb). Same sizes. Two uint8 pictures
+    give uint8; float `stylized` pixels in [0, 1] (with `content` of any depth) give float32."""
+    if stylized.dtype != np.uint8 or content.dtype != np.uint8:
+        stylized, content = _unit(stylized), _unit(content)  # OpenCV's float YCrCb: [0, 1], chroma around 0.5
     y = cv2.cvtColor(stylized, cv2.COLOR_RGB2YCrCb)
     y[..., 1:] = cv2.cvtColor(content, cv2.COLOR_RGB2YCrCb)[..., 1:]
     return cv2.cvtColor(y, cv2.COLOR_YCrCb2RGB)
+
+
+def _unit(pixels: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1] from pixels of any depth (float pixels are taken as in [0, 1] already)."""
+    top = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "ui" else 1
+    return pixels.astype(np.float32) / np.float32(top)
 
 
 def list_media(folder: Path, *, suffixes: tuple[str, ...]) -> list[Path]:

@@ -7,6 +7,7 @@ already at their working size. Files are image_job.py's and the video package's.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +19,26 @@ from nst_batch.device import resolve_device
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, schedule,
                               style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
+from nst_batch.engine.tiles import Box, blend_tiles, tile_boxes, tile_overlap
+from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
 from nst_batch.media.images import read_image, resize_exact, resize_longest
 from nst_batch.models import ModelCache
 from nst_batch.settings import Job, working_side
 
-__all__ = ["JobContext", "to_tensor", "to_uint8", "to_float", "stylize_frame", "stylize_batch", "ProgressFn",
-           "StopFn"]
+__all__ = ["BatchTooBig", "JobContext", "to_tensor", "to_uint8", "to_float", "stylize_frame", "stylize_batch",
+           "ProgressFn", "StopFn", "COARSE_PASS"]
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
+
+
+# Tiles of a cold start begin from the whole picture stylized at the tile's size (BENCHMARKS.md, "Tiles":
+# it halves the seams' visibility). False: each tile begins from the content (a bench arm).
+COARSE_PASS = True
+
+
+class BatchTooBig(Exception):
+    """The pictures of a batch do not fit in memory together: they run one at a time."""
 
 
 def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -59,6 +71,8 @@ class JobContext:
     style_images: list[tuple[np.ndarray, float]]  # as read, with their blend weights
     _styles: dict[int, list[tuple[torch.Tensor, float]]] = field(default_factory=dict)  # by working side
     _grams: dict[tuple[int, float], dict[str, torch.Tensor]] = field(default_factory=dict)  # by (side, scale)
+    _saving: FeatureExtractor | None = None  # the extractor with the other `memory_saving`, made when a plan asks
+    last_plan: MemoryPlan | None = None  # the memory plan of the last picture stylized (for the log and ledger)
 
     @classmethod
     def create(cls, job: Job, models: ModelCache) -> JobContext:
@@ -101,6 +115,35 @@ class JobContext:
             self._grams[key] = style_grams(self.extractor, styles, s.style_layers, precision=s.precision)
         return self._grams[key]
 
+    def plan_for(self, content: torch.Tensor, *, iterations: int, temporal: bool) -> MemoryPlan:
+        """The memory plan for `content` (B, 3, H, W) now, against what the device has free.
+
+        Raises:
+            BatchTooBig: a batch does not fit together (its pictures then run one at a time).
+            NoPlanFits: one picture does not fit even in the smallest tiles.
+        """
+        s = self.job.settings
+        h, w = content.shape[-2:]
+        try:
+            return choose_plan(self.extractor, height=h, width=w, batch=content.shape[0], device=self.device,
+                               budget=int(budget_bytes(self.device, s.memory_limit) * self.job.memory_share),
+                               optimizer=s.optimizer,
+                               iterations=iterations, content_layers=s.content_layers, temporal=temporal,
+                               memory_saving=s.memory_saving)
+        except NoPlanFits as exc:
+            if content.shape[0] > 1:
+                raise BatchTooBig(str(exc)) from None
+            raise
+
+    def extractor_with(self, *, memory_saving: bool) -> FeatureExtractor:
+        """The job's extractor, recomputing activations in the backward pass or not (the same weights)."""
+        if self.extractor.memory_saving == memory_saving:
+            return self.extractor
+        if self._saving is None:
+            self._saving = copy.copy(self.extractor)  # shares the layers and buffers; only the flag differs
+            self._saving.memory_saving = memory_saving
+        return self._saving
+
     def initial_image(self, content: torch.Tensor) -> torch.Tensor:
         """The starting pixels for a cold start: the content, seeded noise, or an image."""
         init = self.job.settings.init
@@ -130,17 +173,76 @@ def stylize_batch(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterat
 def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int, init: torch.Tensor | None = None,
              temporal: Temporal | None = None, progress: ProgressFn | None = None,
              should_stop: StopFn | None = None) -> Result:
-    s = ctx.job.settings
-    content = torch.cat([to_tensor(rgb, ctx.device) for rgb in contents_rgb])
+    content = torch.cat([to_tensor(rgb, ctx.device) for rgb in contents_rgb])  # (B, 3, H, W)
     side = ctx.side(contents_rgb[0])
+    plan = ctx.last_plan = ctx.plan_for(content, iterations=iterations, temporal=temporal is not None)
+    if plan.kind == "tiles":
+        assert plan.tile is not None
+        return _stylize_tiled(ctx, content, side, plan.tile, iterations=iterations, init=init, temporal=temporal,
+                              progress=progress, should_stop=should_stop)
+    return _stylize_whole(ctx, ctx.extractor_with(memory_saving=plan.memory_saving), content, side,
+                          iterations=iterations, init=init, temporal=temporal, progress=progress,
+                          should_stop=should_stop)
+
+
+def _stylize_whole(ctx: JobContext, extractor: FeatureExtractor, content: torch.Tensor, side: int, *,
+                   iterations: int, init: torch.Tensor | None, temporal: Temporal | None,
+                   progress: ProgressFn | None, should_stop: StopFn | None, reach: float = 1.0) -> Result:
+    """The whole picture in one optimisation; `reach` < 1: finished at that fraction of its size and enlarged
+    back (the coarse pass of tiles)."""
+    s = ctx.job.settings
     config = OptimizeConfig(iterations=iterations, optimizer=s.optimizer,
                             learning_rate=s.learning_rate, tolerance=s.tolerance, precision=s.precision)
-    if init is None and tuple(s.scales) != (1.0,):  # coarse-to-fine for cold starts only
-        return stylize_multiscale(extractor=ctx.extractor, content=content,
+    if reach != 1.0 or (init is None and tuple(s.scales) != (1.0,)):  # coarse-to-fine for cold starts only
+        steps = schedule(s.scales, iterations) if init is None else [(1.0, iterations)]
+        return stylize_multiscale(extractor=extractor, content=content,
                                   grams_at=lambda scale: ctx.grams_at(scale, side),
-                                  weights=ctx.loss_weights, config=config, init=ctx.initial_image(content),
-                                  steps=schedule(s.scales, iterations), temporal=temporal, callback=progress,
+                                  weights=ctx.loss_weights, config=config,
+                                  init=ctx.initial_image(content) if init is None else init,
+                                  steps=[(f * reach, n) for f, n in steps], temporal=temporal, callback=progress,
                                   should_stop=should_stop)
-    return stylize(extractor=ctx.extractor, content=content, grams=ctx.grams_at(1.0, side), weights=ctx.loss_weights,
+    return stylize(extractor=extractor, content=content, grams=ctx.grams_at(1.0, side), weights=ctx.loss_weights,
                    config=config, init=ctx.initial_image(content) if init is None else init,
                    temporal=temporal, callback=progress, should_stop=should_stop)
+
+
+def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int, *, iterations: int,
+                   init: torch.Tensor | None, temporal: Temporal | None, progress: ProgressFn | None,
+                   should_stop: StopFn | None) -> Result:
+    """A picture too big for memory in overlapping tiles (engine/tiles.py), all held to the whole picture's style.
+
+    A cold start first stylizes the whole picture at the tile's size (the coarse pass: where the strokes
+    go), and every tile then starts from it enlarged; a warm start (a video frame) starts from `init`.
+    """
+    h, w = content.shape[-2:]
+    overlap = tile_overlap(tile)
+    boxes = tile_boxes(h, w, tile, overlap)
+    coarse = init is None and COARSE_PASS
+    total = iterations * (len(boxes) + coarse)
+    done = 0
+
+    def report(p: Progress) -> None:
+        if progress is not None:
+            progress(Progress(done + p.iteration, total, p.loss, p.terms))
+
+    history: list[float] = []
+    if coarse:
+        first = _stylize_whole(ctx, ctx.extractor, content, side, iterations=iterations, init=None,
+                               temporal=temporal, progress=report, should_stop=should_stop,
+                               reach=min(1.0, tile / max(h, w)))
+        base, done, history = first.image, first.iterations, list(first.history)
+    else:
+        base = ctx.initial_image(content) if init is None else init
+
+    def one(box: Box, start: torch.Tensor) -> Result:
+        nonlocal done
+        crop = None if temporal is None else Temporal(box.of(temporal.warped), box.of(temporal.mask))
+        result = _stylize_whole(ctx, ctx.extractor, box.of(content), side, iterations=iterations, init=start,
+                                temporal=crop, progress=report, should_stop=should_stop)
+        done += result.iterations
+        return result
+
+    tiled = blend_tiles(base, boxes, overlap, one)
+    tiled.iterations = done
+    tiled.history = history + tiled.history
+    return tiled

@@ -250,7 +250,8 @@ def _kind(value: Any) -> str:
 
 def _check_range(key: str, value: Any, where: _Where) -> None:
     """Constraints beyond the type, by setting name."""
-    positive = {"size", "learning_rate", "style_scale", "batch_size", "video.first_iterations", "video.segment_frames"}
+    positive = {"size", "learning_rate", "style_scale", "batch_size", "memory_limit", "video.first_iterations",
+                "video.segment_frames"}
     non_negative = {"iterations", "content_weight", "style_weight", "tv_weight", "tolerance",
                     "video.iterations", "video.temporal_weight", "video.start", "video.overlap"}
     if key == "size" and value == "original":

@@ -89,6 +89,12 @@ class ProgressView:
         elif event.status == "done":
             flicker = flicker_text(event.metrics)
             extra = f", {flicker}" if flicker else ""
+            plan = event.metrics.get("memory") or {}
+            if plan.get("plan", "plain") != "plain":  # the usual plan goes to the ledger only
+                extra += f", {plan['plan']}" + (f" (tiles of {plan['tile']} px)" if plan.get("tile") else "")
+            used = [k for k in event.metrics.get("memory_plans") or {} if k != "plain"]
+            if used:
+                extra += ", frames in " + " and ".join(used)
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
             sound = event.metrics.get("audio_warning")  # the video is complete; its sound is not

@@ -103,6 +103,9 @@ class Settings:
                 "on the CPU tf32 is fp32")
     memory_saving: bool = _f(False, "recompute VGG activations in the backward pass (checkpointing per block): "
                                     "much less memory on big frames, about a third more time per iteration")
+    memory_limit: float | None = _f(
+        None, "GiB one picture's optimisation may plan to use (null = what the device has free); a picture that "
+              "needs more runs with memory_saving, then in tiles")
     compile: bool = _f(False, "torch.compile the VGG forward (first image of a job pays the compile time)")
     batch_size: int = _f(1, "images of the same working size optimized together as one batch (GPU throughput; "
                             "local executor); 1 = one at a time")
@@ -125,6 +128,7 @@ class Job:
     output: Path
     settings: Settings
     source: str = ""  # "file:line" of the job in the manifest, for messages
+    memory_share: float = 1.0  # of the memory budget its pictures may plan with: halved by a retry after out-of-memory
 
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:
@@ -134,7 +138,7 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
 
 # Settings that never change the pixels: excluded from the hash so that, say,
 # moving a resumed run from one GPU to another does not redo finished work.
-_NOT_HASHED = ("device", "memory_saving", "compile")  # and video.keep_frames, below
+_NOT_HASHED = ("device", "memory_saving", "memory_limit", "compile")  # and video.keep_frames, below
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.
 _HASHED_UNLESS_DEFAULT = {"scales": [0.5, 1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",

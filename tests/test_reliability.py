@@ -493,7 +493,7 @@ def _longest_side(path: Path) -> int:
     return max(cv2.imread(str(path)).shape[:2])
 
 
-def test_out_of_memory_is_retried_once_smaller_after_freeing_the_attempt(tree: Path) -> None:
+def test_out_of_memory_is_retried_once_with_less_memory_after_freeing_the_attempt(tree: Path) -> None:
     attempt_memory: list[weakref.ref[torch.Tensor]] = []
     alive_at_retry: list[bool] = []
 
@@ -508,13 +508,14 @@ def test_out_of_memory_is_retried_once_smaller_after_freeing_the_attempt(tree: P
     executor = FaultyExecutor({"p1.png": oom})
     summary, _ = _run(jobs, executor)
     assert (summary.jobs[0].done, summary.jobs[0].failed) == (5, 0)
-    attempts = [j.settings.size for key, j in executor.calls if key == "p1.png"]
-    assert attempts == [48, 36]  # once more, at 3/4 of the working size
+    attempts = [(j.settings.size, j.settings.memory_saving, j.memory_share) for key, j in executor.calls
+                if key == "p1.png"]
+    assert attempts == [(48, False, 1.0), (48, True, 0.5)]  # once more, the same size, planned in half the memory
     # The retry must not run while the failed attempt's traceback still holds its (GPU) memory.
     assert alive_at_retry == [False]
     rec = _ledger(job)["p1.png"]
     assert rec["status"] == "done" and rec["metrics"]["retried"].startswith("OutOfMemoryError: CUDA out of memory")
-    assert _longest_side(tree / "out" / "photos" / "p1.png") == 36
+    assert _longest_side(tree / "out" / "photos" / "p1.png") == 48
     assert _longest_side(tree / "out" / "photos" / "p0.png") == 48
     assert "retried" not in _ledger(job)["p0.png"]["metrics"]
 
@@ -816,7 +817,7 @@ def test_one_attempt_policy_serves_every_executor(tree: Path, monkeypatch: pytes
     assert fault == attempts.Fault(True, "OutOfMemoryError: CUDA out of memory (injected)")
     assert attempts.fault_of(RuntimeError("no")) is None and attempts.next_attempt(job, None, 1) is None
 
-    def driver(max_attempts: int) -> tuple[list[int], Any]:
+    def driver(max_attempts: int) -> tuple[list[float], Any]:
         """The Ray driver's view of a segmented video whose segments run out of memory on a worker."""
         monkeypatch.setattr(attempts, "MAX_ATTEMPTS", max_attempts)
         state, sizes, outcome = _UnitState(unit, job, attempt=1), [], None
@@ -824,7 +825,7 @@ def test_one_attempt_policy_serves_every_executor(tree: Path, monkeypatch: pytes
 
         def plan(s: _UnitState) -> None:
             s.attempt += 1
-            sizes.append(s.job.settings.size)
+            sizes.append(s.job.memory_share)
 
         while outcome is None and len(sizes) < 5:
             outcome = ray_executor._settle(_Task(state, "segment", state.attempt),
@@ -832,9 +833,9 @@ def test_one_attempt_policy_serves_every_executor(tree: Path, monkeypatch: pytes
         return sizes, outcome
 
     sizes, outcome = driver(2)
-    assert sizes == [36] and isinstance(outcome[1], RemoteError) and "out of memory" in str(outcome[1])
+    assert sizes == [0.5] and isinstance(outcome[1], RemoteError) and "out of memory" in str(outcome[1])
     summary, _ = _run(jobs, executor := FaultyExecutor({"p1.png": oom}))
-    assert [j.settings.size for key, j in executor.calls if key == "p1.png"] == [48, 36]
+    assert [j.memory_share for key, j in executor.calls if key == "p1.png"] == [1.0, 0.5]
 
     sizes, outcome = driver(1)  # one attempt: no retry anywhere
     assert sizes == [] and isinstance(outcome[1], RemoteError)

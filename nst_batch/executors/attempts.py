@@ -1,9 +1,9 @@
 """The attempt policy, one for every executor: which faults earn a unit a second attempt, and how.
 
 A unit gets at most `MAX_ATTEMPTS` (2) attempts. Only two faults earn the second one,
-each in a safer way (`safer_settings`): out of memory (a smaller working size, or
-recomputed activations with `size: original`) and a NaN/inf loss (Adam at a quarter of
-the learning rate). Any other error fails the unit at once: running it again would
+each in a safer way (`next_attempt`): out of memory (the same size, with recomputed
+activations and half the memory to plan with, so tiles where that is not enough) and a
+NaN/inf loss (Adam at a quarter of the learning rate). Any other error fails the unit at once: running it again would
 fail the same way. `fault_of` is the one place that tells them apart; out of memory is
 CUDA's, MPS's or a failed CPU allocation (`is_out_of_memory`). A batch (`batch_size`)
 that meets a retryable fault is split, and each of its images then has its own attempts.
@@ -64,17 +64,11 @@ def fault_of(exc: BaseException) -> Fault | None:
 
 
 def safer_settings(settings: Settings, *, out_of_memory: bool) -> Settings:
-    """The settings of the one retry after out-of-memory (smaller) or a NaN/inf loss (gentler steps).
-
-    With `size: original` the retry keeps the size and recomputes activations instead
-    (`memory_saving`); when that is already on, it works at 1024 px.
-    """
+    """The settings of the one retry after out-of-memory (activations recomputed) or a NaN/inf loss
+    (gentler steps). The size is kept: `next_attempt` also halves the memory the retry plans with, so
+    that its memory plan (memory_plan.py) picks tiles where `memory_saving` is not enough."""
     if out_of_memory:
-        if settings.size == "original":
-            if not settings.memory_saving:
-                return dataclasses.replace(settings, memory_saving=True)
-            return dataclasses.replace(settings, size=1024)
-        return dataclasses.replace(settings, size=max(16, settings.size * 3 // 4))
+        return dataclasses.replace(settings, memory_saving=True)
     return dataclasses.replace(settings, optimizer="adam", learning_rate=settings.learning_rate / 4)
 
 
@@ -82,7 +76,8 @@ def next_attempt(job: Job, fault: Fault | None, attempt: int) -> Job | None:
     """The job to run attempt `attempt + 1` with, after attempt `attempt` ended in `fault`; None: the unit fails."""
     if fault is None or attempt >= MAX_ATTEMPTS:
         return None
-    return dataclasses.replace(job, settings=safer_settings(job.settings, out_of_memory=fault.out_of_memory))
+    safer = dataclasses.replace(job, settings=safer_settings(job.settings, out_of_memory=fault.out_of_memory))
+    return dataclasses.replace(safer, memory_share=job.memory_share / 2) if fault.out_of_memory else safer
 
 
 def run_attempts(run: Callable[[Job, int], R], job: Job) -> tuple[R, Fault | None]:

@@ -16,11 +16,15 @@ from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
 from nst_batch.media.images import read_image_alpha, write_image
-from nst_batch.context import JobContext, stylize_batch, to_float
+from nst_batch.context import BatchTooBig, JobContext, stylize_batch, to_float
 from nst_batch.image_job import finish, stylize_image_file, working_picture
 from nst_batch.models import ModelCache
 
-__all__ = ["LocalExecutor"]
+__all__ = ["LocalExecutor", "WAITING"]
+
+# `batch_size`: pictures wait for others of their working size, at most this many batches' worth in all;
+# beyond it the fullest waiting group runs as it is, so that memory does not grow with the folder.
+WAITING = 2
 
 
 class LocalExecutor:
@@ -50,7 +54,8 @@ class LocalExecutor:
 
         result = stylize_image_file(ctx, unit.src, unit.dst, progress=on_progress, should_stop=should_stop)
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,
-                                                     "history": [round(x, 6) for x in result.history]})
+                                                     "history": [round(x, 6) for x in result.history],
+                                                     **_memory(ctx)})
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
                   progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]
@@ -102,11 +107,11 @@ class LocalExecutor:
                 result = stylize_batch(ctx, [content for _, _, content in batch], iterations=s.iterations,
                                        progress=on_progress, should_stop=should_stop)
             except Exception as exc:  # noqa: BLE001 - Interrupted, or a fault of the whole batch
-                if fault_of(exc) is None:
+                if fault_of(exc) is None and not isinstance(exc, BatchTooBig):
                     for unit, _, _ in batch:
                         yield unit, exc
                     return
-                result = None  # each image alone, with the usual one safer retry (below, outside the except)
+                result = None  # each image alone (its own memory plan, its one safer retry): below, outside the except
             for i, (unit, original, content) in enumerate(batch):
                 if result is None:
                     release_memory()
@@ -120,7 +125,7 @@ class LocalExecutor:
                     continue
                 yield unit, UnitResult(loss=result.losses[i], metrics={
                     "iterations": result.iterations, "batch": len(batch),
-                    "history": [round(x, 6) for x in result.history]})
+                    "history": [round(x, 6) for x in result.history], **_memory(ctx)})
 
         stopped = False
 
@@ -149,10 +154,15 @@ class LocalExecutor:
             group = waiting.setdefault(content.shape, [])
             group.append((unit, original, content))
             if len(group) == s.batch_size:
-                del waiting[content.shape]
-                yield from flush(group)
-                if stopped:
-                    return
+                ready = group
+            elif sum(map(len, waiting.values())) > WAITING * s.batch_size:
+                ready = max(waiting.values(), key=len)  # too many pictures held: the fullest group runs as it is
+            else:
+                continue
+            del waiting[ready[0][2].shape]
+            yield from flush(ready)
+            if stopped:
+                return
         for group in list(waiting.values()):
             yield from flush(group)
             if stopped:
@@ -166,3 +176,8 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._context = None
+
+
+def _memory(ctx: JobContext) -> dict[str, object]:
+    """The memory plan the picture ran with, for the ledger and the log."""
+    return {} if ctx.last_plan is None else {"memory": ctx.last_plan.as_metrics()}

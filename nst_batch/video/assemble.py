@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         "iterations_warm": _mean([r["iterations"] for r in recs if not r.get("cold")]),
         "content_per_frame": [r.get("content") for r in recs],
         "style_per_frame": [r.get("style") for r in recs],
+        "memory_plans": dict(Counter(str(r["plan"]) for r in recs if r.get("plan"))),
         "has_audio": info.has_audio,
         "audio_warning": encoded.audio_warning,
     }

@@ -141,7 +141,8 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
             else:
                 write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
                 ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
-                              cold=step.cold, cut=step.cut, **_distances(ctx, step.result))
+                              cold=step.cold, cut=step.cut, **_distances(ctx, step.result),
+                              **({"plan": ctx.last_plan.kind} if ctx.last_plan is not None else {}))
                 stylized += 1
                 if on_frame is not None:
                     on_frame(t + 1, step)

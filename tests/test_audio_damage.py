@@ -13,7 +13,7 @@ import pytest
 
 import nst_batch.media.audio as audio
 from conftest import write_manifest
-from cli_helpers import nst
+from cli_helpers import nst_here
 from nst_batch.media.video import EncodeResult, encode_video, probe_video
 
 import videogen  # tests/videogen.py: pytest puts tests/ on sys.path (rootdir-less layout)
@@ -284,7 +284,7 @@ jobs:
 """)
     fast = ["--set", "size=32", "--set", "video.first_iterations=2", "--set", "video.iterations=1",
             "--weights", "random", "--device", "cpu"]
-    res = nst("run", m, *fast, cwd=tmp_path)
+    res = nst_here("run", m, *fast, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     warning = "3 damaged audio packets replaced by silence"
     assert re.search(rf"done camera/camera\.mp4 .*WARNING: {warning}", res.stdout), res.stdout

@@ -15,17 +15,14 @@ import os
 import pickle
 import subprocess
 import sys
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
+from cli_helpers import nst_here
 from conftest import sample_photo, write_rgb
-from nst_batch.cli import app
 from videogen import make_clip, make_not_video, make_zero_frames
 
 RANDOM = ("--weights", "random")  # rows about weights leave it out: it would override the manifest's
@@ -165,20 +162,13 @@ def results(bad_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         return subprocess.run([sys.executable, "-m", "nst_batch", *args(row)], cwd=bad_tree,
                               env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
 
-    def here(row: Row) -> subprocess.CompletedProcess[str]:
-        result = CliRunner().invoke(app, args(row), env=env)
-        stderr = result.stderr
-        if result.exc_info is not None and not isinstance(result.exception, SystemExit):
-            stderr += "".join(traceback.format_exception(*result.exc_info))  # "Traceback (most recent call last)"
-        return subprocess.CompletedProcess(args(row), result.exit_code, result.stdout, stderr)
-
     results: dict[str, subprocess.CompletedProcess[str]] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         spawned = {row.id: pool.submit(in_a_process, row) for row in ROWS if row.process}
         cwd = os.getcwd()
         os.chdir(bad_tree)  # the rows name their files relative to the tree; so would a crafted pickle
         try:
-            results.update({row.id: here(row) for row in ROWS if not row.process})
+            results.update({row.id: nst_here(*args(row), env=env) for row in ROWS if not row.process})
         finally:
             os.chdir(cwd)
         results.update({key: future.result() for key, future in spawned.items()})
@@ -209,9 +199,7 @@ def test_no_code_from_a_crafted_file_ever_ran(bad_tree: Path,
 
 def test_debug_shows_the_traceback_of_a_failed_output(bad_tree: Path) -> None:
     (bad_tree / "debug.yaml").write_text(_job(input="bad", output="out/debug"), encoding="utf-8")
-    env = {**os.environ, "COLUMNS": "200", "NST_BATCH_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "nst_batch", "--debug", "run", "debug.yaml", *FAST, *RANDOM],
-                         cwd=bad_tree, env=env, capture_output=True, text=True, timeout=600)
+    res = nst_here("--debug", "run", "debug.yaml", *FAST, *RANDOM, cwd=bad_tree, env={"NST_BATCH_OFFLINE": "1"})
     assert res.returncode == 1, res.stdout + res.stderr
     assert "traceback of the failure of j/broken.png:" in res.stderr, res.stderr
     after = res.stderr.split("traceback of the failure of j/broken.png:", 1)[1]

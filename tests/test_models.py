@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from cli_helpers import nst
+from cli_helpers import nst_here
 from conftest import sample_photo, write_manifest, write_rgb
 from nst_batch.engine.vgg import (CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, LAYER_NAMES, FeatureExtractor,
                                   build_features, layer_names)
@@ -215,11 +215,11 @@ jobs:
   - {name: cats, input: photos, style: styles/starry.jpg, output: out/cats}
 """)
     fast = ["--set", "size=32", "--set", "iterations=3", "--device", "cpu", "--weights", weights]
-    wrong = nst("run", manifest, *fast, cwd=tmp_path)
+    wrong = nst_here("run", manifest, *fast, cwd=tmp_path)
     assert wrong.returncode != 0 and "set `model: vgg16`" in wrong.stdout + wrong.stderr
-    checked = nst("validate", manifest, *fast, "--set", "model=vgg16", cwd=tmp_path)
+    checked = nst_here("validate", manifest, *fast, "--set", "model=vgg16", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    res = nst("run", manifest, *fast, "--set", "model=vgg16", cwd=tmp_path)
+    res = nst_here("run", manifest, *fast, "--set", "model=vgg16", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"VGG16 from {weights}, caffe preprocessing (auto:" in res.stdout.replace("\n", " ")
     assert max(cv2.imread(str(tmp_path / "out" / "cats" / "chelsea.png")).shape[:2]) == 32

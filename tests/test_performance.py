@@ -147,7 +147,7 @@ def test_batch_size_stylizes_same_size_images_together_like_one_at_a_time(tmp_pa
 
     import cv2
 
-    from cli_helpers import nst
+    from cli_helpers import nst_here
     from conftest import write_manifest, write_rgb
 
     for name in ("astronaut.jpg", "chelsea.jpg", "coffee.jpg"):  # the same working size once cropped
@@ -161,7 +161,7 @@ jobs:
   - {name: one, input: photos, style: style.png, output: out/one}
   - {name: batched, input: photos, style: style.png, output: out/batched, batch_size: 2}
 """)
-    res = nst("run", m, "--weights", "random", "--device", "cpu", cwd=tmp_path)
+    res = nst_here("run", m, "--weights", "random", "--device", "cpu", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     records = [json.loads(line) for line in (tmp_path / "out/batched/.nst-batch/ledger.jsonl").read_text().splitlines()]
     batch = {r["key"]: r["metrics"]["batch"] for r in records if r["status"] == "done"}

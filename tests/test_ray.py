@@ -1,24 +1,30 @@
 """`--executor ray`: the same manifest gives the same outputs as the local executor, a killed worker
 loses nothing, and a segmented video has every frame and a measured seam.
 
-Each run is a real `nst-batch run` subprocess that starts its own local Ray (2 CPUs in CI).
+The first test runs the real `nst-batch run` in a subprocess that starts its own local Ray
+(2 CPUs in CI), as a user's run does. The others join one local Ray started once for the
+module (`cluster`): in this process, or, for the run that is interrupted, as a subprocess
+with --address; starting and stopping a Ray and the driver for each run cost ~9 s a run.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import cv2
 import pytest
 
-from cli_helpers import nst, output_files
+from cli_helpers import nst, nst_here, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
 from videogen import make_clip, make_not_video
 
@@ -62,9 +68,35 @@ def _video_record(root: Path) -> dict:
 def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: the same project run by the local executor."""
     root = tmp_path_factory.mktemp("local")
-    res = nst("run", _project(root), *FAST, cwd=root)
+    res = nst_here("run", _project(root), *FAST, cwd=root)
     assert res.returncode == 0, res.stdout + res.stderr
     return root
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A local Ray in this process for the module's runs to join: nst-batch's executor uses the Ray this
+    process has started (and leaves it running). Yields the environment and --address a subprocess
+    joins it with. Its token stays out of HOME, as nst-batch keeps that of a local Ray it starts."""
+    import ray
+
+    token = tmp_path_factory.mktemp("ray") / "auth-token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {"RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0", "NST_BATCH_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    with pytest.MonkeyPatch.context() as patch:  # Ray's processes (and so its workers) start with these
+        for key, value in env.items():
+            patch.setenv(key, value)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        yield {**env, "address": ray.get_runtime_context().gcs_address}
+    finally:
+        ray.shutdown()
+
+
+def _ray(cluster: dict[str, str]) -> list[str]:
+    return ["--executor", "ray", "--workers", "2", "--address", cluster["address"]]
 
 
 def test_ray_matches_local_and_measures_the_seams(tmp_path: Path, local_run: Path) -> None:
@@ -86,11 +118,11 @@ def test_ray_matches_local_and_measures_the_seams(tmp_path: Path, local_run: Pat
     assert "5 done" in res.stdout  # the summary looks as it does with local
 
 
-def test_killed_worker_is_replaced_and_nothing_is_lost(tmp_path: Path, local_run: Path) -> None:
+def test_killed_worker_is_replaced_and_nothing_is_lost(tmp_path: Path, local_run: Path,
+                                                      cluster: dict[str, str]) -> None:
     manifest = _project(tmp_path)
     marker = tmp_path / "killed.txt"
-    res = nst("run", manifest, *FAST, "--executor", "ray", "--workers", "2", cwd=tmp_path,
-              env={"NST_BATCH_CHAOS_KILL": str(marker)})
+    res = nst_here("run", manifest, *FAST, *_ray(cluster), cwd=tmp_path, env={"NST_BATCH_CHAOS_KILL": str(marker)})
     assert res.returncode == 0, res.stdout + res.stderr
     assert marker.exists(), "the chaos hook never killed a worker"
     assert output_files(tmp_path) == output_files(local_run)
@@ -110,12 +142,12 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_sigint_stops_the_workers_and_the_run_resumes(tmp_path: Path) -> None:
+def test_sigint_stops_the_workers_and_the_run_resumes(tmp_path: Path, cluster: dict[str, str]) -> None:
     manifest = _project(tmp_path, PHOTOS_ONLY)
     slow = [*FAST, "--set", "iterations=120", "--set", "tolerance=0"]
     ledger = tmp_path / "out" / "photos" / ".nst-batch" / "ledger.jsonl"
-    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "nst_batch", "run", str(manifest), *slow, "--executor", "ray", "--workers", "2"]
+    env = {**os.environ, "COLUMNS": "200", **{k: v for k, v in cluster.items() if k != "address"}}
+    args = [sys.executable, "-m", "nst_batch", "run", str(manifest), *slow, *_ray(cluster)]
     with subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc:
         deadline = time.monotonic() + 240
@@ -129,16 +161,15 @@ def test_sigint_stops_the_workers_and_the_run_resumes(tmp_path: Path) -> None:
     done = sum('"done"' in line for line in ledger.read_text().splitlines())
     assert 1 <= done < 4
     assert not list((tmp_path / "out").rglob("*.partial-*"))
-    again = nst("run", manifest, *slow, "--executor", "ray", "--workers", "2", cwd=tmp_path)
+    again = nst_here("run", manifest, *slow, *_ray(cluster), cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"job photos: {4 - done} done, {done} skipped, 0 failed" in again.stdout
 
 
-def test_a_bad_video_fails_alone_on_ray(tmp_path: Path) -> None:
+def test_a_bad_video_fails_alone_on_ray(tmp_path: Path, cluster: dict[str, str]) -> None:
     manifest = _project(tmp_path, PHOTOS_ONLY)
     make_not_video(tmp_path / "photos" / "broken.mp4")  # a folder job's video unit, to be segmented
-    res = nst("run", manifest, *FAST, "--set", "video.segment_frames=4", "--executor", "ray", "--workers", "2",
-              cwd=tmp_path)
+    res = nst_here("run", manifest, *FAST, "--set", "video.segment_frames=4", *_ray(cluster), cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "failed: photos/broken.mp4" in res.stdout and "Traceback" not in res.stdout + res.stderr
     assert "4 done, 0 skipped, 1 failed" in res.stdout

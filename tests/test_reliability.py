@@ -1,7 +1,9 @@
 """Overnight reliability: kill -9 and resume byte for byte, SIGINT/SIGTERM, injected faults, locks, status.
 
-Subprocess tests run the real command (`python -m nst_batch run ...`) and compare
-every output with an uninterrupted run of the same tree, byte for byte. Faults a
+Runs that are killed, interrupted, locked or given a fault run the real command in a
+subprocess (`python -m nst_batch run ...`); the uninterrupted reference run, the runs to
+the end after them and `status` run the same command in this process (`nst_here`: no
+interpreter and torch to start). Every output is compared with the reference, byte for byte. Faults a
 real run cannot be made to hit on demand (out of memory, a unit that raises, a
 full disk) are injected in-process around the real executor, or, for the CLI, by a
 `sitecustomize` shim that the test puts on PYTHONPATH (no hook in the package).
@@ -35,7 +37,7 @@ import cv2
 import pytest
 import torch
 
-from cli_helpers import nst, output_files
+from cli_helpers import nst, nst_here, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
 from nst_batch.errors import NstBatchError
 from nst_batch.events import Event, Notice, RunSummary
@@ -107,7 +109,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(pristine: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """The outputs of one uninterrupted run of p.yaml."""
     root = _copy(pristine, tmp_path_factory.mktemp("reference"))
-    res = _nst("run", "p.yaml", *ARGS, cwd=root)
+    res = nst_here("run", "p.yaml", *ARGS, cwd=root)
     assert res.returncode == 0, res.stdout + res.stderr
     outputs = output_files(root)
     assert sorted(outputs) == sorted([f"photos/{p}" for p in PHOTOS] + ["clip.mp4"])
@@ -245,7 +247,7 @@ class Spawned:
 
 
 def _run_to_the_end(root: Path, manifest: str) -> subprocess.CompletedProcess[str]:
-    res = _nst("run", manifest, *ARGS, cwd=root)
+    res = nst_here("run", manifest, *ARGS, cwd=root)
     assert res.returncode == 0, res.stdout + res.stderr
     return res
 
@@ -296,7 +298,7 @@ def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_outputs(tree: Path,
     assert len(frame_records) == len(set(frame_records)), f"a frame was recorded twice: {frame_records}"
 
     # 5. To the end.
-    last = _nst("run", "p.yaml", *ARGS, cwd=tree)
+    last = nst_here("run", "p.yaml", *ARGS, cwd=tree)
     assert last.returncode == 0, last.stdout + last.stderr
     assert f"1 done, {len(PHOTOS)} skipped, 0 failed" in last.stdout
     video = [r for r in _records(clip_ledger) if r["status"] == "done"]
@@ -393,7 +395,7 @@ def test_a_second_run_on_the_same_outputs_refuses(tree: Path, reference: dict[st
 
 def _status(root: Path, manifest: str) -> dict[str, tuple[int, int, int]]:
     """`nst-batch status` (with the options of `run`, --weights included) → {job: (done, pending, failed)}."""
-    res = _nst("status", manifest, *ARGS, cwd=root)
+    res = nst_here("status", manifest, *ARGS, cwd=root)
     assert res.returncode == 0, res.stdout + res.stderr
     counts = {}
     for line in res.stdout.splitlines():
@@ -445,7 +447,7 @@ def test_changed_input_redoes_that_output_only_and_force_redoes_all(tree: Path, 
     after = _mtimes([photos / p for p in PHOTOS])
     assert [p.name for p in after if after[p] != before[p]] == ["p2.png"]
 
-    forced = _nst("run", "images.yaml", *ARGS, "--force", cwd=tree)
+    forced = nst_here("run", "images.yaml", *ARGS, "--force", cwd=tree)
     assert forced.returncode == 0 and "5 done, 0 skipped, 0 failed" in forced.stdout
     assert all(p.stat().st_mtime_ns > after[p] for p in after)
     assert output_files(tree) == {k: v for k, v in reference.items() if k.startswith("photos/")}

@@ -1,4 +1,4 @@
-"""End to end through the real command: image folders, a blended style, validate, resume, failures."""
+"""End to end through the command (in this process): image folders, a blended style, validate, resume, failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from cli_helpers import nst
+from cli_helpers import nst_here
 from conftest import write_manifest
 
 FAST = ["--set", "size=64", "--set", "iterations=4", "--weights", "random", "--device", "cpu"]
@@ -37,7 +37,7 @@ jobs:
 
 
 def test_run_folder_and_blend(manifest: Path, tmp_path: Path) -> None:
-    result = nst("run", manifest, *FAST, cwd=tmp_path)
+    result = nst_here("run", manifest, *FAST, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = tmp_path / "out"
     sources = {"folder/astronaut.png": "astronaut.jpg", "folder/chelsea.png": "chelsea.png",
@@ -56,37 +56,37 @@ def test_run_folder_and_blend(manifest: Path, tmp_path: Path) -> None:
     assert "RANDOM weights" in result.stdout  # never silent about untrained weights
     assert "4 done, 0 skipped, 0 failed" in result.stdout
 
-    again = nst("run", manifest, *FAST, cwd=tmp_path)
+    again = nst_here("run", manifest, *FAST, cwd=tmp_path)
     assert again.returncode == 0 and "0 done, 4 skipped, 0 failed" in again.stdout
-    changed = nst("run", manifest, *FAST, "--set", "seed=3", cwd=tmp_path)
+    changed = nst_here("run", manifest, *FAST, "--set", "seed=3", cwd=tmp_path)
     assert "4 done, 0 skipped" in changed.stdout  # changed settings redo the outputs
-    forced = nst("run", manifest, *FAST, "--set", "seed=3", "--force", cwd=tmp_path)
+    forced = nst_here("run", manifest, *FAST, "--set", "seed=3", "--force", cwd=tmp_path)
     assert "4 done, 0 skipped" in forced.stdout
 
 
 def test_bad_image_fails_alone(manifest: Path, tmp_path: Path) -> None:
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
-    result = nst("run", manifest, *FAST, cwd=tmp_path)
+    result = nst_here("run", manifest, *FAST, cwd=tmp_path)
     assert result.returncode == 1
     assert "broken.jpg" in result.stdout and "cannot decode" in result.stdout
     assert (tmp_path / "out" / "folder" / "sub" / "coffee.png").exists()  # the rest of the night went on
     assert "Traceback" not in result.stdout + result.stderr
-    status = nst("status", manifest, *FAST[:4], cwd=tmp_path)
+    status = nst_here("status", manifest, *FAST[:4], cwd=tmp_path)
     assert status.returncode == 0 and "folder" in status.stdout
 
 
 def test_validate(manifest: Path, tmp_path: Path) -> None:
-    ok = nst("validate", manifest, "--weights", "random", cwd=tmp_path)
+    ok = nst_here("validate", manifest, "--weights", "random", cwd=tmp_path)
     assert ok.returncode == 0 and "manifest OK" in ok.stdout and "folder" in ok.stdout
-    no_weights = nst("validate", manifest, cwd=tmp_path)
+    no_weights = nst_here("validate", manifest, cwd=tmp_path)
     assert no_weights.returncode == 2 and "nst-batch weights import" in no_weights.stderr
-    cuda = nst("validate", manifest, "--weights", "random", "--device", "cuda", cwd=tmp_path)
+    cuda = nst_here("validate", manifest, "--weights", "random", "--device", "cuda", cwd=tmp_path)
     assert cuda.returncode == 2 and "CUDA is not available" in cuda.stderr
     bad = write_manifest(tmp_path / "bad.yaml", "version: 1\njobs:\n  - input: photos\n    style: styles/starry.jpg\n"
                                                 "    output: o\n    optimizer: sgd\n")
-    res = nst("validate", bad, cwd=tmp_path)
+    res = nst_here("validate", bad, cwd=tmp_path)
     assert res.returncode == 2 and "bad.yaml:6: jobs[0].optimizer" in res.stderr and "Traceback" not in res.stderr
-    debug = nst("--debug", "validate", bad, cwd=tmp_path)
+    debug = nst_here("--debug", "validate", bad, cwd=tmp_path)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
@@ -100,7 +100,7 @@ jobs:
   - {name: blocked, input: photos/chelsea.png, style: styles/starry.jpg, output: blocker/out}
   - {name: fine, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/f}
 """)
-    res = nst("run", m, *FAST, cwd=tmp_path)
+    res = nst_here("run", m, *FAST, cwd=tmp_path)
     assert res.returncode == 1 and "holds no images or videos" in res.stdout
     assert "blocker" in res.stdout and "not writable" in res.stdout
     assert (tmp_path / "out" / "f" / "astronaut.png").exists()
@@ -114,7 +114,7 @@ jobs:
   - {name: kept, input: photos/astronaut.jpg, style: styles/starry.jpg, output: out/kept,
      preserve_colors: true, output_size: original}
 """)
-    res = nst("run", m, *FAST, "--set", "iterations=8", "--set", "style_weight=1e9", cwd=tmp_path)
+    res = nst_here("run", m, *FAST, "--set", "iterations=8", "--set", "style_weight=1e9", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     content = cv2.imread(str(tmp_path / "photos" / "astronaut.jpg"))
     kept = cv2.imread(str(tmp_path / "out" / "kept" / "astronaut.png"))
@@ -142,8 +142,8 @@ version: 1
 jobs:
   - {name: mixed, input: mixed, style: styles/starry.jpg, output: out, size: original}
 """)
-    res = nst("run", m, "--set", "iterations=2", "--set", "video.first_iterations=2", "--set", "video.iterations=1",
-              "--weights", "random", "--device", "cpu", cwd=tmp_path)
+    res = nst_here("run", m, "--set", "iterations=2", "--set", "video.first_iterations=2",
+                   "--set", "video.iterations=1", "--weights", "random", "--device", "cpu", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     for name in ("wide.png", "tall.png"):
         assert cv2.imread(str(tmp_path / "out" / name)).shape == cv2.imread(str(tmp_path / "mixed" / name)).shape

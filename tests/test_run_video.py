@@ -7,7 +7,7 @@ from pathlib import Path
 
 import av
 
-from cli_helpers import nst
+from cli_helpers import nst_here
 from conftest import write_manifest
 from videogen import make_clip, make_not_video, make_truncated, make_zero_frames
 
@@ -40,7 +40,7 @@ version: 1
 jobs:
   - {name: clip, input: clip.mp4, style: styles/starry.jpg, output: out/clip.mp4}
 """)
-    res = nst("run", m, *FAST, cwd=tmp_path)
+    res = nst_here("run", m, *FAST, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     info = _probe(tmp_path / "out" / "clip.mp4")
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
@@ -67,7 +67,7 @@ jobs:
   - {name: phone, input: phone.mp4, style: styles/starry.jpg, output: out/phone.mp4}
   - {name: cut, input: cut.mp4, style: styles/starry.jpg, output: out/cut.mp4}
 """)
-    res = nst("run", m, *FAST, cwd=tmp_path)
+    res = nst_here("run", m, *FAST, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     silent = _probe(tmp_path / "out" / "silent.mp4")
     assert silent["frames"] == 12 and not silent["audio"]
@@ -92,7 +92,7 @@ jobs:
   - {name: empty, input: empty.avi, style: styles/starry.jpg, output: out/empty.mp4}
   - {name: good, input: good.mp4, style: styles/starry.jpg, output: out/good.mp4}
 """)
-    res = nst("run", m, *FAST, cwd=tmp_path)
+    res = nst_here("run", m, *FAST, cwd=tmp_path)
     assert res.returncode == 1
     text = res.stdout
     assert "text.mp4" in text and "truncated" in text and "empty.avi" in text

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from cli_helpers import nst
+from cli_helpers import nst_here
 from nst_batch.errors import WeightsError
 from nst_batch.weights import cache_path, import_weights, load_features, load_state_dict_file
 
@@ -21,6 +21,15 @@ def torchvision_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "vgg19-random.pth"
     torch.save(torchvision.models.vgg19(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A full VGG16 state dict of random values, in torchvision's own format (read, never changed)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w16") / "vgg16-random.pth"
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), path)
     return path
 
 
@@ -37,11 +46,9 @@ def test_full_and_features_only_files_load(torchvision_file: Path, tmp_path: Pat
     assert loaded.model == "vgg19" and f"VGG19 from {only}" in loaded.description
 
 
-def test_wrong_files_are_refused(tmp_path: Path) -> None:
-    vgg16 = tmp_path / "vgg16.pth"
-    torch.save(torchvision.models.vgg16(weights=None).state_dict(), vgg16)
+def test_wrong_files_are_refused(tmp_path: Path, vgg16_file: Path) -> None:
     with pytest.raises(WeightsError, match=r"a VGG16 state dict, but `model` is vgg19: set `model: vgg16`"):
-        load_state_dict_file(vgg16)
+        load_state_dict_file(vgg16_file)
     small = tmp_path / "small.pth"
     torch.save({"0.weight": torch.zeros(64, 3, 3, 3)}, small)
     with pytest.raises(WeightsError, match="not a VGG19 state dict"):
@@ -90,22 +97,20 @@ def test_random_weights_are_seeded() -> None:
     assert torch.equal(a[0].weight, b[0].weight) and not torch.equal(a[0].weight, c[0].weight)
 
 
-def test_weights_commands(torchvision_file: Path, tmp_path: Path) -> None:
+def test_weights_commands(torchvision_file: Path, vgg16_file: Path, tmp_path: Path) -> None:
     env = {"TORCH_HOME": str(tmp_path / "th")}
-    info = nst("weights", "info", env=env)
+    info = nst_here("weights", "info", env=env)
     assert info.returncode == 1 and "missing" in info.stdout
-    imp = nst("weights", "import", torchvision_file, env=env)
+    imp = nst_here("weights", "import", torchvision_file, env=env)
     assert imp.returncode == 0, imp.stderr
     assert (tmp_path / "th" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").exists()
-    info = nst("weights", "info", env=env)
+    info = nst_here("weights", "info", env=env)
     assert info.returncode == 0 and "present" in info.stdout and "NOT torchvision's official" in info.stdout
-    vgg16 = tmp_path / "vgg16-random.pth"
-    torch.save(torchvision.models.vgg16(weights=None).state_dict(), vgg16)
-    imp = nst("weights", "import", vgg16, env=env)
+    imp = nst_here("weights", "import", vgg16_file, env=env)
     assert imp.returncode == 0 and "model: vgg16" in imp.stdout, imp.stderr
     assert (tmp_path / "th" / "hub" / "checkpoints" / "vgg16-397923af.pth").exists()
-    assert "vgg16-397923af.pth" in nst("weights", "info", env=env).stdout
-    bad = nst("weights", "import", tmp_path / "nothing.pth", env=env)
+    assert "vgg16-397923af.pth" in nst_here("weights", "info", env=env).stdout
+    bad = nst_here("weights", "import", tmp_path / "nothing.pth", env=env)
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -121,7 +126,7 @@ jobs:
   - {name: c, input: photos/chelsea.png, style: styles/starry.jpg, output: out/c}
   - {name: d, input: photos/chelsea.png, style: styles/starry.jpg, output: out/d, weights: random}
 """)
-    res = nst("run", "p.yaml", "--set", "size=32", cwd=tmp_path)
+    res = nst_here("run", "p.yaml", "--set", "size=32", cwd=tmp_path)
     output = res.stdout + res.stderr
     assert res.returncode == 2, output
     assert output.count("weights not found") == 1 and "Traceback" not in output, output

@@ -290,6 +290,17 @@ def plan(
         table.add_row(est.job, str(est.units), str(plan_.job.settings.size), str(est.iterations),
                       f"{est.seconds_per_iteration:.3f}", _duration(est.seconds))
     out.print(table)
+    memory = Table(title="memory: each output's plan, as a run would choose it now")
+    for col in ("job", "output", "working size", "estimate GiB", "budget GiB", "plan"):
+        memory.add_column(col, justify="right" if "GiB" in col else "left")
+    for est in estimates:
+        for o in est.outputs:
+            if isinstance(o.plan, str):  # nothing fits: the run will fail this output at once, saying so
+                memory.add_row(est.job, o.key, f"{o.width}x{o.height}", "-", "-", f"[red]{o.plan}[/red]")
+            else:
+                memory.add_row(est.job, o.key, f"{o.width}x{o.height}", f"{o.plan.estimate / 1024 ** 3:.2f}",
+                               f"{o.plan.budget / 1024 ** 3:.2f}", o.plan.name)
+    out.print(memory)
     for plan_ in plans:
         if plan_.ignored:
             out.print(f"ignored: {plan_.job.name}: {ignored_text(plan_.ignored)} "

@@ -1,26 +1,38 @@
-"""How long a manifest will take: iterations counted from the plan, seconds per iteration
-measured by a short calibration on the chosen device (random weights: the same arithmetic)."""
+"""How long a manifest will take and how much memory each output needs: iterations counted from
+the plan, seconds per iteration measured by a short calibration on the chosen device (random
+weights: the same arithmetic), each output's memory plan as the run will choose it now."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from nst_batch.device import resolve_device
-from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, schedule, style_grams, stylize
+from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, build_features, schedule, style_grams,
+                              stylize)
+from nst_batch.engine.tiles import tile_boxes, tile_overlap
 from nst_batch.media.images import longest_side_shape, read_image
 from nst_batch.media.video import probe_video
+from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
 from nst_batch.plan import JobPlan
 from nst_batch.settings import working_side
 from nst_batch.video.segments import expected_frames
 from nst_batch.weights import load_features
 
-__all__ = ["JobEstimate", "estimate"]
+__all__ = ["OutputEstimate", "JobEstimate", "estimate"]
 
 _CALIBRATION_ITERATIONS = 3
+
+
+@dataclass(frozen=True)
+class OutputEstimate:
+    key: str
+    height: int  # working size
+    width: int
+    plan: MemoryPlan | str  # the memory plan, or why none fits
 
 
 @dataclass(frozen=True)
@@ -30,10 +42,12 @@ class JobEstimate:
     iterations: int
     seconds_per_iteration: float
     seconds: float
+    outputs: list[OutputEstimate] = field(default_factory=list)
 
 
 def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
     features: dict[str, torch.nn.Sequential] = {}  # by model, loaded when first needed
+    layouts: dict[str, torch.nn.Sequential] = {}
     timings: dict[tuple[object, ...], tuple[float, float]] = {}
     out = []
     for plan in plans:
@@ -41,6 +55,11 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
         device = resolve_device(s.device)
         total_iterations = 0
         shapes: list[tuple[int, int, int]] = []  # (height, width, iterations)
+        if s.model not in layouts:  # for the memory plan: the layers' shapes, no weights needed
+            layouts[s.model] = build_features(s.model)
+        extractor = FeatureExtractor(layouts[s.model], set(s.content_layers) | set(s.style_layers), model=s.model)
+        budget = int(budget_bytes(device, s.memory_limit))
+        outputs = []
         for unit in plan.units:
             if unit.kind == "video":
                 info = probe_video(unit.src)
@@ -54,12 +73,23 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
                 height, width = read_image(unit.src).shape[:2]
                 h, w = longest_side_shape(height, width, working_side(s.size, height, width))
                 n = _cost(s.scales, s.iterations)
+            try:
+                memory: MemoryPlan | str = choose_plan(
+                    extractor, height=h, width=w, budget=budget, device=device, optimizer=s.optimizer,
+                    iterations=s.iterations if unit.kind == "image" else s.video.first_iterations,
+                    content_layers=s.content_layers, temporal=unit.kind == "video", memory_saving=s.memory_saving)
+            except NoPlanFits as exc:
+                memory = str(exc)
+            outputs.append(OutputEstimate(unit.key, h, w, memory))
+            if isinstance(memory, MemoryPlan) and memory.tile is not None:  # tiles overlap; the coarse pass
+                n = round(n * _tiled_area(h, w, memory.tile))
             shapes.append((h, w, n))
             total_iterations += n
         seconds = 0.0
-        # One calibration per working size (at a 4:3 picture; 512 px for `size: original`); other
-        # shapes scale with their area, as the convolutions' cost does.
-        ref_side = 512 if s.size == "original" else s.size
+        # One calibration per working size (at a 4:3 picture; for `size: original` at the job's largest
+        # side, at most 512 px); other shapes scale with their area, as the convolutions' cost does.
+        largest = max((max(h, w) for h, w, _ in shapes), default=512)
+        ref_side = min(512, max(16, largest)) if s.size == "original" else s.size
         key = (str(device), ref_side, s.model, s.content_layers, s.style_layers, s.optimizer)
         ref_h, ref_w = ref_side * 3 // 4, ref_side
         if key not in timings:
@@ -71,8 +101,14 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
         for h, w, n in shapes:
             seconds += (overhead + n * per_iteration) * (h * w) / (ref_h * ref_w)
         per = seconds / total_iterations if total_iterations else 0.0
-        out.append(JobEstimate(plan.job.name, len(plan.units), total_iterations, per, seconds))
+        out.append(JobEstimate(plan.job.name, len(plan.units), total_iterations, per, seconds, outputs))
     return out
+
+
+def _tiled_area(h: int, w: int, tile: int) -> float:
+    """The pixels tiles optimise (overlaps counted twice, the coarse pass at the tile's size) per pixel."""
+    boxes = tile_boxes(h, w, tile, tile_overlap(tile))
+    return (sum(b.height * b.width for b in boxes) + min(h * w, tile * tile)) / (h * w)
 
 
 def _cost(scales: Sequence[float], iterations: int) -> int:

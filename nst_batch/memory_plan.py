@@ -52,10 +52,14 @@ class MemoryPlan:
     def memory_saving(self) -> bool:
         return self.kind != "plain"
 
+    @property
+    def name(self) -> str:
+        """"plain", "memory_saving" or "tiles of 1024 px"."""
+        return f"tiles of {self.tile} px" if self.kind == "tiles" else self.kind
+
     def describe(self) -> str:
         """"tiles of 1024 px (est. 5.2 GiB of 6.8 GiB)"."""
-        what = {"plain": "plain", "memory_saving": "memory_saving"}.get(self.kind, f"tiles of {self.tile} px")
-        return f"{what} (est. {self.estimate / GIB:.1f} GiB of {self.budget / GIB:.1f} GiB)"
+        return f"{self.name} (est. {_gib(self.estimate)} GiB of {_gib(self.budget)} GiB)"
 
     def as_metrics(self) -> dict[str, object]:
         out: dict[str, object] = {"plan": self.kind, "estimate_gib": round(self.estimate / GIB, 3),
@@ -150,7 +154,10 @@ def choose_plan(extractor: FeatureExtractor, *, height: int, width: int, budget:
         if side >= MIN_TILE:
             th, tw = min(side, height), min(side, width)
             return MemoryPlan("tiles", need(th, tw, False) + held, budget, tile=side)
-    needs = "even tiles of {MIN_TILE} px do not fit" if allow_tiles and batch == 1 else "tiles are for images"
-    raise NoPlanFits(f"a {width}x{height} picture needs about {whole / GIB:.1f} GiB with memory_saving and "
-                     f"{budget / GIB:.1f} GiB is free ({needs}); free memory, lower `size`, or raise `memory_limit`"
-                     .replace("{MIN_TILE}", str(MIN_TILE)))
+    needs = f"even tiles of {MIN_TILE} px do not fit" if allow_tiles and batch == 1 else "a batch is not tiled"
+    raise NoPlanFits(f"a {width}x{height} picture needs about {_gib(whole)} GiB with memory_saving and "
+                     f"{_gib(budget)} GiB is free ({needs}); free memory, lower `size`, or raise `memory_limit`")
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f}" if n >= GIB else f"{n / GIB:.2f}"

@@ -91,7 +91,7 @@ class ProgressView:
             extra = f", {flicker}" if flicker else ""
             plan = event.metrics.get("memory") or {}
             if plan.get("plan", "plain") != "plain":  # the usual plan goes to the ledger only
-                extra += f", {plan['plan']}" + (f" (tiles of {plan['tile']} px)" if plan.get("tile") else "")
+                extra += f", tiles of {plan['tile']} px" if plan.get("tile") else f", {plan['plan']}"
             used = [k for k in event.metrics.get("memory_plans") or {} if k != "plain"]
             if used:
                 extra += ", frames in " + " and ".join(used)

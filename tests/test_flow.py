@@ -51,6 +51,20 @@ def test_compute_flow_follows_translation() -> None:
     assert np.median(backward[..., 1]) == pytest.approx(-dy, abs=0.25)
 
 
+def test_compute_flow_does_not_depend_on_what_was_computed_before() -> None:
+    """A resumed run (a fresh process) must make the frames an uninterrupted one made: OpenCV's DIS object
+    carries state from one call to the next (a smaller frame before, or other frames of the same size)."""
+    def pair(width: int, height: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        frame = videogen.texture(width, height, seed=seed)
+        return frame, np.roll(frame, 2, axis=1)
+
+    first = [compute_flow(*pair(w, h, 1)) for w, h in ((64, 48), (40, 30))]
+    for w, h, seed in ((32, 24, 2), (40, 30, 3), (64, 48, 4), (128, 96, 5)):  # other sizes and frames between
+        compute_flow(*pair(w, h, seed))
+    again = [compute_flow(*pair(w, h, 1)) for w, h in ((64, 48), (40, 30))]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
 def test_warp_of_previous_frame_matches_current() -> None:
     prev, cur = videogen.pattern(5, WIDTH, HEIGHT), videogen.pattern(6, WIDTH, HEIGHT)
     result = flow_between(prev, cur)

@@ -15,22 +15,22 @@ from nst_batch.errors import WeightsError
 from nst_batch.weights import cache_path, import_weights, load_features, load_state_dict_file
 
 
+def _random_file(tmp_path_factory: pytest.TempPathFactory, model: str) -> Path:
+    """A full `model` state dict of random values, in torchvision's own format (tests read it, never change it)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / f"{model}-random.pth"
+    torch.save(getattr(torchvision.models, model)(weights=None).state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def torchvision_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A full VGG19 state dict of random values, in torchvision's own format."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "vgg19-random.pth"
-    torch.save(torchvision.models.vgg19(weights=None).state_dict(), path)
-    return path
+    return _random_file(tmp_path_factory, "vgg19")
 
 
 @pytest.fixture(scope="module")
 def vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A full VGG16 state dict of random values, in torchvision's own format (read, never changed)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w16") / "vgg16-random.pth"
-    torch.save(torchvision.models.vgg16(weights=None).state_dict(), path)
-    return path
+    return _random_file(tmp_path_factory, "vgg16")
 
 
 def test_full_and_features_only_files_load(torchvision_file: Path, tmp_path: Path) -> None:

@@ -182,21 +182,21 @@ def _run(jobs: tuple[Job, ...]) -> tuple[int, int, dict[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("exc", [RuntimeError(MPS_OOM), RuntimeError(CPU_OOM), MemoryError()],
                          ids=["mps", "cpu-allocator", "MemoryError"])
-def test_out_of_memory_anywhere_earns_one_smaller_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_out_of_memory_anywhere_earns_one_retry_in_less_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        exc: BaseException) -> None:
     real = local.stylize_image_file
-    calls: list[tuple[str, int | str]] = []
+    calls: list[tuple[str, float]] = []
 
     def stylize_once_out_of_memory(ctx: Any, src: Path, dst: Path, **kwargs: Any) -> Any:
-        calls.append((src.name, ctx.job.settings.size))
-        if calls == [("a.png", 32)]:
+        calls.append((src.name, ctx.job.memory_share))
+        if calls == [("a.png", 1.0)]:
             raise exc
         return real(ctx, src, dst, **kwargs)
 
     monkeypatch.setattr(local, "stylize_image_file", stylize_once_out_of_memory)
     done, failed, records = _run(_jobs(tmp_path))
     assert (done, failed) == (2, 0), records
-    assert calls == [("a.png", 32), ("a.png", 24), ("b.png", 32)]  # once more, at 3/4 size; b untouched
+    assert calls == [("a.png", 1.0), ("a.png", 0.5), ("b.png", 1.0)]  # once more, in half the memory; b untouched
     assert records["a.png"]["metrics"]["retried"] == f"{type(exc).__name__}: {exc}"
     assert "retried" not in records["b.png"]["metrics"]
 

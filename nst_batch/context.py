@@ -8,7 +8,8 @@ already at their working size. Files are image_job.py's and the video package's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
 
 
+STYLE_PIECE = 1024  # style images bigger than this a side give their Grams piece by piece (memory)
 # Tiles of a cold start begin from the whole picture stylized at the tile's size (BENCHMARKS.md, "Tiles":
 # it halves the seams' visibility). False: each tile begins from the content (a bench arm).
 COARSE_PASS = True
@@ -73,6 +75,7 @@ class JobContext:
     _grams: dict[tuple[int, float], dict[str, torch.Tensor]] = field(default_factory=dict)  # by (side, scale)
     _saving: FeatureExtractor | None = None  # the extractor with the other `memory_saving`, made when a plan asks
     last_plan: MemoryPlan | None = None  # the memory plan of the last picture stylized (for the log and ledger)
+    pinned: MemoryPlan | None = None  # a video's one plan for all its frames (set by the frame loop)
 
     @classmethod
     def create(cls, job: Job, models: ModelCache) -> JobContext:
@@ -106,13 +109,14 @@ class JobContext:
             s = self.job.settings
             if side not in self._styles:
                 self._styles.clear()  # `size: original`: keep one size of style pixels, not one per photo
+                self._grams = {k: v for k, v in self._grams.items() if k[0] == side}
                 style_size = max(16, round(side * s.style_scale))
                 self._styles[side] = [(to_tensor(resize_longest(img, style_size), self.device), w)
                                       for img, w in self.style_images]
             styles = self._styles[side]
             if scale != 1.0:
                 styles = [(resize(img, scaled_size(img, scale)), w) for img, w in styles]
-            self._grams[key] = style_grams(self.extractor, styles, s.style_layers, precision=s.precision)
+            self._grams[key] = _style_grams_in_pieces(self.extractor, styles, s.style_layers, precision=s.precision)
         return self._grams[key]
 
     def plan_for(self, content: torch.Tensor, *, iterations: int, temporal: bool) -> MemoryPlan:
@@ -135,6 +139,16 @@ class JobContext:
                 raise BatchTooBig(str(exc)) from None
             raise
 
+    @contextmanager
+    def one_plan(self, shape: tuple[int, int], *, iterations: int, temporal: bool) -> Iterator[MemoryPlan]:
+        """Within: every picture uses the one plan made now for pictures of `shape` (h, w) (a video's frames)."""
+        self.pinned = self.plan_for(torch.empty((1, 3, *shape), device="meta"), iterations=iterations,
+                                    temporal=temporal)
+        try:
+            yield self.pinned
+        finally:
+            self.pinned = None
+
     def extractor_with(self, *, memory_saving: bool) -> FeatureExtractor:
         """The job's extractor, recomputing activations in the backward pass or not (the same weights)."""
         if self.extractor.memory_saving == memory_saving:
@@ -142,6 +156,8 @@ class JobContext:
         if self._saving is None:
             self._saving = copy.copy(self.extractor)  # shares the layers and buffers; only the flag differs
             self._saving.memory_saving = memory_saving
+            if self.job.settings.compile:  # a copy drops the compiled forward
+                self._saving.compile()
         return self._saving
 
     def initial_image(self, content: torch.Tensor) -> torch.Tensor:
@@ -154,6 +170,38 @@ class JobContext:
             return torch.rand((1, *content.shape[1:]), generator=gen).to(content.device).expand_as(content).clone()
         h, w = content.shape[-2:]
         return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device).expand_as(content).clone()
+
+
+def _style_grams_in_pieces(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor, float]],
+                           layers: Sequence[str], *, precision: str) -> dict[str, torch.Tensor]:
+    """`style_grams`, with a style image bigger than `STYLE_PIECE` px a side taken in pieces of at most that.
+
+    A Gram is a mean over positions, so the whole image's is the pieces' weighted by their area (exact
+    but for the VGG's padding at the pieces' borders). Memory stays that of one piece: at `size: original`
+    on a 4096 px photo the style image's forward alone would need about 14 GB.
+    """
+    if all(max(img.shape[-2:]) <= STYLE_PIECE for img, _ in styles):
+        return style_grams(extractor, styles, layers, precision=precision)
+    total = sum(w for _, w in styles)
+    out: dict[str, torch.Tensor] = {}
+    for image, weight in styles:
+        h, w = image.shape[-2:]
+        for box in _pieces(h, w):
+            share = weight / total * box.height * box.width / (h * w)
+            for name, g in style_grams(extractor, [(box.of(image), 1.0)], layers, precision=precision).items():
+                out[name] = out[name] + g * share if name in out else g * share
+    return out
+
+
+def _pieces(h: int, w: int) -> list[Box]:
+    """Boxes of at most STYLE_PIECE px a side, sides multiples of 16 (whole pooling cells), tiling h x w."""
+    def cuts(size: int) -> list[tuple[int, int]]:
+        count = -(-size // STYLE_PIECE)
+        step = -(-size // count)
+        step += -step % 16
+        return [(start, min(step, size - start)) for start in range(0, size, step)]
+
+    return [Box(top, left, bh, bw) for top, bh in cuts(h) for left, bw in cuts(w)]
 
 
 def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, init: torch.Tensor | None = None,
@@ -175,7 +223,7 @@ def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations:
              should_stop: StopFn | None = None) -> Result:
     content = torch.cat([to_tensor(rgb, ctx.device) for rgb in contents_rgb])  # (B, 3, H, W)
     side = ctx.side(contents_rgb[0])
-    plan = ctx.last_plan = ctx.plan_for(content, iterations=iterations, temporal=temporal is not None)
+    plan = ctx.last_plan = ctx.pinned or ctx.plan_for(content, iterations=iterations, temporal=temporal is not None)
     if plan.kind == "tiles":
         assert plan.tile is not None
         return _stylize_tiled(ctx, content, side, plan.tile, iterations=iterations, init=init, temporal=temporal,

@@ -57,7 +57,8 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
         shapes: list[tuple[int, int, int]] = []  # (height, width, iterations)
         if s.model not in layouts:  # for the memory plan: the layers' shapes, no weights needed
             layouts[s.model] = build_features(s.model)
-        extractor = FeatureExtractor(layouts[s.model], set(s.content_layers) | set(s.style_layers), model=s.model)
+        extractor = FeatureExtractor(layouts[s.model], set(s.content_layers) | set(s.style_layers), model=s.model,
+                                     pooling=s.pooling)
         budget = int(budget_bytes(device, s.memory_limit))
         outputs = []
         for unit in plan.units:
@@ -81,8 +82,8 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
             except NoPlanFits as exc:
                 memory = str(exc)
             outputs.append(OutputEstimate(unit.key, h, w, memory))
-            if isinstance(memory, MemoryPlan) and memory.tile is not None:  # tiles overlap; the coarse pass
-                n = round(n * _tiled_area(h, w, memory.tile))
+            if isinstance(memory, MemoryPlan) and memory.tile is not None:
+                n = _tiled_cost(h, w, memory.tile, s.iterations, n, cold=unit.kind == "image")
             shapes.append((h, w, n))
             total_iterations += n
         seconds = 0.0
@@ -105,10 +106,17 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
     return out
 
 
-def _tiled_area(h: int, w: int, tile: int) -> float:
-    """The pixels tiles optimise (overlaps counted twice, the coarse pass at the tile's size) per pixel."""
+def _tiled_cost(h: int, w: int, tile: int, iterations: int, whole: int, *, cold: bool) -> int:
+    """Full-size iterations of a tiled picture: every tile of a photo runs `iterations` at full size (overlaps
+    counted twice) after the coarse pass (`whole`, the untiled cost, shrunk to the tile's size); a video's
+    frames (`cold` False) cost `whole` times the tiles' area."""
     boxes = tile_boxes(h, w, tile, tile_overlap(tile))
-    return (sum(b.height * b.width for b in boxes) + min(h * w, tile * tile)) / (h * w)
+    area = sum(b.height * b.width for b in boxes) / (h * w)
+    if not cold:
+        return round(whole * area)
+    tiles = iterations * area
+    coarse = whole * min(1.0, tile * tile / (h * w)) if cold else 0.0
+    return round(tiles + coarse)
 
 
 def _cost(scales: Sequence[float], iterations: int) -> int:

@@ -97,16 +97,19 @@ def _meminfo(field: str) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def _cgroup_room() -> int | None:
-    """Room left under a cgroup v2 memory limit (containers), or None when there is no limit."""
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit == "max":
+def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Room left under a container's memory limit (cgroup v2, or v1), or None when there is no limit."""
+    for limit_file, used_file in (("memory.max", "memory.current"),
+                                  ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (root / limit_file).read_text().strip()
+            used = int((root / used_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as a huge number
             return None
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
         return max(0, int(limit) - used)
-    except (OSError, ValueError):
-        return None
+    return None
 
 
 def budget_bytes(device: torch.device, memory_limit: float | None) -> int:
@@ -148,7 +151,8 @@ def choose_plan(extractor: FeatureExtractor, *, height: int, width: int, budget:
     whole = need(height, width, True)
     if allow_tiles and batch == 1:
         per_pixel = (need(256, 256, False) - fixed) / (256 * 256)  # plain tiles: the fastest that fits
-        held = WHOLE_PICTURES * 3 * 4 * height * width  # the whole picture's tensors, held while tiles run
+        pictures = WHOLE_PICTURES + (2 if temporal else 0)  # a video frame: its temporal target and mask too
+        held = pictures * 3 * 4 * height * width  # the whole picture's tensors, held while tiles run
         side = math.isqrt(max(0, int((budget - fixed - held) / per_pixel)))
         side = min(side - side % 16, max(height, width))
         if side >= MIN_TILE:

@@ -136,8 +136,9 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(settings)))
 
 
-# Settings that never change the pixels: excluded from the hash so that, say,
-# moving a resumed run from one GPU to another does not redo finished work.
+# Settings that do not choose the pixels: excluded from the hash so that, say, moving a resumed
+# run from one GPU to another does not redo finished work. (`memory_limit`, like the memory a
+# device has free, can make a big picture run in tiles: its memory plan is in the ledger.)
 _NOT_HASHED = ("device", "memory_saving", "memory_limit", "compile")  # and video.keep_frames, below
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.

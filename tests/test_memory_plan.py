@@ -15,10 +15,10 @@ from conftest import sample_photo, write_manifest, write_rgb
 from nst_batch.context import BatchTooBig, JobContext, stylize_frame
 from nst_batch.engine import FeatureExtractor, Result, Temporal, build_features
 from nst_batch.engine.memory import optimisation_bytes
-from nst_batch.engine.tiles import Box, blend_tiles, feather, tile_boxes
+from nst_batch.engine.tiles import Box, blend_tiles, feather, tile_boxes, tile_overlap
 from nst_batch.executors.local import LocalExecutor
 from nst_batch.manifest import load_manifest, parse_overrides
-from nst_batch.memory_plan import GIB, MIN_TILE, WHOLE_PICTURES, NoPlanFits, choose_plan, peak_bytes
+from nst_batch.memory_plan import GIB, MARGIN, MIN_TILE, WHOLE_PICTURES, NoPlanFits, choose_plan, peak_bytes
 from nst_batch.models import ModelCache
 from nst_batch.runner import run
 from nst_batch.settings import Job, Settings
@@ -70,12 +70,12 @@ def test_the_cheapest_plan_that_fits_is_chosen(vgg19: FeatureExtractor) -> None:
 
 
 def test_an_8k_frame_is_planned_within_a_24_gb_gpu(vgg19: FeatureExtractor) -> None:
-    plan = _plan(vgg19, 4320, 7680, 24e9, device=torch.device("cuda"))  # the plan needs no GPU
-    assert plan.kind == "tiles" and plan.estimate <= 24e9  # type: ignore[attr-defined]
+    plan = _plan(vgg19, 4320, 7680, 24e9 * MARGIN, device=torch.device("cuda"))  # the plan needs no GPU
+    assert plan.kind == "tiles" and plan.estimate <= 24e9 * MARGIN  # type: ignore[attr-defined]
     assert plan.tile >= 1024  # type: ignore[attr-defined]  # big tiles: few seams
 
 
-@pytest.mark.parametrize("h, w, tile, overlap", [(300, 500, 128, 32), (128, 128, 128, 32), (1000, 130, 256, 64)])
+@pytest.mark.parametrize("h, w, tile, overlap", [(300, 500, 128, 32), (500, 300, 128, 42), (1000, 130, 256, 64)])
 def test_tiles_cover_the_picture_and_overlap(h: int, w: int, tile: int, overlap: int) -> None:
     boxes = tile_boxes(h, w, tile, overlap)
     cover = torch.zeros(h, w)
@@ -83,10 +83,13 @@ def test_tiles_cover_the_picture_and_overlap(h: int, w: int, tile: int, overlap:
         assert b.height <= tile and b.width <= tile and b.top + b.height <= h and b.left + b.width <= w
         b.of(cover).add_(1)
     assert bool((cover >= 1).all())
-    for a in boxes:  # neighbours in a row share at least `overlap` columns
+    for a in boxes:  # neighbours in a row share at least `overlap` columns, in a column `overlap` rows
         right = [b for b in boxes if b.top == a.top and b.left > a.left]
         if right:
             assert a.left + a.width - min(b.left for b in right) >= overlap
+        below = [b for b in boxes if b.left == a.left and b.top > a.top]
+        if below:
+            assert a.top + a.height - min(b.top for b in below) >= overlap
 
 
 def test_feathered_blending_gives_back_a_picture_its_tiles_agree_on() -> None:
@@ -94,7 +97,7 @@ def test_feathered_blending_gives_back_a_picture_its_tiles_agree_on() -> None:
     boxes = tile_boxes(200, 300, 128, 32)
     w = feather(boxes[0], 200, 300, 32)
     assert float(w.min()) > 0 and float(w[..., :64, :64].min()) == 1.0  # the picture's own edges are not ramped
-    assert float(w[..., :, -1].max()) < 0.1  # an inner edge fades out
+    assert float(w[..., :, -10:].max()) < 0.01  # the outer third of an inner edge's overlap: all but ignored
     starts: list[torch.Tensor] = []
 
     def run_tile(box: Box, start: torch.Tensor) -> Result:
@@ -104,11 +107,30 @@ def test_feathered_blending_gives_back_a_picture_its_tiles_agree_on() -> None:
     out = blend_tiles(torch.zeros_like(picture), boxes, 32, run_tile)
     assert torch.allclose(out.image, picture, atol=1e-6)  # the weights sum to one everywhere
     assert out.iterations == 3 * len(boxes) and out.terms == pytest.approx({"style": 2.0})
-    # a later tile starts from the earlier tiles' pixels where they overlap it, the base elsewhere
+    # a later tile starts from the earlier tiles' pixels where they have full weight, fading into the base
+    # (zeros here) across their ramp, and the base beyond them: no step in the start
     second = boxes[1]
-    overlap_cols = boxes[0].left + boxes[0].width - second.left
-    assert torch.allclose(starts[1][..., :overlap_cols], second.of(picture)[..., :overlap_cols], atol=1e-6)
-    assert float(starts[1][..., overlap_cols:].abs().max()) == 0.0
+    shared = boxes[0].left + boxes[0].width - second.left  # columns the first tile reaches into the second
+    full, rows = shared - 32, boxes[0].height - 32  # where the first tile's weight is 1 (its bottom ramps too)
+    assert torch.allclose(starts[1][..., :rows, :full], second.of(picture)[..., :rows, :full], atol=1e-6)
+    assert float(starts[1][..., shared:].abs().max()) == 0.0
+    fade = starts[1][..., :rows, full:shared] / second.of(picture)[..., :rows, full:shared]
+    assert bool((fade[..., 1:] <= fade[..., :-1] + 1e-4).all())  # falls off smoothly to the base
+
+
+def test_tiles_with_different_results_blend_along_a_ramp() -> None:
+    """Two tiles that disagree (0 and 1): the blend across their overlap rises steadily, with no step."""
+    boxes = tile_boxes(64, 192, 128, 64)
+    assert len(boxes) == 2
+    value = iter([0.0, 1.0])
+
+    def run_tile(box: Box, start: torch.Tensor) -> Result:
+        return Result(image=torch.full_like(start, next(value)), loss=0.0, terms={}, iterations=1)
+
+    row = blend_tiles(torch.zeros(1, 3, 64, 192), boxes, 64, run_tile).image[0, 0, 0]
+    assert float(row[: boxes[1].left].max()) == 0.0 and float(row[boxes[0].width:].min()) == 1.0
+    steps = row[1:] - row[:-1]
+    assert float(steps.min()) >= 0 and float(steps.max()) < 0.05  # spread over the overlap, not a jump
 
 
 def _limit_for_tile(extractor: FeatureExtractor, tile: int, h: int, w: int, iterations: int,
@@ -148,7 +170,7 @@ def test_a_picture_too_big_for_its_memory_runs_in_tiles_and_says_so(tmp_path: Pa
     assert read_image(tmp_path / "out" / "big.png").shape == sample_photo("astronaut.jpg", 256).shape
     # the coarse pass and each tile: two iterations each
     assert records["big.png"]["metrics"]["iterations"] == 2 * (1 + len(tile_boxes(256, 256, big["tile"],
-                                                                                   max(32, big["tile"] // 4))))
+                                                                                   tile_overlap(big["tile"]))))
 
 
 def test_a_picture_that_fits_nowhere_fails_alone_with_the_numbers(tmp_path: Path, style_image: Path) -> None:
@@ -172,7 +194,8 @@ def test_a_video_frame_in_tiles_is_held_to_its_warped_previous_frame(tmp_path: P
     result = stylize_frame(ctx, content, iterations=2, init=prev.clone(), temporal=temporal)
     assert ctx.last_plan is not None and ctx.last_plan.kind == "tiles"
     assert result.image.shape == (1, 3, h, w) and "temporal" in result.terms
-    assert result.iterations == 2 * len(tile_boxes(h, w, ctx.last_plan.tile or 0, 32))  # no coarse pass
+    tile = ctx.last_plan.tile or 0
+    assert result.iterations == 2 * len(tile_boxes(h, w, tile, tile_overlap(tile)))  # no coarse pass
 
 
 def test_a_retry_after_out_of_memory_plans_with_half_the_memory(tmp_path: Path, style_image: Path) -> None:
@@ -252,3 +275,40 @@ def test_plan_shows_each_outputs_memory_estimate_and_plan(tmp_path: Path, style_
     assert "64x" in rows["small.png"] and "plain" in rows["small.png"], res.stdout
     res = nst_here(*args, "--set", "memory_limit=0.001", cwd=tmp_path)
     assert res.returncode == 0 and "needs about" in res.stdout, res.stdout
+
+
+def test_a_big_style_image_gives_its_grams_piece_by_piece(vgg19: FeatureExtractor,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import nst_batch.context as context
+    from nst_batch.engine import style_grams
+
+    layers = Settings().style_layers
+    style = torch.rand(1, 3, 160, 224)
+    whole = style_grams(vgg19, [(style, 1.0)], layers)
+    monkeypatch.setattr(context, "STYLE_PIECE", 96)
+    boxes = context._pieces(160, 224)
+    assert len(boxes) == 6 and all(b.height <= 96 and b.width <= 96 and b.height % 16 == 0 for b in boxes[:3])
+    assert sum(b.height * b.width for b in boxes) == 160 * 224  # a partition: each position counted once
+    pieces = context._style_grams_in_pieces(vgg19, [(style, 1.0)], layers, precision="fp32")
+    for name in layers:  # the same statistics but for the padding at the pieces' borders
+        assert float((pieces[name] - whole[name]).norm() / whole[name].norm()) < 0.15, name
+
+
+def test_memory_limits_of_containers_and_ray_workers_are_respected(tmp_path: Path, style_image: Path) -> None:
+    from nst_batch.executors.ray import _here
+    from nst_batch.memory_plan import _cgroup_room
+
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "memory.max").write_text("8589934592\n")
+    (tmp_path / "v2" / "memory.current").write_text("2147483648\n")
+    assert _cgroup_room(tmp_path / "v2") == 6 * GIB
+    (tmp_path / "v1" / "memory").mkdir(parents=True)
+    (tmp_path / "v1" / "memory" / "memory.limit_in_bytes").write_text(str(4 * GIB))
+    (tmp_path / "v1" / "memory" / "memory.usage_in_bytes").write_text(str(GIB))
+    assert _cgroup_room(tmp_path / "v1") == 3 * GIB
+    (tmp_path / "v1" / "memory" / "memory.limit_in_bytes").write_text(str(1 << 62))  # v1's "no limit"
+    assert _cgroup_room(tmp_path / "v1") is None and _cgroup_room(tmp_path / "none") is None
+    # Ray: two workers sharing a GPU (or a host's CPUs) each plan with half of its memory
+    job = _job(tmp_path, "size=64", "device=cuda:1")
+    here = _here(job, 0.5)
+    assert here.memory_share == 0.5 and here.settings.device == "cuda"

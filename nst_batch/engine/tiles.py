@@ -3,7 +3,7 @@
 Each tile is an ordinary optimisation of its crop against the whole picture's style
 targets (Grams are per-position means, so a tile and the whole match the same target).
 Tiles run in raster order; each starts from the pixels already there: where earlier
-tiles overlap it, their blended result, elsewhere the base (for a cold start, the
+tiles overlap it, their blended result (fading into the base across their ramps), elsewhere the base (for a cold start, the
 whole picture stylized small and enlarged: the coarse pass decides where the strokes
 go, the tiles add the detail). Tiles are blended with weights that ramp linearly
 across the overlap, so no tile edge shows as a step.
@@ -56,13 +56,16 @@ def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[Box]:
 
 
 def feather(box: Box, height: int, width: int, overlap: int) -> torch.Tensor:
-    """(1, 1, h, w) blending weights of `box`: 1 inside, ramping to near 0 over `overlap` px at every edge
-    that is not the picture's own edge."""
+    """(1, 1, h, w) blending weights of `box`: 1 inside; at every edge that is not the picture's own, near 0
+    for the outer third of the overlap (where the VGG's zero padding paints strokes along a tile's border),
+    then a linear ramp to 1 across the rest of it. Every pixel a box has in an overlap is covered by its
+    neighbour, so its near-0 weights never stand alone."""
 
     def ramp(length: int, start: int, full: int) -> torch.Tensor:
         w = torch.ones(length)
         if overlap > 0:
-            edge = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap  # 1/2n ... 1 - 1/2n
+            margin = overlap // 3
+            edge = ((torch.arange(overlap, dtype=torch.float32) + 0.5 - margin) / (overlap - margin)).clamp(1e-3, 1)
             n = min(overlap, length)
             if start > 0:
                 w[:n] = torch.minimum(w[:n], edge[:n])
@@ -86,8 +89,11 @@ def blend_tiles(base: torch.Tensor, boxes: list[Box], overlap: int,
     weight = torch.zeros_like(base[:, :1])
     results: list[tuple[Box, Result]] = []
     for box in boxes:
+        # The earlier tiles' blend where it has full weight, fading into the base across their ramps: a hard
+        # switch between them would be a step in the start that the optimisation keeps (a seam).
         covered = box.of(weight)
-        start = torch.where(covered > 0, box.of(acc) / covered.clamp_min(1e-12), box.of(base))
+        fill = (1 - covered).clamp_min(0)
+        start = (box.of(acc) + box.of(base) * fill) / (covered + fill)
         result = run(box, start)
         w = feather(box, height, width, overlap).to(base.device)
         box.of(acc).add_(result.image * w)

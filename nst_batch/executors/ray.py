@@ -84,7 +84,8 @@ class _Hub:
 class _Worker:
     """One per GPU or CPU share: a LocalExecutor that keeps the model and style targets between units."""
 
-    def __init__(self, hub_name: str, threads: int, chaos: str | None) -> None:
+    def __init__(self, hub_name: str, threads: int, chaos: str | None, gpu_share: float | None = None,
+                 cpus: float = 1.0) -> None:
         import torch
 
         from nst_batch.executors.local import LocalExecutor
@@ -97,22 +98,28 @@ class _Worker:
         self._sent = 0.0
         self._polled = 0.0
         self._stop = False
+        # The memory this worker's pictures may plan with: its share of the GPU, or of this host's CPUs
+        # (other workers on the same device plan against the same free memory).
+        self.share = gpu_share if gpu_share is not None else min(1.0, cpus / (os.cpu_count() or 1))
+
+    def _here(self, job: Job) -> Job:
+        return _here(job, self.share)
 
     # -- what the driver calls; every method returns (status, payload...) rather than raising,
     # -- so that our exceptions never need to cross the process boundary.
 
     def prepare(self, job: Job) -> tuple:
-        return self._guard(lambda: self.local.prepare(_here(job)))
+        return self._guard(lambda: self.local.prepare(self._here(job)))
 
     def run(self, job: Job, unit: Unit) -> tuple:
-        job = _here(job)
+        job = self._here(job)
         return self._guard(lambda: run_with_retry(lambda j, work: self.local.run_unit(
             j, unit, work=work, progress=self._progress, should_stop=self._should_stop), job, unit))
 
     def segment(self, job: Job, unit: Unit, work: Path, seg: Any) -> tuple:
         from nst_batch.video import stylize_segment
 
-        job = _here(job)
+        job = self._here(job)
         return self._guard(lambda: stylize_segment(
             self.local.context(job), unit.src, work, seg, should_stop=self._should_stop,
             progress=lambda p, f, n: self._progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss,
@@ -123,7 +130,7 @@ class _Worker:
 
         def make() -> UnitResult:
             video = assemble_video(job.settings, unit.src, unit.dst, work, segments, stylized=stylized,
-                                   ctx=self.local.context(_here(job)))
+                                   ctx=self.local.context(self._here(job)))
             return UnitResult(loss=video.loss, metrics=video.metrics)
 
         return self._guard(make)
@@ -194,11 +201,12 @@ def _check_reachable(address: str) -> None:
                             "start one with `ray start --head` or leave out --address for a local Ray") from exc
 
 
-def _here(job: Job) -> Job:
-    """A job as a worker sees it: Ray shows each GPU actor its own GPU as `cuda` (cuda:0)."""
+def _here(job: Job, share: float = 1.0) -> Job:
+    """A job as a worker sees it: Ray shows each GPU actor its own GPU as `cuda` (cuda:0), and its
+    pictures plan with the worker's `share` of the memory there."""
     if job.settings.device.startswith("cuda:"):
-        return dataclasses.replace(job, settings=dataclasses.replace(job.settings, device="cuda"))
-    return job
+        job = dataclasses.replace(job, settings=dataclasses.replace(job.settings, device="cuda"))
+    return dataclasses.replace(job, memory_share=job.memory_share * share) if share != 1.0 else job
 
 
 @dataclass
@@ -254,8 +262,9 @@ class RayExecutor:
         hub_name = f"nst-batch-hub-{uuid.uuid4().hex}"  # by name: a restarted worker finds it again
         # Actor handles (Ray's types see a handle's methods as plain functions, without `.remote`).
         self.hub: Any = hub_cls.options(name=hub_name).remote()
-        self.workers: list[Any] = [worker_cls.options(**options).remote(hub_name, threads, os.environ.get(CHAOS_ENV))
-                                   for _ in range(count)]
+        self.workers: list[Any] = [worker_cls.options(**options).remote(
+            hub_name, threads, os.environ.get(CHAOS_ENV), options.get("num_gpus"), options["num_cpus"])
+            for _ in range(count)]
         where = address or "a local Ray"
         share = f"{options['num_gpus']:g} GPU" if gpus else f"{options['num_cpus']:g} CPU"
         self.description = f"ray: {count} worker(s), {share} each, on {where}"

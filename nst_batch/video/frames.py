@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from nst_batch.engine import Progress, Result, Temporal
-from nst_batch.media.images import read_image, write_image
+from nst_batch.media.images import longest_side_shape, read_image, write_image
 from nst_batch.media.video import probe_video, read_frames
 from nst_batch.settings import working_side
 from nst_batch.video.cuts import frame_is_cut
@@ -124,29 +124,32 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     prev: Previous | None = None
     stylized = 0
     size = working_side(s.size, info.height, info.width)
-    for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
-        if t < begin:
-            continue
-        if seg.last is not None and t >= seg.last:
-            break
-        path = frames_dir / f"{t + 1:06d}.png"
-        if t >= seg.first and saved(t) is not None:
-            raw = read_image(path)
-        else:
-            step = stylize_next(ctx, content, prev, progress=functools.partial(_frame_progress, progress, t + 1,
-                                                                               expected), should_stop=should_stop)
-            raw = step.raw
-            if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
-                write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
+    # One memory plan for every frame of the segment: tiles that moved between frames would flicker.
+    with ctx.one_plan(longest_side_shape(info.height, info.width, size, even=True),
+                      iterations=max(v.first_iterations, v.iterations), temporal=True):
+        for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
+            if t < begin:
+                continue
+            if seg.last is not None and t >= seg.last:
+                break
+            path = frames_dir / f"{t + 1:06d}.png"
+            if t >= seg.first and saved(t) is not None:
+                raw = read_image(path)
             else:
-                write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
-                ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
-                              cold=step.cold, cut=step.cut, **_distances(ctx, step.result),
-                              **({"plan": ctx.last_plan.kind} if ctx.last_plan is not None else {}))
-                stylized += 1
-                if on_frame is not None:
-                    on_frame(t + 1, step)
-        prev = Previous(content, raw)
+                step = stylize_next(ctx, content, prev, progress=functools.partial(_frame_progress, progress, t + 1,
+                                                                                   expected), should_stop=should_stop)
+                raw = step.raw
+                if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
+                    write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
+                else:
+                    write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
+                    ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
+                                  cold=step.cold, cut=step.cut, **_distances(ctx, step.result),
+                                  **({"plan": ctx.last_plan.kind} if ctx.last_plan is not None else {}))
+                    stylized += 1
+                    if on_frame is not None:
+                        on_frame(t + 1, step)
+            prev = Previous(content, raw)
     return stylized
 
 

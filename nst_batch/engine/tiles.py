@@ -3,10 +3,10 @@
 Each tile is an ordinary optimisation of its crop against the whole picture's style
 targets (Grams are per-position means, so a tile and the whole match the same target).
 Tiles run in raster order; each starts from the pixels already there: where earlier
-tiles overlap it, their blended result (fading into the base across their ramps), elsewhere the base (for a cold start, the
-whole picture stylized small and enlarged: the coarse pass decides where the strokes
-go, the tiles add the detail). Tiles are blended with weights that ramp linearly
-across the overlap, so no tile edge shows as a step.
+tiles overlap it, their blended result (fading into the base across their ramps),
+elsewhere the base (for a cold start, the whole picture stylized small and enlarged:
+the coarse pass decides where the strokes go, the tiles add the detail). Tiles are
+blended with weights that ramp across the overlap (`feather`), so no tile edge shows.
 """
 
 from __future__ import annotations

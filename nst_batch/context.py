@@ -76,6 +76,7 @@ class JobContext:
     _saving: FeatureExtractor | None = None  # the extractor with the other `memory_saving`, made when a plan asks
     last_plan: MemoryPlan | None = None  # the memory plan of the last picture stylized (for the log and ledger)
     pinned: MemoryPlan | None = None  # a video's one plan for all its frames (set by the frame loop)
+    last_warning: str | None = None  # what the last image file's output lost (for the log and ledger)
 
     @classmethod
     def create(cls, job: Job, models: ModelCache) -> JobContext:

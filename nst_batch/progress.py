@@ -97,7 +97,8 @@ class ProgressView:
                 extra += ", frames in " + " and ".join(used)
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
-            sound = event.metrics.get("audio_warning")  # the video is complete; its sound is not
+            # the video is complete, its sound is not; the image is written, with fewer bits than its input
+            sound = event.metrics.get("audio_warning") or event.metrics.get("image_warning")
             if sound:
                 extra += f", WARNING: {sound}"
             self._log(f"done {event.job}/{event.key} in {event.seconds:.1f}s, loss {event.loss:.4g}{extra}",

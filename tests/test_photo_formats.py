@@ -231,3 +231,28 @@ def test_outputs_are_srgb_and_say_so(tmp_path: Path, style_image: Path, fmt: str
     expected = _lcms_srgb(stored, _p3_icc())
     centres = (slice(8, None, 16), slice(8, None, 16))  # of the patches: JPEG's chroma blurs their edges
     assert np.abs(written[centres].astype(int) - expected[centres]).max() <= (1 if fmt == "png" else 6)
+
+
+@pytest.mark.parametrize("batch", ["1", "2"])
+def test_a_16_bit_input_written_at_8_bits_says_so(tmp_path: Path, style_image: Path, batch: str) -> None:
+    """bit_depth auto with format jpg (or bit_depth 8): the 16-bit input's output is 8-bit, with a warning in
+    the ledger and the log line; an 8-bit input's has none."""
+    import json
+
+    from rich.console import Console
+
+    from nst_batch.events import UnitFinished
+    from nst_batch.progress import ProgressView
+
+    _write16(tmp_path / "in" / "deep.png", _deep())
+    cv2.imwrite(str(tmp_path / "in" / "plain.png"), sample_photo("astronaut.jpg", 48))
+    out = _run(tmp_path, "format=jpg", f"batch_size={batch}")
+    records = {r["key"]: r for r in map(json.loads, (out / ".nst-batch" / "ledger.jsonl").read_text().splitlines())
+               if r.get("status") == "done"}
+    assert "16-bit input written at 8 bits" in records["deep.jpg"]["metrics"]["image_warning"]
+    assert "format: jpg" in records["deep.jpg"]["metrics"]["image_warning"]
+    assert "image_warning" not in records["plain.jpg"]["metrics"]
+    console = Console(file=io.StringIO(), width=300)
+    ProgressView(console)(UnitFinished(job="photos", key="deep.jpg", status="done", seconds=1.0, loss=0.5,
+                                       metrics=records["deep.jpg"]["metrics"]))
+    assert "WARNING: a 16-bit input written at 8 bits" in console.file.getvalue()  # type: ignore[attr-defined]

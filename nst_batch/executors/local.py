@@ -17,7 +17,7 @@ from nst_batch.settings import Job
 from nst_batch.video import stylize_video
 from nst_batch.media.images import read_image_alpha, write_image
 from nst_batch.context import BatchTooBig, JobContext, stylize_batch, to_float
-from nst_batch.image_job import finish, stylize_image_file, working_picture
+from nst_batch.image_job import depth_warning, finish, stylize_image_file, working_picture
 from nst_batch.models import ModelCache
 
 __all__ = ["LocalExecutor", "WAITING"]
@@ -55,7 +55,7 @@ class LocalExecutor:
         result = stylize_image_file(ctx, unit.src, unit.dst, progress=on_progress, should_stop=should_stop)
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,
                                                      "history": [round(x, 6) for x in result.history],
-                                                     **_memory(ctx)})
+                                                     **_memory(ctx), **_warning(ctx.last_warning)})
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
                   progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]
@@ -125,7 +125,8 @@ class LocalExecutor:
                     continue
                 yield unit, UnitResult(loss=result.losses[i], metrics={
                     "iterations": result.iterations, "batch": len(batch),
-                    "history": [round(x, 6) for x in result.history], **_memory(ctx)})
+                    "history": [round(x, 6) for x in result.history], **_memory(ctx),
+                    **_warning(depth_warning(s, original))})
 
         stopped = False
 
@@ -181,3 +182,7 @@ class LocalExecutor:
 def _memory(ctx: JobContext) -> dict[str, object]:
     """The memory plan the picture ran with, for the ledger and the log."""
     return {} if ctx.last_plan is None else {"memory": ctx.last_plan.as_metrics()}
+
+
+def _warning(text: str | None) -> dict[str, str]:
+    return {} if text is None else {"image_warning": text}

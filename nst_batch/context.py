@@ -181,17 +181,11 @@ def _style_grams_in_pieces(extractor: FeatureExtractor, styles: Sequence[tuple[t
     but for the VGG's padding at the pieces' borders). Memory stays that of one piece: at `size: original`
     on a 4096 px photo the style image's forward alone would need about 14 GB.
     """
-    if all(max(img.shape[-2:]) <= STYLE_PIECE for img, _ in styles):
-        return style_grams(extractor, styles, layers, precision=precision)
-    total = sum(w for _, w in styles)
-    out: dict[str, torch.Tensor] = {}
-    for image, weight in styles:
-        h, w = image.shape[-2:]
-        for box in _pieces(h, w):
-            share = weight / total * box.height * box.width / (h * w)
-            for name, g in style_grams(extractor, [(box.of(image), 1.0)], layers, precision=precision).items():
-                out[name] = out[name] + g * share if name in out else g * share
-    return out
+    # style_grams blends by weight / total weight: each piece weighs its image's weight times its share of
+    # the image's area, and the shares of one image sum to 1.
+    pieces = [(box.of(image), weight * box.height * box.width / (image.shape[-2] * image.shape[-1]))
+              for image, weight in styles for box in _pieces(*image.shape[-2:])]
+    return style_grams(extractor, pieces, layers, precision=precision)
 
 
 def _pieces(h: int, w: int) -> list[Box]:

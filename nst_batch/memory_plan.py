@@ -57,10 +57,6 @@ class MemoryPlan:
         """"plain", "memory_saving" or "tiles of 1024 px"."""
         return f"tiles of {self.tile} px" if self.kind == "tiles" else self.kind
 
-    def describe(self) -> str:
-        """"tiles of 1024 px (est. 5.2 GiB of 6.8 GiB)"."""
-        return f"{self.name} (est. {_gib(self.estimate)} GiB of {_gib(self.budget)} GiB)"
-
     def as_metrics(self) -> dict[str, object]:
         out: dict[str, object] = {"plan": self.kind, "estimate_gib": round(self.estimate / GIB, 3),
                                   "budget_gib": round(self.budget / GIB, 3)}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from nst_batch import __version__
 from nst_batch.errors import ManifestError, NstBatchError
@@ -296,7 +297,7 @@ def plan(
     for est in estimates:
         for o in est.outputs:
             if isinstance(o.plan, str):  # nothing fits: the run will fail this output at once, saying so
-                memory.add_row(est.job, o.key, f"{o.width}x{o.height}", "-", "-", f"[red]{o.plan}[/red]")
+                memory.add_row(est.job, o.key, f"{o.width}x{o.height}", "-", "-", Text(o.plan, style="red"))
             else:
                 memory.add_row(est.job, o.key, f"{o.width}x{o.height}", f"{o.plan.estimate / 1024 ** 3:.2f}",
                                f"{o.plan.budget / 1024 ** 3:.2f}", o.plan.name)

@@ -77,7 +77,8 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
             try:
                 memory: MemoryPlan | str = choose_plan(
                     extractor, height=h, width=w, budget=budget, device=device, optimizer=s.optimizer,
-                    iterations=s.iterations if unit.kind == "image" else s.video.first_iterations,
+                    iterations=s.iterations if unit.kind == "image" else max(s.video.first_iterations,
+                                                                             s.video.iterations),
                     content_layers=s.content_layers, temporal=unit.kind == "video", memory_saving=s.memory_saving)
             except NoPlanFits as exc:
                 memory = str(exc)
@@ -114,9 +115,7 @@ def _tiled_cost(h: int, w: int, tile: int, iterations: int, whole: int, *, cold:
     area = sum(b.height * b.width for b in boxes) / (h * w)
     if not cold:
         return round(whole * area)
-    tiles = iterations * area
-    coarse = whole * min(1.0, tile * tile / (h * w)) if cold else 0.0
-    return round(tiles + coarse)
+    return round(iterations * area + whole * min(1.0, tile * tile / (h * w)))
 
 
 def _cost(scales: Sequence[float], iterations: int) -> int:

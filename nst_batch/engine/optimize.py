@@ -89,12 +89,9 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        # The TF32/cuDNN flags are process-wide: set them around the backward too, and so around
-        # memory_saving's recomputation inside it (bf16 autocast stays on the forward, in `objective`).
-        with precision_flags(image.device, config.precision):
-            terms = objective(image)
-            loss = total(terms.values())
-            loss.backward()
+        terms = objective(image)
+        loss = total(terms.values())
+        loss.backward()
         last.clear()
         last.update({k: v.detach() for k, v in terms.items()}, total=loss.detach())
         best.offer(image, last)
@@ -113,26 +110,29 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
     history: list[float] = []
     calm = 0
     done = 0
-    for it in range(1, config.iterations + 1):
-        if should_stop is not None and should_stop():
-            raise Interrupted
-        optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; the optimizers take a tensor
-        if config.clamp_each_step:
-            with torch.no_grad():
-                image.clamp_(0, 1)
-        values = {k: float(v) for k, v in last.items()}  # one conversion (one device sync) per iteration
-        loss = values.pop("total")
-        if not math.isfinite(loss):
-            raise NonFiniteLoss(f"loss became {loss} at iteration {it}")
-        done = it
-        if history and config.tolerance > 0:
-            change = abs(history[-1] - loss) / max(abs(loss), 1e-12)
-            calm = calm + 1 if change < config.tolerance else 0
-        history.append(loss)
-        if callback is not None:
-            callback(Progress(it, config.iterations, loss, values))
-        if calm >= _PATIENCE:
-            break
+    # The TF32/cuDNN flags are process-wide: set once around every iteration's forward and backward,
+    # and so around memory_saving's recomputation inside it (bf16 autocast stays on the forward, in `objective`).
+    with precision_flags(image.device, config.precision):
+        for it in range(1, config.iterations + 1):
+            if should_stop is not None and should_stop():
+                raise Interrupted
+            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; the optimizers take a tensor
+            if config.clamp_each_step:
+                with torch.no_grad():
+                    image.clamp_(0, 1)
+            values = {k: float(v) for k, v in last.items()}  # one conversion (one device sync) per iteration
+            loss = values.pop("total")
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss} at iteration {it}")
+            done = it
+            if history and config.tolerance > 0:
+                change = abs(history[-1] - loss) / max(abs(loss), 1e-12)
+                calm = calm + 1 if change < config.tolerance else 0
+            history.append(loss)
+            if callback is not None:
+                callback(Progress(it, config.iterations, loss, values))
+            if calm >= _PATIENCE:
+                break
 
     with torch.no_grad():
         final = objective(image)

@@ -129,8 +129,9 @@ class _Worker:
         from nst_batch.video import assemble_video
 
         def make() -> UnitResult:
+            reoptimize = job.settings.video.seam == "reoptimize" and len(segments) > 1  # else no engine needed
             video = assemble_video(job.settings, unit.src, unit.dst, work, segments, stylized=stylized,
-                                   ctx=self.local.context(self._here(job)))
+                                   ctx=self.local.context(self._here(job)) if reoptimize else None)
             return UnitResult(loss=video.loss, metrics=video.metrics)
 
         return self._guard(make)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from contextlib import nullcontext
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from nst_batch.errors import MediaError
 from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
 from nst_batch.settings import Settings, working_side
-from nst_batch.video.frames import Previous, stylize_seam_frame
+from nst_batch.video.frames import Previous, stylize_seam_frame, video_plan
 from nst_batch.video.metrics import FlickerMeter
 from nst_batch.video.segments import Segment, segment_dir, segment_ledger
 from nst_batch.context import JobContext
@@ -89,8 +90,9 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
     if keep is not None and keep.exists():
         shutil.rmtree(keep)
     # The audio is cut where the video ends.
-    encoded = encode_video(frames(), dst, fps=info.fps, audio_source=src if info.has_audio else None,
-                           audio_start=v.start, audio_end=v.end)
+    with video_plan(ctx, info) if reoptimize and ctx is not None else nullcontext():  # the seam frames' plan
+        encoded = encode_video(frames(), dst, fps=info.fps, audio_source=src if info.has_audio else None,
+                               audio_start=v.start, audio_end=v.end)
     recs = [records[n] for n in names]
     whole = flicker.merged(seam_flicker).result()
     metrics: dict[str, Any] = {

@@ -16,6 +16,7 @@ run resumed after a kill makes exactly the frames an uninterrupted run makes.
 from __future__ import annotations
 
 import functools
+from contextlib import AbstractContextManager
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ import torch
 
 from nst_batch.engine import Progress, Result, Temporal
 from nst_batch.media.images import longest_side_shape, read_image, write_image
-from nst_batch.media.video import probe_video, read_frames
+from nst_batch.media.video import VideoInfo, probe_video, read_frames
+from nst_batch.memory_plan import MemoryPlan
 from nst_batch.settings import working_side
 from nst_batch.video.cuts import frame_is_cut
 from nst_batch.video.flow import FlowResult, flow_between, warp
@@ -124,9 +126,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     prev: Previous | None = None
     stylized = 0
     size = working_side(s.size, info.height, info.width)
-    # One memory plan for every frame of the segment: tiles that moved between frames would flicker.
-    with ctx.one_plan(longest_side_shape(info.height, info.width, size, even=True),
-                      iterations=max(v.first_iterations, v.iterations), temporal=True):
+    with video_plan(ctx, info):
         for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
             if t < begin:
                 continue
@@ -151,6 +151,15 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
                         on_frame(t + 1, step)
             prev = Previous(content, raw)
     return stylized
+
+
+def video_plan(ctx: JobContext, info: VideoInfo) -> AbstractContextManager[MemoryPlan]:
+    """One memory plan for every frame of a video (segments, seams): tiles that moved between frames would
+    flicker. Planned for the costlier of a cold and a warm frame, with its temporal target."""
+    s = ctx.job.settings
+    size = working_side(s.size, info.height, info.width)
+    return ctx.one_plan(longest_side_shape(info.height, info.width, size, even=True), temporal=True,
+                        iterations=max(s.video.first_iterations, s.video.iterations))
 
 
 def _frame_progress(progress: FrameProgress, frame: int, frames: int | None, p: Progress) -> None:

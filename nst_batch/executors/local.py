@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,15 @@ from nst_batch.image_job import depth_warning, finish, stylize_image_file, worki
 from nst_batch.models import ModelCache
 
 __all__ = ["LocalExecutor", "WAITING"]
+
+class _Read(NamedTuple):
+    """A picture read for a batch: its unit, the pixels as read, its transparency, its working picture."""
+
+    unit: Unit
+    original: np.ndarray
+    alpha: np.ndarray | None
+    content: np.ndarray
+
 
 # `batch_size`: pictures wait for others of their working size, at most this many batches' worth in all;
 # beyond it the fullest waiting group runs as it is, so that memory does not grow with the folder.
@@ -83,15 +93,14 @@ class LocalExecutor:
         """`batch_size`: images of one working size are stylized together; videos (and a batch that
         ran out of memory or met a NaN loss) one at a time, as without batching."""
         s = job.settings
-        waiting: dict[tuple[int, ...], list[tuple[Unit, np.ndarray, np.ndarray]]] = {}
+        waiting: dict[tuple[int, ...], list[_Read]] = {}
         read_as: dict[str, str | None] = {}  # each image's identity when it was read
-        alphas: dict[str, np.ndarray | None] = {}  # each image's transparency, written back with its output
 
-        def run_batch(batch: list[tuple[Unit, np.ndarray, np.ndarray]]) -> Iterator[Outcome]:
-            for unit, _, _ in batch:
+        def run_batch(batch: list[_Read]) -> Iterator[Outcome]:
+            for unit, *_ in batch:
                 started(unit)  # the runner takes the input's identity now: it must be the pixels we hold
-            same = [input_identity_now(unit.src) == read_as[unit.key] for unit, _, _ in batch]
-            for (unit, _, _), unchanged in zip(batch, same):
+            same = [input_identity_now(unit.src) == read_as[unit.key] for unit, *_ in batch]
+            for (unit, *_), unchanged in zip(batch, same):
                 if not unchanged:  # edited (or gone) since it was read: alone, from the file as it is now
                     yield unit, self._run_one(job, unit, progress=progress, should_stop=should_stop)
             batch = [entry for entry, unchanged in zip(batch, same) if unchanged]
@@ -100,26 +109,26 @@ class LocalExecutor:
             ctx = self.context(job)
 
             def on_progress(p: Progress) -> None:
-                for unit, _, _ in batch:
+                for unit, *_ in batch:
                     progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
 
             try:
-                result = stylize_batch(ctx, [content for _, _, content in batch], iterations=s.iterations,
+                result = stylize_batch(ctx, [read.content for read in batch], iterations=s.iterations,
                                        progress=on_progress, should_stop=should_stop)
             except Exception as exc:  # noqa: BLE001 - Interrupted, or a fault of the whole batch
                 if fault_of(exc) is None and not isinstance(exc, BatchTooBig):
-                    for unit, _, _ in batch:
+                    for unit, *_ in batch:
                         yield unit, exc
                     return
                 result = None  # each image alone (its own memory plan, its one safer retry): below, outside the except
-            for i, (unit, original, content) in enumerate(batch):
+            for i, (unit, original, alpha, content) in enumerate(batch):
                 if result is None:
                     release_memory()
                     yield unit, self._run_one(job, unit, progress=progress, should_stop=should_stop)
                     continue
                 try:
                     write_image(unit.dst, finish(s, to_float(result.image[i:i + 1]), content, original),
-                                quality=s.quality, alpha=alphas.pop(unit.key, None))
+                                quality=s.quality, alpha=alpha)
                 except Exception as exc:  # noqa: BLE001 - this output failed; the others are written
                     yield unit, exc
                     continue
@@ -130,7 +139,7 @@ class LocalExecutor:
 
         stopped = False
 
-        def flush(batch: list[tuple[Unit, np.ndarray, np.ndarray]]) -> Iterator[Outcome]:
+        def flush(batch: list[_Read]) -> Iterator[Outcome]:
             nonlocal stopped
             for unit, outcome in run_batch(batch):
                 yield unit, outcome
@@ -146,21 +155,21 @@ class LocalExecutor:
                 continue
             try:
                 read_as[unit.key] = input_identity_now(unit.src)
-                original, alphas[unit.key] = read_image_alpha(unit.src)
+                original, alpha = read_image_alpha(unit.src)
             except Exception as exc:  # noqa: BLE001 - an unreadable image fails alone
                 started(unit)
                 yield unit, exc
                 continue
             content = working_picture(s, original)
             group = waiting.setdefault(content.shape, [])
-            group.append((unit, original, content))
+            group.append(_Read(unit, original, alpha, content))
             if len(group) == s.batch_size:
                 ready = group
             elif sum(map(len, waiting.values())) > WAITING * s.batch_size:
                 ready = max(waiting.values(), key=len)  # too many pictures held: the fullest group runs as it is
             else:
                 continue
-            del waiting[ready[0][2].shape]
+            del waiting[ready[0].content.shape]
             yield from flush(ready)
             if stopped:
                 return

@@ -53,7 +53,9 @@ def compute_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     # size) can give a different flow for the same pair (OpenCV 5.0; seen at 40x30 and 32x24 px), so a resumed
     # run, in a fresh process, would not make the frames an uninterrupted one made. Costs ~15% of the flow.
     dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(src_gray, dst_gray, None)  # type: ignore[call-overload]  # (H, W, 2) float32; stubs want a flow
+    # None, not an array: DIS takes an array of the frame's size as its initial flow (a zero one moved a
+    # 512x384 flow by up to 8e-4 px), and the stubs of OpenCV 5.0 and 5.1 both want an array here.
+    flow = dis.calc(src_gray, dst_gray, None)  # type: ignore[call-overload]  # (H, W, 2) float32
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 

@@ -112,9 +112,11 @@ def farneback_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Dense flow f with src(x) ≈ dst(x + f(x)) by Farneback's polynomial expansion: (H, W, 2) float32."""
     src_gray = cv2.cvtColor(as_uint8(src), cv2.COLOR_RGB2GRAY)
     dst_gray = cv2.cvtColor(as_uint8(dst), cv2.COLOR_RGB2GRAY)
-    flow = cv2.calcOpticalFlowFarneback(src_gray, dst_gray, None,  # type: ignore[call-overload]  # stubs: flow
-                                        pyr_scale=0.5, levels=4, winsize=15, iterations=3, poly_n=5,
-                                        poly_sigma=1.1, flags=0)
+    # An array for `flow`, not None: OpenCV 5.0's stubs want one (5.1's take None too). Without
+    # OPTFLOW_USE_INITIAL_FLOW in `flags` its values are not read, so the flow is the same as with None.
+    start = np.zeros((*src_gray.shape, 2), dtype=np.float32)  # (H, W, 2)
+    flow = cv2.calcOpticalFlowFarneback(src_gray, dst_gray, start, pyr_scale=0.5, levels=4, winsize=15,
+                                        iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 

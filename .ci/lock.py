@@ -104,6 +104,14 @@ def _pip_install(name: str, version: str) -> bool:
     return done.returncode == 0
 
 
+def _passes(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True).returncode == 0
+    except OSError as err:  # the command itself is missing: it fails the same way whatever is installed
+        print(f"blame: cannot run {command[0]!r}: {err.strerror}")
+        return False
+
+
 def blame(command: list[str]) -> int:
     """Take each upgraded package back to the lock's version, one at a time, and run `command` again.
 
@@ -113,13 +121,18 @@ def blame(command: list[str]) -> int:
     """
     lock, env = parse(LOCK.read_text()), installed()
     upgraded = [name for name in sorted(env) if name in lock and lock[name] != env[name]]
+    if _passes(command):
+        print(f"blame: `{' '.join(command)}` passes when run again: nothing to blame (a flaky step?)")
+        return 0
     culprits = []
     for name in upgraded:
         if not _pip_install(name, lock[name]):
             print(f"blame: {name} {lock[name]} could not be installed; not tried")
             continue
-        passed = subprocess.run(command, capture_output=True).returncode == 0
-        _pip_install(name, env[name])
+        try:
+            passed = _passes(command)
+        finally:
+            _pip_install(name, env[name])
         verdict = "passes" if passed else "still fails"
         print(f"blame: with {name} {lock[name]} (the lock's) instead of {env[name]}: {verdict}")
         if passed:

@@ -64,3 +64,31 @@ def test_differences_name_upgrades_additions_and_removals_by_canonical_name() ->
         "six 1.16 (in the lock, not installed)",
     ]
     assert lock.differences(pinned, pinned) == []
+
+
+def test_blame_names_the_upgrade_whose_old_version_alone_makes_the_step_pass(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    pinned = tmp_path / "requirements.lock"
+    pinned.write_text("opencv-python-headless==5.0.0.93\nmypy==2.4.0\nrich==15.0.0\n")
+    env = {"opencv-python-headless": "5.1.0.95", "mypy": "2.4.1", "rich": "15.0.0", "onnx": "1.20"}
+    installs: list[str] = []
+
+    def pip_install(name: str, version: str) -> bool:
+        installs.append(f"{name}=={version}")
+        env[name] = version
+        return True
+
+    monkeypatch.setattr(lock, "LOCK", pinned)
+    monkeypatch.setattr(lock, "installed", lambda: dict(env))
+    monkeypatch.setattr(lock, "_pip_install", pip_install)
+    # The step passes only with the old OpenCV, whatever mypy is.
+    monkeypatch.setattr(lock, "_passes", lambda command: env["opencv-python-headless"] == "5.0.0.93")
+    assert lock.blame(["mypy"]) == 0
+    out = capsys.readouterr().out
+    assert "is broken by: opencv-python-headless 5.0.0.93 -> 5.1.0.95" in out
+    assert "mypy 2.4.0 (the lock's) instead of 2.4.1: still fails" in out
+    assert "new since the lock, not tried: onnx" in out
+    # Each package is put back to its new version after its try, so the environment ends as it began.
+    assert installs == ["mypy==2.4.0", "mypy==2.4.1", "opencv-python-headless==5.0.0.93",
+                        "opencv-python-headless==5.1.0.95"]
+    assert env["opencv-python-headless"] == "5.1.0.95" and env["mypy"] == "2.4.1"

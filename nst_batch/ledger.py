@@ -57,8 +57,8 @@ class Ledger:
 
     def record(self, key: str, status: str, **fields: Any) -> None:
         rec = {"key": key, "status": status, "time": round(time.time(), 3), **fields}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(("\n" if self._torn else "") + json.dumps(rec, sort_keys=True) + "\n")
                 fh.flush()

@@ -186,7 +186,9 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, 
                 if not unit.src.exists():
                     reason = f"{unit.src}: input not found: it was moved or deleted after the run started"
                 trace = _trace(outcome)
-                ledger.record(unit.key, "failed", error=reason, trace=trace, hash=digest[unit.kind])
+                unrecorded = _record(ledger, unit.key, "failed", error=reason, trace=trace, hash=digest[unit.kind])
+                if unrecorded:  # a full disk: the failure is still counted and said, and the night goes on
+                    emit(Notice(f"{job.name}: {unit.key}: its failure is not recorded: {unrecorded}", "warning"))
                 js.failed += 1
                 js.failures.append((unit.key, reason))
                 emit(UnitFinished(job=job.name, key=unit.key, status="failed", error=reason, seconds=seconds,
@@ -195,8 +197,16 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, 
                     return True
                 continue
             identity = identities.get(unit.key)
-            ledger.record(unit.key, "done", hash=digest[unit.kind], input=identity, loss=outcome.loss,
-                          seconds=round(seconds, 3), **({"metrics": outcome.metrics} if outcome.metrics else {}))
+            unrecorded = _record(ledger, unit.key, "done", hash=digest[unit.kind], input=identity, loss=outcome.loss,
+                                 seconds=round(seconds, 3), **({"metrics": outcome.metrics} if outcome.metrics else {}))
+            if unrecorded:  # made, but a resume would not know it: it fails, and the next run makes it again
+                reason = f"{unit.dst}: made, but {unrecorded}; the next run makes it again"
+                js.failed += 1
+                js.failures.append((unit.key, reason))
+                emit(UnitFinished(job=job.name, key=unit.key, status="failed", error=reason, seconds=seconds))
+                if fail_fast:
+                    return True
+                continue
             now = input_identity_now(unit.src)
             if now != identity:
                 what = "was edited; a later run redoes it" if now else "was moved or deleted; the output is kept"
@@ -216,6 +226,18 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, 
         remove_stale_partials([u.dst for u in plan.units])
         js.seconds = time.perf_counter() - job_started
     return False
+
+
+def _record(ledger: Ledger, key: str, status: str, **fields: object) -> str | None:
+    """Record a unit's outcome; the reason when the ledger cannot be written (a full disk), else None.
+
+    A ledger that cannot be written fails what it could not record, never the run: the next job may
+    write to another disk, and the summary and report still say what happened."""
+    try:
+        ledger.record(key, status, **fields)
+    except NstBatchError as exc:
+        return str(exc)
+    return None
 
 
 def _trace(exc: BaseException) -> str:

@@ -39,7 +39,6 @@ import torch
 
 from cli_helpers import nst, nst_here, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
-from nst_batch.errors import NstBatchError
 from nst_batch.events import Event, Notice, RunSummary
 from nst_batch.executors import UnitResult
 from nst_batch.executors.local import LocalExecutor
@@ -588,7 +587,8 @@ def test_disk_full_while_writing_an_output(tree: Path, monkeypatch: pytest.Monke
 
 
 def test_disk_full_while_writing_the_ledger(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ledger's third record is cut short by a full disk: a clear error, and later records are not lost."""
+    """The ledger's third record is cut short by a full disk: that output fails with a clear reason (it
+    was made but not recorded), the run goes on, and later records are not lost."""
     import nst_batch.ledger as ledger_module
 
     writes = []
@@ -620,16 +620,89 @@ def test_disk_full_while_writing_the_ledger(tree: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(ledger_module, "open", fake_open, raising=False)
     (job,) = jobs = _jobs(tree)
-    with pytest.raises(NstBatchError, match=r"ledger\.jsonl: cannot write the ledger: No space left on device"):
-        _run(jobs, FaultyExecutor())
-    assert _done(state_dir(job) / "ledger.jsonl") == ["p0.png", "p1.png"]  # the torn third line is ignored
+    summary, _ = _run(jobs, FaultyExecutor())
+    failures = dict(summary.jobs[0].failures)
+    assert list(failures) == ["p2.png"] and summary.jobs[0].done == 4
+    assert re.fullmatch(r".*/p2\.png: made, but .*ledger\.jsonl: cannot write the ledger: No space left on device; "
+                        r"the next run makes it again", failures["p2.png"]), failures
+    # The torn third line is ignored; the records after it are whole.
+    assert _done(state_dir(job) / "ledger.jsonl") == ["p0.png", "p1.png", "p3.png", "p4.png"]
 
     monkeypatch.undo()
     summary, _ = _run(jobs, FaultyExecutor())
-    assert (summary.jobs[0].done, summary.jobs[0].skipped) == (3, 2)
+    assert (summary.jobs[0].done, summary.jobs[0].skipped) == (1, 4)
     # The record written after the torn line must not be glued to it (and lost).
     assert job_status(job) == {"done": PHOTOS, "pending": [], "failed": []}
     assert _partials(tree) == []
+
+
+def test_a_full_disk_fails_what_it_cannot_write_and_the_next_job_goes_on(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk of the first job's outputs fills after two outputs: every later write there (the images,
+    the ledger's records of their failures) meets ENOSPC, as a real full disk answers it (the write names
+    no file). Those outputs fail, each naming the file it could not write; the second job, on another
+    disk, is made; the summary and report are written; exit 1. With space freed, a run makes the rest."""
+    import nst_batch.ledger as ledger_module
+
+    full = tree / "out" / "full"
+    written: list[Path] = []
+    disk = {"full": False}
+
+    def on_full_disk(path: Path) -> bool:
+        return Path(path).is_relative_to(full) and disk["full"]
+
+    @contextlib.contextmanager
+    def writes(final: Path) -> Iterator[Path]:
+        disk["full"] = disk["full"] or len(written) == 2  # the third output finds the disk full
+        with atomic_path(final) as tmp:
+            if on_full_disk(final):
+                tmp.write_bytes(b"\x89PNG half")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write(2) says it: no file named
+            yield tmp
+        if Path(final).is_relative_to(full):
+            written.append(Path(final))
+
+    class FullFile:
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def __enter__(self) -> FullFile:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.fh, name)
+
+    def ledger_open(path: Path, *args: Any, **kwargs: Any) -> Any:
+        fh = open(path, *args, **kwargs)
+        return FullFile(fh) if Path(path).name == "ledger.jsonl" and on_full_disk(path) else fh
+
+    monkeypatch.setattr(images_module, "atomic_path", writes)
+    monkeypatch.setattr(ledger_module, "open", ledger_open, raising=False)
+    write_manifest(tree / "two.yaml", "version: 1\njobs:\n"
+                   "  - {name: full, input: photos, style: styles/s.jpg, output: out/full}\n"
+                   "  - {name: roomy, input: photos, style: styles/s.jpg, output: out/roomy}\n")
+    res = nst_here("run", "two.yaml", *ARGS, "--set", "iterations=2", cwd=tree)
+    output = res.stdout + res.stderr
+    assert res.returncode == 1, output
+    assert "Traceback" not in output and "cannot write the ledger" in output  # said, as a warning
+    for name in PHOTOS[2:]:  # the real cause, naming the file
+        assert f"{full / name}: cannot write: No space left on device" in " ".join(output.split()), output
+    assert sorted(p.name for p in full.glob("*.png")) == PHOTOS[:2]
+    assert sorted(p.name for p in (tree / "out" / "roomy").glob("*.png")) == PHOTOS
+    assert (tree / "out" / "report.html").exists() and "3 failed" in " ".join(output.split())
+    assert _partials(tree) == []
+
+    monkeypatch.undo()
+    res = nst_here("run", "two.yaml", *ARGS, "--set", "iterations=2", cwd=tree)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(p.name for p in full.glob("*.png")) == PHOTOS
+    assert _done(full / ".nst-batch" / "ledger.jsonl") == PHOTOS
 
 
 class Killed(BaseException):

@@ -45,6 +45,12 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        # A write that fails on its open file (a full disk: ENOSPC from write or fsync) names no file:
+        # the one that could not be written is `final`.
+        raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -2,7 +2,9 @@
 
 Precedence of settings (lowest first): the dataclass defaults in `settings.py`,
 the manifest's `defaults:`, the job's own keys, then `--set KEY=VALUE` overrides
-(which apply to every job). Relative paths resolve against the manifest's folder.
+(which apply to every job). Relative paths in the manifest resolve against the manifest's
+folder; paths given on the command line (`--set init=...`, `--weights ...`), against the
+current folder, as a shell user expects.
 """
 
 from __future__ import annotations
@@ -330,6 +332,10 @@ def _checked(key: str, value: Any, where: _Where) -> Any:
     return value
 
 
+# Settings whose value may be a path: what the file is, and the words that are not paths.
+_PATH_SETTINGS = {"init": ("init image", ("content", "noise")), "weights": ("weights file", ("imagenet", "random"))}
+
+
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` strings → {dotted key: value}; VALUE is read as YAML (`5`, `[a, b]`, `null`)."""
     out = _Sourced()
@@ -350,7 +356,12 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
                 raise w.error(f"unknown video key {_shown(sub)}" + _did_you_mean(sub, list(VIDEO_FIELDS)))
         elif key not in SETTING_FIELDS or key == "video":
             raise w.error(f"unknown setting {_shown(key)}" + _did_you_mean(key, list(SETTING_FIELDS)))
-        out.put(key, _checked(key, value, w), w)
+        value = _checked(key, value, w)
+        if key in _PATH_SETTINGS and isinstance(value, str) and value not in _PATH_SETTINGS[key][1]:
+            # What a user types resolves against the current folder (the manifest's paths, against the
+            # manifest's): made absolute here, and a missing file blamed on this --set, not on a job.
+            value = str(_existing_path(value, w, Path.cwd(), _PATH_SETTINGS[key][0], file=True))
+        out.put(key, value, w)
     return out
 
 

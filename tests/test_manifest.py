@@ -230,3 +230,31 @@ jobs:
         load_manifest(path)
     message = str(info.value)
     assert message.startswith(f"{path}:6: jobs[0].output: ") and fragment in message, message
+
+
+def test_paths_on_the_command_line_resolve_against_the_current_folder(
+        tree: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24 item 3: `--weights ./w/my.pth` and `--set init=...` are what the user typed, where they stand."""
+    (tree / "project").mkdir()
+    manifest = write_manifest(tree / "project" / "pipeline.yaml",
+                              CONTRACT.replace("photos", "../photos").replace("styles/", "../styles/"))
+    here = tmp_path_factory.mktemp("elsewhere")
+    (here / "w").mkdir()
+    (here / "w" / "my.pth").write_bytes(b"not read here")
+    (here / "start.png").write_bytes(b"not read here")
+    monkeypatch.chdir(here)
+    job = load_manifest(manifest, parse_overrides(["weights=./w/my.pth", "init=start.png"])).jobs[0]
+    assert job.settings.weights == str(here / "w" / "my.pth")
+    assert job.settings.init == str(here / "start.png")
+    # A file missing where the user stands is blamed on the --set, not on a line of the manifest.
+    with pytest.raises(ManifestError) as missing:
+        parse_overrides(["weights=./w/other.pth"])
+    assert str(missing.value).startswith("--set weights=./w/other.pth: weights: weights file not found")
+    assert str(here / "w" / "other.pth") in str(missing.value)
+    # Words are not paths; and the manifest's own paths still resolve against the manifest.
+    assert parse_overrides(["weights=random", "init=noise"]) == {"weights": "random", "init": "noise"}
+    monkeypatch.chdir(tree / "project")
+    inside = write_manifest(tree / "project" / "p2.yaml",
+                            CONTRACT.replace("photos", "../photos").replace("styles/", "../styles/")
+                            .replace("init: content", "init: ../photos/astronaut.jpg"))
+    assert load_manifest(inside).jobs[0].settings.init == str(tree / "photos" / "astronaut.jpg")

@@ -133,7 +133,7 @@ class AudioTrack:
         if choice is None:
             return cls()
         try:
-            source = av.open(str(source_path))
+            source = av.open(str(source_path), metadata_errors="replace")
         except Exception as exc:  # noqa: BLE001 - an audio problem must not cost the video
             return cls(unreadable=_reason(exc))
         out = container.add_stream("aac", rate=choice.rate)
@@ -232,7 +232,7 @@ def _choose_stream(path: Path) -> _Choice | None:
     if not path.is_file():
         raise _Unreadable("file not found")
     try:
-        with av.open(str(path)) as source:
+        with av.open(str(path), metadata_errors="replace") as source:
             default = av.stream.Disposition.default
             streams = sorted(source.streams.audio, key=lambda s: (not s.disposition & default, s.index))
             order = [s.index for s in streams]
@@ -241,7 +241,7 @@ def _choose_stream(path: Path) -> _Choice | None:
     reasons = []
     for index in order:
         try:
-            with av.open(str(path)) as source:  # a fresh demuxer for each stream tried
+            with av.open(str(path), metadata_errors="replace") as source:  # a fresh demuxer for each stream tried
                 return _try_stream(source, source.streams[index])
         except _Unreadable as exc:
             reasons.append(str(exc))

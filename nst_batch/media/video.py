@@ -92,7 +92,7 @@ def probe_video(path: Path | str) -> VideoInfo:
     if not path.is_file():
         raise MediaError(f"{path}: file not found")
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             return _probe_container(path, container)
     except av.FFmpegError as exc:
         raise MediaError(f"{path}: not a readable video ({_reason(exc)})") from exc
@@ -408,7 +408,7 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
 
 
 def _check_frame_count(path: Path, expected: int) -> None:
-    with av.open(str(path)) as container:
+    with av.open(str(path), metadata_errors="replace") as container:
         stream = container.streams.video[0]
         packets = sum(1 for packet in container.demux(stream) if packet.size)
     if packets != expected:

@@ -10,7 +10,7 @@ import functools
 import shlex
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
@@ -25,6 +25,7 @@ from nst_batch.events import Event, UnitFinished
 
 if TYPE_CHECKING:
     from nst_batch.manifest import Manifest
+    from nst_batch.plan import JobPlan
 
 # Modules that import torch, OpenCV or PyAV are imported by the commands that need them, so that
 # `--help`, `--version` and a mistyped command answer at once (about 0.3 s instead of 3 s).
@@ -84,22 +85,56 @@ DeviceOpt = typer.Option(None, "--device", help="Shortcut for --set device=... (
 WeightsOpt = typer.Option(None, "--weights", help="Shortcut for --set weights=... (imagenet, random, or a .pth path).")
 
 
-def _load(manifest: Path, sets: list[str], device: Optional[str], weights: Optional[str]) -> Manifest:
-    from nst_batch.manifest import load_manifest, parse_overrides
+TargetArg = typer.Argument(None, show_default=False, metavar="[MANIFEST | INPUT]",
+                           help="The pipeline manifest (YAML; default ./pipeline.yaml), or an image, a video or "
+                           "a folder to stylize with --style (the one-line form).")
+StyleOpt = typer.Option([], "--style", metavar="IMAGE", help="The one-line form: the style image (repeat it to "
+                        "blend several with equal weights).")
+OutputOpt = typer.Option(None, "--output", "-o", help="The one-line form: the output (a folder, an image file, "
+                         "or an .mp4 for a video; default: out).")
+DEFAULT_MANIFEST = Path("pipeline.yaml")
+
+
+def _load(target: Optional[Path], sets: list[str], device: Optional[str], weights: Optional[str],
+          styles: Optional[list[Path]] = None, output: Optional[Path] = None) -> Manifest:
+    """The manifest TARGET names, or the one the one-line form (an input with --style) stands for."""
+    from nst_batch.manifest import load_manifest, one_line_manifest, parse_overrides
 
     items = list(sets)
     if device is not None:
         items.append(f"device={device}")
     if weights is not None:
         items.append(f"weights={weights}")
-    return load_manifest(manifest, parse_overrides(items))
+    overrides = parse_overrides(items)
+    if target is None:
+        if not DEFAULT_MANIFEST.exists():
+            raise ManifestError("no manifest given, and no pipeline.yaml here: give one, write one with "
+                                "`nst-batch init`, or stylize directly: nst-batch run PHOTO_OR_FOLDER_OR_VIDEO "
+                                "--style STYLE -o OUT")
+        target = DEFAULT_MANIFEST
+    if target.suffix.lower() in (".yaml", ".yml") or (target.is_file() and not styles and not output
+                                                       and not _is_media(target)):
+        if styles or output:
+            raise ManifestError(f"{target}: --style and --output are for the one-line form (nst-batch run "
+                                "PHOTO_OR_FOLDER_OR_VIDEO --style STYLE -o OUT); a manifest names its own")
+        return load_manifest(target, overrides)
+    return one_line_manifest(target, styles or [], output, overrides)
+
+
+def _is_media(path: Path) -> bool:
+    from nst_batch.media.images import is_image_file
+    from nst_batch.media.video import is_video_file
+
+    return is_image_file(path) or is_video_file(path)
 
 
 @app.command()
 @_errors
 def run(
-    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
+    styles: list[Path] = StyleOpt,
+    output: Optional[Path] = OutputOpt,
     device: Optional[str] = DeviceOpt,
     weights: Optional[str] = WeightsOpt,
     force: bool = typer.Option(False, "--force", help="Redo every output, even those already finished."),
@@ -114,14 +149,14 @@ def run(
     ray_temp_dir: Optional[Path] = typer.Option(None, "--ray-temp-dir", help="Where a local Ray keeps its "
                                                 "sockets and logs (default: Ray's, /tmp/ray)."),
 ) -> None:
-    """Stylize every job of MANIFEST; finished outputs are skipped (resume)."""
+    """Stylize every job of MANIFEST, or INPUT with --style; finished outputs are skipped (resume)."""
     from nst_batch.executors import make_executor
     from nst_batch.progress import ProgressView, print_summary
     from nst_batch.runner import run as run_jobs
 
     if executor not in ("local", "ray"):
         raise ManifestError(f"--executor: unknown executor '{executor}' (local | ray)")
-    loaded = _load(manifest, sets, device, weights)
+    loaded = _load(manifest, sets, device, weights, styles, output)
     stop = _StopFlag()
     traces: list[UnitFinished] = []  # failed units, for --debug
 
@@ -208,17 +243,19 @@ class _StopFlag:
 @app.command()
 @_errors
 def validate(
-    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
     device: Optional[str] = DeviceOpt,
     weights: Optional[str] = WeightsOpt,
+    styles: list[Path] = StyleOpt,
+    output: Optional[Path] = OutputOpt,
 ) -> None:
     """Check MANIFEST without running (schema, files decode, layers, device, weights); print the plan."""
     from nst_batch.checks import check_jobs
 
-    loaded = _load(manifest, sets, device, weights)
+    loaded = _load(manifest, sets, device, weights, styles, output)
     plans, problems = check_jobs(loaded.jobs)
-    table = Table(title=f"plan: {manifest}")
+    table = Table(title=f"plan: {manifest or DEFAULT_MANIFEST}")
     for col in ("job", "outputs", "kind", "size", "iterations", "style", "output"):
         table.add_column(col)
     for plan in plans:
@@ -228,12 +265,17 @@ def validate(
         table.add_row(plan.job.name, str(len(plan.units)), "+".join(kinds), str(s.size), iters,
                       ", ".join(f"{p.image.name}x{p.weight:g}" for p in plan.job.styles), str(plan.job.output))
     out.print(table)
-    _exit_on_problems(problems)
+    _exit_on_problems(problems, plans)
     out.print("manifest OK")
 
 
-def _exit_on_problems(problems: list[str]) -> None:
-    """Print every problem `check_jobs` found, one line each, and exit 2 if there were any."""
+def _exit_on_problems(problems: list[str], plans: Sequence[JobPlan] = ()) -> None:
+    """Print every problem `check_jobs` found, one line each, and exit 2 if there were any; before them, the
+    inputs of a folder that cannot be read (warnings: a run fails each alone)."""
+    from nst_batch.plan import unreadable_lines
+
+    for line in (line for plan in plans for line in unreadable_lines(plan)):
+        err.print(f"warning: {_one_line(line)}", style="yellow", soft_wrap=True)
     for problem in problems:
         err.print(f"error: {_one_line(problem)}", style="red", soft_wrap=True)
     if problems:
@@ -243,10 +285,12 @@ def _exit_on_problems(problems: list[str]) -> None:
 @app.command()
 @_errors
 def status(
-    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
     device: Optional[str] = DeviceOpt,
     weights: Optional[str] = WeightsOpt,
+    styles: list[Path] = StyleOpt,
+    output: Optional[Path] = OutputOpt,
 ) -> None:
     """Show what is done, pending and failed for each job of MANIFEST (give the options `run` was given)."""
     from nst_batch.plan import PlanError
@@ -254,8 +298,8 @@ def status(
 
     # --weights matters: it is part of the settings hash, so without it a finished
     # `run --weights random` would show as pending. --device is accepted for symmetry.
-    loaded = _load(manifest, sets, device, weights)
-    table = Table(title=f"status: {manifest}")
+    loaded = _load(manifest, sets, device, weights, styles, output)
+    table = Table(title=f"status: {manifest or DEFAULT_MANIFEST}")
     for col in ("job", "done", "pending", "failed", "output"):
         table.add_column(col)
     for job in loaded.jobs:
@@ -271,19 +315,21 @@ def status(
 @app.command()
 @_errors
 def plan(
-    manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
+    manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
     device: Optional[str] = DeviceOpt,
+    styles: list[Path] = StyleOpt,
+    output: Optional[Path] = OutputOpt,
 ) -> None:
     """Print every job's units, working size, iterations and an estimated time on the chosen device."""
     from nst_batch.checks import check_jobs
     from nst_batch.estimate import estimate
     from nst_batch.plan import ignored_text
 
-    loaded = _load(manifest, sets, device, "random")  # timing only: random weights cost the same
+    loaded = _load(manifest, sets, device, "random", styles, output)  # timing only: random weights cost the same
     plans, problems = check_jobs(loaded.jobs)
-    _exit_on_problems(problems)
-    table = Table(title=f"plan: {manifest} (estimated by a short calibration on this machine)")
+    _exit_on_problems(problems, plans)
+    table = Table(title=f"plan: {manifest or DEFAULT_MANIFEST} (estimated by a short calibration on this machine)")
     for col in ("job", "outputs", "size", "iterations", "s/iteration", "estimate"):
         table.add_column(col, justify="right" if col != "job" else "left")
     estimates = estimate(plans)
@@ -339,20 +385,33 @@ def schema() -> None:
 @app.command()
 @_errors
 def init(path: Path = typer.Argument(Path("pipeline.yaml"), help="Where to write the starter manifest: a .yaml "
-                                     "file, or a folder (pipeline.yaml inside); missing folders are created.")) -> None:
+                                     "file, or a folder (pipeline.yaml inside); missing folders are created."),
+         input_: Optional[Path] = typer.Option(None, "--input", help="The job's input (an image, a video or a "
+                                               "folder): the manifest the one-line `run INPUT --style S` stands for."),
+         styles: list[Path] = typer.Option([], "--style", metavar="IMAGE", help="The job's style image "
+                                           "(repeat it to blend several with equal weights)."),
+         output: Optional[Path] = typer.Option(None, "--output", "-o", help="The job's output (default: out)."),
+         force: bool = typer.Option(False, "--force", help="Overwrite a manifest that is already there.")) -> None:
     """Write a commented starter manifest (and its JSON Schema beside it)."""
     import json
 
-    from nst_batch.schema import manifest_schema, starter_manifest
+    from nst_batch.manifest import one_line_manifest
+    from nst_batch.schema import OneJob, manifest_schema, starter_manifest
 
     if path.is_dir() or (not path.exists() and path.suffix.lower() not in (".yaml", ".yml")):
         path = path / "pipeline.yaml"
-    if path.exists():
-        raise ManifestError(f"{path}: already exists; not overwriting it")
+    if path.exists() and not force:
+        raise ManifestError(f"{path}: already exists; not overwriting it (--force to)")
+    job = None
+    if input_ is not None or styles or output is not None:
+        if input_ is None:
+            raise ManifestError("--style and --output describe a job: give its --input too")
+        one_line_manifest(input_, styles, output)  # the same checks, and the same words, as `run INPUT --style`
+        job = OneJob(input=input_, styles=tuple(styles), output=output or Path("out"))
     schema = path.parent / "nst-batch.schema.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(starter_manifest(), encoding="utf-8")
+        path.write_text(starter_manifest(job, base=path.parent), encoding="utf-8")
         schema.write_text(json.dumps(manifest_schema(), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         where = exc.filename or path

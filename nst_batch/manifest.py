@@ -29,11 +29,12 @@ from nst_batch.media.images import IMAGE_SUFFIXES, PILLOW_SUFFIXES, is_image_fil
 from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
 
-__all__ = ["Manifest", "load_manifest", "read_yaml", "parse_overrides", "SETTING_FIELDS", "VIDEO_FIELDS"]
+__all__ = ["Manifest", "load_manifest", "manifest_from_text", "one_line_manifest", "read_yaml", "parse_overrides",
+           "SETTING_FIELDS", "VIDEO_FIELDS"]
 
 SUPPORTED_VERSIONS = (1,)
 TOP_KEYS = ("version", "defaults", "jobs")
-JOB_KEYS = ("name", "input", "style", "output")
+JOB_KEYS = ("name", "input", "style", "output", "exclude")
 SETTING_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 VIDEO_FIELDS = {f.name: f for f in dataclasses.fields(VideoSettings)}
 _HINTS = {**typing.get_type_hints(Settings),
@@ -392,6 +393,13 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
         raise ManifestError(f"{file}: manifest not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{file}: cannot read the manifest: {exc}") from exc
+    return manifest_from_text(text, path, overrides)
+
+
+def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | None = None) -> Manifest:
+    """`load_manifest` of a manifest's text: relative paths resolve against `path`'s folder, and messages
+    name `path` (the one-line form of `run` gives the manifest it stands for, in the current folder)."""
+    file = str(path)
     try:
         raw = read_yaml(text) or _MarkedDict()
     except yaml.MarkedYAMLError as exc:
@@ -431,6 +439,44 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
     return Manifest(path=path, jobs=tuple(jobs))
 
 
+_ONE_LINE = "<the command line>"
+
+
+def one_line_manifest(target: Path, styles: Sequence[Path], output: Path | None,
+                      overrides: Mapping[str, Any] | None = None) -> Manifest:
+    """The manifest that `nst-batch run TARGET --style S... -o OUTPUT` stands for: one job, paths as typed
+    (against the current folder), equal style weights, output `out` by default. It is the very text
+    `nst-batch init --input TARGET --style S... -o OUTPUT` writes, so both make the same job, settings
+    hash and ledger. A mistake is blamed on the argument or option that made it, not on a line."""
+    from nst_batch.schema import OneJob, starter_manifest  # schema imports settings and vgg only
+
+    if not target.exists():
+        raise ManifestError(f"{target}: not found (give a manifest, or an image, a video or a folder to stylize)")
+    if not (target.is_dir() or is_image_file(target) or is_video_file(target)):
+        raise ManifestError(f"{target}: neither a manifest (.yaml) nor an image, a video or a folder")
+    if not styles:
+        raise ManifestError(f"{target}: to stylize it directly, give --style STYLE_IMAGE (and -o OUTPUT); "
+                            "or give a manifest")
+    job = OneJob(input=target, styles=tuple(styles), output=output or Path("out"))
+    text = starter_manifest(job, base=Path.cwd())
+    try:
+        return manifest_from_text(text, Path.cwd() / _ONE_LINE, overrides)
+    except ManifestError as exc:
+        raise ManifestError(_blame_option(str(exc))) from exc
+
+
+def _blame_option(message: str) -> str:
+    """'<the command line>:NN: jobs[0].style[1]: ...' → '--style: ...' (the generated text has no lines to show)."""
+    match = re.match(rf"^.*?{re.escape(_ONE_LINE)}(?::\d+)?: (?:(jobs\[0\][^:]*): )?(.*)$", message, re.S)
+    if match is None:
+        return message
+    key, problem = match.group(1) or "", match.group(2)
+    for prefix, option in (("jobs[0].input", "INPUT"), ("jobs[0].style", "--style"), ("jobs[0].output", "--output")):
+        if key.startswith(prefix):
+            return f"{option}: {problem}"
+    return problem
+
+
 def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Job:
     if not isinstance(raw, dict):
         raise where.error(f"a job must be a mapping with input, style and output, got {_kind(raw)}")
@@ -448,8 +494,20 @@ def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], 
     name = raw.get("name", input_path.stem)
     if not isinstance(name, str) or not name.strip() or not name.isprintable():
         raise where.child("name", raw).error(f"must be one line of printable text, got {_shown(name)}")
+    exclude = _exclude(raw.get("exclude", []), where.child("exclude", raw), input_path)
     return Job(name=name, input=input_path, styles=styles, output=output, settings=settings,
-               source=f"{where.file}:{where.line}")
+               source=f"{where.file}:{where.line}", exclude=exclude)
+
+
+def _exclude(raw: Any, where: _Where, input_path: Path) -> tuple[str, ...]:
+    """`exclude:` a list of globs (one glob alone is taken as a list of one), relative to a folder input."""
+    globs = [raw] if isinstance(raw, str) else raw
+    if not isinstance(globs, list) or not all(isinstance(g, str) and g.strip() for g in globs):
+        raise where.error(f"must be a list of globs relative to the input folder (e.g. ['raw/*', '*.tif']), "
+                          f"got {_shown(raw)}")
+    if globs and not input_path.is_dir():
+        raise where.error(f"leaves files of a folder out, but the input {input_path} is a file")
+    return tuple(g.strip().strip("/") for g in globs)
 
 
 def _build_settings(values: dict[str, Any], where: _Where, base: Path,

@@ -7,14 +7,18 @@ Both are derived from the settings dataclasses, so they cannot drift from what
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import types
 import typing
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from nst_batch.engine.vgg import MODELS, layer_names
 from nst_batch.settings import Settings, VideoSettings
 
-__all__ = ["manifest_schema", "starter_manifest"]
+__all__ = ["OneJob", "manifest_schema", "starter_manifest"]
 
 _LAYER_KEYS = ("content_layers", "style_layers")
 
@@ -87,8 +91,20 @@ def manifest_schema() -> dict[str, Any]:
     }
 
 
-def starter_manifest() -> str:
-    """A commented manifest with every setting at its default."""
+@dataclass(frozen=True)
+class OneJob:
+    """The job of the one-line form (`nst-batch run INPUT --style S -o OUT`, `init --input ...`)."""
+
+    input: Path
+    styles: tuple[Path, ...]  # blended with equal weights
+    output: Path
+
+
+def starter_manifest(job: OneJob | None = None, *, base: Path | None = None) -> str:
+    """A commented manifest with every setting at its default, and `job` (or an example job) as its job.
+
+    `job`'s paths are written relative to `base` (the manifest's folder) where they lie inside it.
+    """
     lines = ["# nst-batch manifest (see README.md). Check it: nst-batch validate pipeline.yaml",
              "# yaml-language-server: $schema=nst-batch.schema.json", "version: 1", "defaults:"]
     for cls, indent in ((Settings, "  "), (VideoSettings, "    ")):
@@ -98,9 +114,25 @@ def starter_manifest() -> str:
             if f.name == "video":
                 continue
             lines.append(f"{indent}# {f.name}: {_yaml(f.default)}    # {f.metadata['help']}")
-    lines += ["jobs:", "  - name: photos", "    input: photos            # a folder, an image or a video",
-              "    style: style.jpg", "    output: out/photos"]
+    lines += ["jobs:", *(_job_lines(job, base or Path.cwd()) if job else
+                         ["  - name: photos", "    input: photos            # a folder, an image or a video",
+                          "    style: style.jpg", "    output: out/photos"])]
     return "\n".join(lines) + "\n"
+
+
+def _job_lines(job: OneJob, base: Path) -> list[str]:
+    def path(p: Path) -> str:
+        p = p.resolve()
+        shown = Path(os.path.relpath(p, base.resolve())) if base.resolve() in p.parents else p
+        return json.dumps(shown.as_posix())  # a JSON string is a YAML string: any character, quoted
+
+    lines = [f"  - input: {path(job.input)}"]
+    if len(job.styles) == 1:
+        lines.append(f"    style: {path(job.styles[0])}")
+    else:
+        lines.append("    style:")
+        lines += [f"      - {{image: {path(s)}, weight: 1}}" for s in job.styles]
+    return [*lines, f"    output: {path(job.output)}"]
 
 
 def _yaml(value: Any) -> str:

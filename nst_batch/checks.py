@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from nst_batch.device import resolve_device
 from nst_batch.errors import MediaError, NstBatchError
 from nst_batch.media.images import read_image
 from nst_batch.media.video import probe_video
-from nst_batch.plan import JobPlan, plan_job
+from nst_batch.plan import JobPlan, Unit, plan_job
 from nst_batch.settings import Job, Settings
 from nst_batch.video.segments import expected_frames
 from nst_batch.weights import check_weights
@@ -19,7 +20,8 @@ __all__ = ["check_jobs"]
 
 
 def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
-    """The plans that could be made, and one line per problem found."""
+    """The plans that could be made, and one line per problem found. Inputs of a folder that cannot be read
+    are not problems (unless none can): they leave the plan's units for its `unreadable`, a warning."""
     plans: list[JobPlan] = []
     problems: list[str] = []
     checked_weights: set[tuple[str, str]] = set()
@@ -45,12 +47,22 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
         except NstBatchError as exc:
             problems.append(str(exc))
             continue
-        plans.append(plan)
+        bad: dict[Unit, str] = {}
         for unit in plan.units:
-            if unit.kind == "video":
-                attempt(_check_video, unit.src, s)
-            else:
-                attempt(read_image, unit.src)
+            try:
+                if unit.kind == "video":
+                    _check_video(unit.src, s)
+                else:
+                    read_image(unit.src)
+            except NstBatchError as exc:
+                bad[unit] = str(exc)
+        if bad and job.input.is_dir() and len(bad) < len(plan.units):
+            # A folder of a thousand photos always holds one that is damaged: a warning, not the manifest's failure.
+            plan = dataclasses.replace(plan, units=tuple(u for u in plan.units if u not in bad),
+                                       unreadable=tuple((u.src, reason) for u, reason in bad.items()))
+        else:
+            problems.extend(f"job '{job.name}': {reason}" for reason in bad.values())
+        plans.append(plan)
     return plans, problems
 
 

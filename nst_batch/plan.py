@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from nst_batch.errors import NstBatchError
-from nst_batch.media.images import IMAGE_SUFFIXES, is_image_file, list_media
+from nst_batch.media.images import IMAGE_SUFFIXES, is_image_file
 from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
 from nst_batch.settings import Job
 
 VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
 
 __all__ = ["Unit", "JobPlan", "plan_job", "state_dir", "PlanError", "output_is_file", "output_root", "work_dirs",
-           "ignored_text"]
+           "ignored_text", "unreadable_lines"]
 
 
 class PlanError(NstBatchError):
@@ -41,6 +43,20 @@ class JobPlan:
     units: tuple[Unit, ...]
     root: Path  # the folder the outputs (and the job's state) live in
     ignored: dict[str, int] = field(default_factory=dict)  # files of an input folder not read: suffix -> count
+    # Inputs of a folder that `validate` found it cannot read, with the reason, left out of `units` (the run
+    # fails each alone): (input path, reason). Only `checks.check_jobs` fills it.
+    unreadable: tuple[tuple[Path, str], ...] = ()
+
+
+def unreadable_lines(plan: JobPlan) -> list[str]:
+    """One warning line per input of the plan that cannot be read, the first with their count."""
+    bad = plan.unreadable
+    if not bad:
+        return []
+    total = len(bad) + len(plan.units)
+    head = (f"job '{plan.job.name}': {len(bad)} of {total} inputs cannot be read (a run fails each alone; "
+            "`exclude:` leaves files out)")
+    return [head] + [f"job '{plan.job.name}': {reason}" for _, reason in bad]
 
 
 def ignored_text(ignored: dict[str, int]) -> str:
@@ -78,8 +94,7 @@ def plan_job(job: Job) -> JobPlan:
     src = job.input
     if src.is_dir():
         root = job.output
-        files = list_media(src, suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-        ignored = _ignored(src)
+        files, ignored = _walk(src, job.exclude)
         if not files:
             note = f"; ignored: {ignored_text(ignored)}" if ignored else ""
             raise PlanError(f"{job.source}: job '{job.name}': input folder {src} holds no images or videos "
@@ -121,16 +136,53 @@ def _output_names(job: Job, src: Path, files: list[Path], fmt: str) -> list[tupl
     return named
 
 
-def _ignored(folder: Path) -> dict[str, int]:
-    """Files under `folder` that the product does not read, counted by suffix ('(none)' without one);
-    hidden entries (and so the tool's own `.nst-batch` state) are not counted."""
+def _walk(folder: Path, exclude: tuple[str, ...] = ()) -> tuple[list[Path], dict[str, int]]:
+    """The images and videos under `folder`, sorted by their path relative to it, and every other entry it
+    holds that is not read, counted by suffix ('(none)' without one) or by what it is: a link that leads
+    nowhere ('(broken link)'), a second way into a folder already read ('(link to a folder already read)', so
+    a link loop ends), a folder that cannot be listed ('(unreadable folder)'), a device or pipe ('(not a
+    file)'). Links to folders are followed, as a user who linked them in expects. Hidden entries (and so the
+    tool's own `.nst-batch` state) and what `exclude` names are left out and not counted."""
+    files: list[Path] = []
     found: Counter[str] = Counter()
-    for p in folder.rglob("*"):
-        if any(part.startswith(".") for part in p.relative_to(folder).parts) or not p.is_file():
+    seen = {os.path.realpath(folder)}
+    stack = [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError:
+            found["(unreadable folder)"] += 1
             continue
-        if not (is_image_file(p) or is_video_file(p)):
-            found[p.suffix.lower() or "(none)"] += 1
-    return dict(found)
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith(".") or excluded(path.relative_to(folder), exclude):
+                continue
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow links
+            except OSError:
+                is_dir = is_file = False
+            if is_dir:
+                real = os.path.realpath(path)
+                if real in seen:
+                    found["(link to a folder already read)"] += 1
+                else:
+                    seen.add(real)
+                    stack.append(path)
+            elif is_file and (is_image_file(path) or is_video_file(path)):
+                files.append(path)
+            elif is_file:
+                found[path.suffix.lower() or "(none)"] += 1
+            else:
+                found["(broken link)" if entry.is_symlink() else "(not a file)"] += 1
+    return sorted(files, key=lambda p: p.relative_to(folder).as_posix()), dict(found)
+
+
+def excluded(rel: Path, globs: tuple[str, ...]) -> bool:
+    """A job's `exclude:` names this path (relative to its input folder): a glob matches the path or one of
+    its folders (`raw` leaves out everything in raw/; `*` crosses folders: `*.tif` matches a/b.tif)."""
+    names = [rel.as_posix()] + [p.as_posix() for p in rel.parents if p != Path(".")]
+    return any(fnmatch.fnmatchcase(name, glob) for glob in globs for name in names)
 
 
 def _unit(job: Job, src: Path, dst: Path, root: Path) -> Unit:

@@ -74,6 +74,8 @@ def manifest_schema() -> dict[str, Any]:
                       "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1,
                                                      "items": {"anyOf": [{"type": "string"}, style_item]}}]},
             "output": {"type": "string", "description": "a folder, or an .mp4 file for a video input"},
+            "exclude": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                        "description": "globs of files a folder input leaves out, relative to the folder"},
             **settings,
         },
         "allOf": _model_layers(),

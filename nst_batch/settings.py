@@ -128,6 +128,7 @@ class Job:
     output: Path
     settings: Settings
     source: str = ""  # "file:line" of the job in the manifest, for messages
+    exclude: tuple[str, ...] = ()  # globs of files a folder input leaves out, relative to the folder
     memory_share: float = 1.0  # of the memory budget its pictures may plan with: halved by a retry after out-of-memory
 
 

@@ -4,13 +4,23 @@ always written. Commands run in this process (`nst_here`); settings are tiny (th
 
 from __future__ import annotations
 
+import io
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
+from PIL import Image
 from cli_helpers import nst_here
 from conftest import sample_photo, write_manifest, write_rgb
 from videogen import make_clip
+
+from nst_batch.media.atomic import atomic_path, remove_stale_partials
+from nst_batch.media.images import read_image  # and so Pillow opens HEIC (pillow-heif's opener)
 
 SMALL = ("--device", "cpu", "--set", "size=32", "--set", "iterations=2",
         "--set", "style_layers=[conv1_1]", "--set", "content_layers=[conv1_1]",
@@ -71,3 +81,180 @@ def test_a_video_whose_tags_are_not_utf8_is_checked_planned_and_made(root: Path)
     assert res.returncode == 0, res.stdout + res.stderr
     with av.open(str(root / "out" / "clip.mp4")) as made:
         assert made.streams.video[0].frames == 6
+
+
+# --- item 3 (and issue 24 item 2): decoder errors that are not ours; one bad file in a folder --------------
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height RGB pixels, and no pixel data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _foreign_error_mutant(path: Path, fmt: str) -> Path | None:
+    """A damaged HEIC/AVIF on which Pillow's plugin raises an error of its own (EOFError, RuntimeError: not
+    OSError, ValueError or SyntaxError, the errors of a corrupt file Pillow documents): 8 bytes zeroed at the
+    first offset that does it. None where the installed decoders raise no such error for any offset."""
+    buffer = io.BytesIO()
+    Image.fromarray(sample_photo("astronaut.jpg", 48)).save(buffer, format=fmt)
+    data = buffer.getvalue()
+    for at in range(0, len(data), 11):
+        damaged = data[:at] + b"\0" * 8 + data[at + 8:]
+        try:
+            with Image.open(io.BytesIO(damaged)) as im:
+                im.load()
+        except (OSError, ValueError, SyntaxError):
+            continue
+        except Exception:  # noqa: BLE001 - the kind this test is about
+            path.write_bytes(damaged)
+            return path
+    return None
+
+
+def test_one_unreadable_file_in_a_folder_is_a_warning_and_fails_alone(root: Path) -> None:
+    photos = root / "photos"
+    write_rgb(photos / "good.png", sample_photo("chelsea.jpg", 40))
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    _png_header_only(photos / "huge.png", 40000, 40000)  # past OpenCV's own limit (cv2.error before this fix)
+    decode = "cannot decode the image (corrupt or not an image)"
+    bad = {"broken.jpg": decode, "huge.png": "the image claims 40000x40000 pixels (1600 Mpx), more than nst-batch"}
+    for name, fmt in (("bad.avif", "AVIF"), ("bad.heic", "HEIF")):
+        if _foreign_error_mutant(photos / name, fmt) is not None:
+            bad[name] = f"{decode}: "  # then the decoder's own error: its type and first line
+    _one_job(root, "photos")
+    for command, args in (("validate", FAST), ("plan", SMALL)):
+        res = nst_here(command, "m.yaml", *args, cwd=root)
+        said = _said(res)
+        assert res.returncode == 0, said
+        _no_traceback(res)
+        assert f"warning: job 'j': {len(bad)} of {len(bad) + 1} inputs cannot be read" in said, said
+        for name, why in bad.items():
+            assert f"warning: job 'j': {photos / name}: {why}" in said, (name, said)
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    said = _said(res)
+    assert res.returncode == 1, said
+    _no_traceback(res)
+    assert (root / "out" / "good.png").exists() and f"1 done, 0 skipped, {len(bad)} failed" in said
+    for name, why in bad.items():
+        assert f"{photos / name}: {why}" in said, (name, said)
+
+
+def test_a_folder_where_nothing_can_be_read_is_still_an_error(root: Path) -> None:
+    (root / "photos").mkdir()
+    (root / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    _one_job(root, "photos")
+    res = nst_here("validate", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 2 and "broken.jpg: cannot decode the image" in _said(res), _said(res)
+
+
+# --- item 6: a JPEG missing its last bytes -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", [1, 2])
+def test_a_jpeg_missing_its_end_marker_is_read_as_viewers_read_it(root: Path, cut: int) -> None:
+    whole = write_rgb(root / "whole.jpg", sample_photo("astronaut.jpg", 48))
+    (root / "photos").mkdir()
+    cut_short = root / "photos" / "cut.jpg"
+    cut_short.write_bytes(whole.read_bytes()[:-cut])
+    assert cv2.imdecode(np.fromfile(cut_short, dtype=np.uint8), cv2.IMREAD_COLOR) is None  # what refused it
+    assert np.array_equal(read_image(cut_short), read_image(whole))  # nothing of the picture was lost
+    _one_job(root, "photos")
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0, _said(res)
+    assert (root / "out" / "cut.png").exists()
+
+
+# --- item 5: long but legal file names -----------------------------------------------------------------
+
+
+def test_a_long_but_legal_name_is_written(root: Path) -> None:
+    """A 249-byte name (é is two bytes): its temporary name would pass 255 bytes with the host, pid and random
+    tag; it is shortened (the stem's start and a hash) and the output gets its own, final, name."""
+    stem = "é" * 60 + "x" * (249 - 120 - 4)
+    photos = root / "photos"
+    write_rgb(photos / f"{stem}.jpg", sample_photo("chelsea.jpg", 40))
+    assert len(os.fsencode(f"{stem}.png")) == 249
+    _one_job(root, "photos")
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0, _said(res)
+    assert (root / "out" / f"{stem}.png").exists()
+    assert not list((root / "out").glob("*.partial-*"))
+
+
+def test_a_killed_writers_long_temporary_file_is_removed(tmp_path: Path) -> None:
+    final = tmp_path / ("y" * 251 + ".png")  # 255 bytes: the longest legal name
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        assert len(os.fsencode(tmp.name)) <= 255 and tmp.suffix == ".png"
+        tmp.write_bytes(b"half")
+        left = tmp.with_name(tmp.name.replace(".partial-", ".partial-otherhost-", 1))  # as a killed writer's
+        left.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert remove_stale_partials([final]) == [left] and list(tmp_path.iterdir()) == []
+
+
+# --- issue 24 item 2: `exclude:` ----------------------------------------------------------------------
+
+
+def test_exclude_leaves_files_out_of_a_folder(root: Path) -> None:
+    photos = root / "photos"
+    for name in ("keep.png", "raw/a.png", "raw/deep/b.png", "sub/c.tif", "sub/d.png"):
+        write_rgb(photos / name, sample_photo("chelsea.jpg", 32))
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    _one_job(root, "photos", exclude="[raw, '*.tif', broken.jpg]")
+    res = nst_here("validate", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0 and "cannot be read" not in _said(res), _said(res)
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0, _said(res)
+    made = sorted(p.relative_to(root / "out").as_posix() for p in (root / "out").rglob("*.png"))
+    assert made == ["keep.png", "sub/d.png"]
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("7", "must be a list of globs relative to the input folder"),
+    ("[raw, 3]", "must be a list of globs relative to the input folder"),
+    ("{a: b}", "must be a list of globs relative to the input folder"),
+])
+def test_exclude_of_the_wrong_type_is_a_manifest_error(root: Path, value: str, why: str) -> None:
+    write_rgb(root / "photos" / "a.png", sample_photo("chelsea.jpg", 32))
+    _one_job(root, "photos", exclude=value)
+    res = nst_here("validate", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 2, _said(res)
+    assert f"m.yaml:7: jobs[0].exclude: {why}" in _said(res), _said(res)
+    _no_traceback(res)
+
+
+def test_exclude_on_a_file_input_is_a_manifest_error(root: Path) -> None:
+    write_rgb(root / "a.png", sample_photo("chelsea.jpg", 32))
+    _one_job(root, "a.png", exclude="['*.tif']")
+    res = nst_here("validate", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 2 and "jobs[0].exclude: leaves files of a folder out, but the input" in _said(res)
+
+
+# --- item 7: links --------------------------------------------------------------------------------------
+
+
+def test_linked_folders_are_read_and_broken_links_counted(root: Path) -> None:
+    """A folder linked into the input is read as the user who linked it expects; a link back up (a loop) and
+    a link that leads nowhere are counted as not read, with what they are; nothing is skipped in silence."""
+    elsewhere = root / "elsewhere"
+    write_rgb(elsewhere / "far.png", sample_photo("coffee.jpg", 32))
+    photos = root / "photos"
+    write_rgb(photos / "near.png", sample_photo("chelsea.jpg", 32))
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (photos / "loop").symlink_to(photos, target_is_directory=True)
+    (photos / "gone.png").symlink_to(root / "nowhere.png")
+    _one_job(root, "photos")
+    res = nst_here("plan", "m.yaml", *SMALL, cwd=root)
+    said = _said(res)
+    assert res.returncode == 0, said
+    assert "ignored: j: 1 (broken link), 1 (link to a folder already read)" in said, said
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    said = _said(res)
+    assert res.returncode == 0, said
+    assert (root / "out" / "near.png").exists() and (root / "out" / "linked" / "far.png").exists()
+    assert "1 (broken link)" in said

@@ -10,6 +10,7 @@ on different machines of a Ray cluster writing to one shared filesystem.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -31,6 +32,24 @@ def temp_tag() -> str:
     return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+_NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, APFS)
+_TAG_MAX = 40 + 1 + 10 + 1 + 8  # the longest `temp_tag()`: host, pid, random
+
+
+def _temp_stem(final: Path) -> str:
+    """The stem of `final`'s temporary names: its own, or, where a long (but legal) name would make the
+    temporary one too long for the filesystem, its first characters and a hash of the whole stem (the
+    same for every writer, so `remove_stale_partials` still finds a killed writer's file)."""
+    room = _NAME_MAX - len(os.fsencode(f"{PARTIAL_MARK}-{final.suffix}")) - _TAG_MAX
+    if len(os.fsencode(final.stem)) <= room:
+        return final.stem
+    digest = "~" + hashlib.sha256(os.fsencode(final.stem)).hexdigest()[:12]
+    stem = final.stem
+    while stem and len(os.fsencode(stem + digest)) > room:
+        stem = stem[:-1]
+    return stem + digest
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` if the block succeeds.
@@ -40,7 +59,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.stem}{PARTIAL_MARK}-{temp_tag()}{final.suffix}")
+    tmp = final.with_name(f"{_temp_stem(final)}{PARTIAL_MARK}-{temp_tag()}{final.suffix}")
     try:
         yield tmp
         _fsync_file(tmp)
@@ -79,7 +98,7 @@ def remove_stale_partials(finals: Iterable[Path]) -> list[Path]:
     """
     names: dict[Path, set[str]] = {}
     for final in finals:
-        names.setdefault(Path(final).parent, set()).add(Path(final).name)
+        names.setdefault(Path(final).parent, set()).add(_temp_stem(Path(final)) + Path(final).suffix)
     removed: list[Path] = []
     for folder, wanted in names.items():  # one listing per folder, not one per output
         try:

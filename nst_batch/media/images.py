@@ -6,7 +6,6 @@ beside them as an alpha plane (H, W) of the same depth. Embedded colour profiles
 from __future__ import annotations
 
 import struct
-import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,19 @@ from nst_batch.media.atomic import atomic_path
 from nst_batch.media.colour import srgb_icc, to_srgb
 
 __all__ = ["IMAGE_SUFFIXES", "PILLOW_SUFFIXES", "is_image_file", "read_image", "read_image_alpha", "write_image",
-           "list_media", "resize_longest", "longest_side_shape", "resize_exact", "keep_colors", "to_bits",
+           "resize_longest", "longest_side_shape", "resize_exact", "keep_colors", "to_bits",
            "DEEP_SUFFIXES"]
 
 PILLOW_SUFFIXES = (".heic", ".heif", ".avif")  # phone formats: read (by Pillow, pillow-heif), never written
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp") + PILLOW_SUFFIXES
 _ALPHA_SUFFIXES = (".png", ".tif", ".tiff", ".webp")  # OpenCV-read formats that can carry transparency
 DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # formats that hold 16 bits per channel, read and written as such
+MAX_PIXELS = 1 << 30  # the most pixels a header may claim: OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS), 1074 Mpx
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF for Pillow; Pillow reads AVIF itself
+# Pillow's decompression-bomb guard refuses to open a header above 179 Mpx without saying its size; ours
+# (`_check_pixels`, on every header before any decode) names the size and holds for OpenCV's formats too.
+Image.MAX_IMAGE_PIXELS = None
 
 # EXIF orientation (1-8) -> the numpy steps that show the picture upright, as OpenCV's IMREAD_COLOR does.
 _ORIENT = {
@@ -57,25 +60,55 @@ def read_image_alpha(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise MediaError(f"{path}: is a folder, not an image")
     if not path.is_file():
         raise MediaError(f"{path}: image not found")
-    if path.suffix.lower() in PILLOW_SUFFIXES:
-        rgb, alpha, info = _read_pillow(path)
-    else:
-        rgb, alpha, info = _read_opencv(path)
-    rgb = to_srgb(rgb, icc=info.get("icc_profile"), nclx=info.get("nclx_profile"), source=str(path))
+    try:
+        if path.suffix.lower() in PILLOW_SUFFIXES:
+            rgb, alpha, info = _read_pillow(path)
+        else:
+            rgb, alpha, info = _read_opencv(path)
+        rgb = to_srgb(rgb, icc=info.get("icc_profile"), nclx=info.get("nclx_profile"), source=str(path))
+    except (MediaError, MemoryError):
+        raise  # ours already name the file; a failed allocation is the memory policy's to retry
+    except Exception as exc:  # noqa: BLE001 - a decoder's own error (OpenCV's cv2.error, libavif's RuntimeError,
+        # pillow-heif's EOFError, Pillow's bomb guard): one line naming the file, never a traceback
+        raise MediaError(f"{path}: cannot decode the image (corrupt or not an image): {_short(exc)}") from exc
     if alpha is not None:
         alpha = np.ascontiguousarray(to_bits(alpha, 16 if rgb.dtype == np.uint16 else 8))
     return np.ascontiguousarray(rgb), alpha
 
 
+def _short(exc: BaseException) -> str:
+    """A library's error as one short line: OpenCV's `OpenCV(5.1.0) /src/loadsave.cpp:77: error: (-215:Assertion
+    failed) pixels <= CV_IO_MAX_IMAGE_PIXELS in function ...` becomes `pixels <= CV_IO_MAX_IMAGE_PIXELS ...`."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, cv2.error) and ") " in text.partition("error: ")[2]:
+        text = text.partition("error: ")[2].partition(") ")[2]
+    return f"{type(exc).__name__}: {text[:200] or 'no message'}"
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    """Refuse, before decoding, a picture whose header claims more pixels than nst-batch decodes."""
+    if width * height > MAX_PIXELS:
+        raise MediaError(f"{path}: the image claims {width}x{height} pixels ({width * height / 1e6:.0f} Mpx), more "
+                         f"than nst-batch decodes ({MAX_PIXELS / 1e6:.0f} Mpx): a damaged header or a decompression "
+                         "bomb; shrink it first if it is real")
+
+
 def _read_opencv(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    info = _header(path)
+    if "size" in info:
+        _check_pixels(path, *info["size"])
     data = np.fromfile(path, dtype=np.uint8)
     # IMREAD_COLOR applies EXIF orientation itself; with ANYDEPTH a 16-bit file stays 16-bit
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if bgr is None and _lacks_jpeg_end(path, data):
+        # A JPEG cut short by a byte or two (its end-of-image marker lost, as a copy or upload can leave it):
+        # every viewer, and OpenCV's own imread, shows it; decoding from memory refuses it without the marker.
+        data = np.concatenate([data, np.frombuffer(b"\xff\xd9", dtype=np.uint8)])
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if bgr is not None and bgr.dtype not in (np.uint8, np.uint16):
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # float samples: at 8 bits, as OpenCV converts them
     if bgr is None:
         raise MediaError(f"{path}: cannot decode the image (corrupt or not an image)")
-    info = _header(path)
     rgba = _with_alpha(path, data, info["orientation"]) if info["alpha"] else None
     if rgba is not None and rgba.shape[:2] == bgr.shape[:2]:
         return rgba[..., :3], rgba[..., 3], info
@@ -83,20 +116,27 @@ def _read_opencv(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, A
 
 
 def _header(path: Path) -> dict[str, Any]:
-    """What Pillow reads from the header of a file OpenCV decodes: transparency, orientation, ICC profile."""
+    """What Pillow reads from the header of a file OpenCV decodes: transparency, orientation, ICC profile, size."""
+    info: dict[str, Any] = {"alpha": False, "orientation": 1}  # where Pillow cannot tell: opaque, as stored
     try:
-        with warnings.catch_warnings():  # Pillow's decompression-bomb guard: OpenCV decodes the pixels
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:  # reads the header only
-                return {"alpha": path.suffix.lower() in _ALPHA_SUFFIXES and _has_alpha(im),
-                        "orientation": im.getexif().get(0x0112, 1), "icc_profile": im.info.get("icc_profile")}
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return {"alpha": False, "orientation": 1}  # OpenCV decodes what Pillow does not: opaque, as stored
+        with Image.open(path) as im:  # reads the header only
+            info["size"] = im.size  # first: a PNG's EXIF may lie past its pixels, which may be missing
+            info.update(alpha=path.suffix.lower() in _ALPHA_SUFFIXES and _has_alpha(im),
+                        orientation=im.getexif().get(0x0112, 1), icc_profile=im.info.get("icc_profile"))
+    except Exception:  # noqa: BLE001 - OpenCV decodes what Pillow does not (or refuses it, saying so)
+        pass
+    return info
+
+
+def _lacks_jpeg_end(path: Path, data: np.ndarray) -> bool:
+    return (path.suffix.lower() in (".jpg", ".jpeg") and data.size > 4 and bytes(data[:2]) == b"\xff\xd8"
+            and bytes(data[-2:]) != b"\xff\xd9")
 
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # Pillow's bomb guard refuses above 179 Mpx (read_image_alpha says so)
+            _check_pixels(path, *im.size)
             info = dict(im.info)  # the ICC profile (or HEIF nclx colour description) that to_srgb reads
             im = ImageOps.exif_transpose(im)  # pillow-heif has already turned HEIC upright (orientation 1)
             if _has_alpha(im):
@@ -231,13 +271,3 @@ def _unit(pixels: np.ndarray) -> np.ndarray:
     """float32 in [0, 1] from pixels of any depth (float pixels are taken as in [0, 1] already)."""
     top = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "ui" else 1
     return pixels.astype(np.float32) / np.float32(top)
-
-
-def list_media(folder: Path, *, suffixes: tuple[str, ...]) -> list[Path]:
-    """Files under `folder` (recursive) with one of `suffixes`, sorted; hidden entries skipped."""
-    found = [
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in suffixes
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())

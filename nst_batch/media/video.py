@@ -96,6 +96,10 @@ def probe_video(path: Path | str) -> VideoInfo:
             return _probe_container(path, container)
     except av.FFmpegError as exc:
         raise MediaError(f"{path}: not a readable video ({_reason(exc)})") from exc
+    except (MediaError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever else PyAV trips on: one line naming the file
+        raise MediaError(f"{path}: not a readable video ({type(exc).__name__}: {exc})") from exc
 
 
 def read_frames(

@@ -7,6 +7,7 @@ Exit codes: 0 all done; 1 some output failed; 2 bad manifest, weights or device;
 from __future__ import annotations
 
 import functools
+import io
 import shlex
 import signal
 import sys
@@ -76,6 +77,11 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     _state["debug"] = debug
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not UTF-8 (Python holds its bytes as surrogates) is shown escaped (`\udce9`),
+        # never a UnicodeEncodeError in the middle of the night's log.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 SetOpt = typer.Option([], "--set", "-s", metavar="KEY=VALUE",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,14 @@ def _svg_curve(history: Sequence[float], *, label: str = "loss") -> str:
 
 
 def _rel(path: Path, root: Path) -> str:
-    return html.escape(os.path.relpath(path, root).replace(os.sep, "/"), quote=True)
+    """A link to `path` from the page: percent-encoded bytes, so a name that is not UTF-8 still leads to it."""
+    return html.escape(urllib.parse.quote(os.fsencode(os.path.relpath(path, root).replace(os.sep, "/"))),
+                       quote=True)
 
 
 def _e(text: str) -> str:
-    return html.escape(text)
+    """Text for the page; a name's bytes that are not UTF-8 (surrogates in Python) are shown as U+FFFD."""
+    return html.escape(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
 def _slug(name: str) -> str:

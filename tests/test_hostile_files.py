@@ -258,3 +258,26 @@ def test_linked_folders_are_read_and_broken_links_counted(root: Path) -> None:
     assert res.returncode == 0, said
     assert (root / "out" / "near.png").exists() and (root / "out" / "linked" / "far.png").exists()
     assert "1 (broken link)" in said
+
+
+# --- item 4: a file name that is not UTF-8 ----------------------------------------------------------------
+
+
+def test_a_name_that_is_not_utf8_is_made_and_reported(root: Path) -> None:
+    photos = root / "photos"
+    write_rgb(photos / "plain.png", sample_photo("coffee.jpg", 32))
+    name = os.fsdecode(b"photo_\xe9t\xe9.png")  # Latin-1 bytes on disk, as an old camera or zip leaves them
+    # (cv2.imwrite and cv2.VideoCapture crash the process on such a name: written here through Python)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(sample_photo("chelsea.jpg", 32), cv2.COLOR_RGB2BGR))
+    (photos / name).write_bytes(png.tobytes())
+    clip = os.fsdecode(b"cl\xe9.mp4")
+    make_clip(photos / "clip.mp4", frames=3, fps=12, size=(32, 24), audio=False).rename(photos / clip)
+    _one_job(root, "photos")
+    for _ in range(2):  # and again, when everything is skipped
+        res = nst_here("run", "m.yaml", *FAST, cwd=root)
+        assert res.returncode == 0, _said(res)
+        _no_traceback(res)
+        assert (root / "out" / name).exists() and (root / "out" / clip).exists()
+        page = (root / "out" / "report.html").read_text(encoding="utf-8")  # valid UTF-8
+        assert "photo_\ufffdt\ufffd.png" in page  # shown with the bytes replaced
+        assert "href='photo_%E9t%E9.png'" in page  # the link leads to the file's real name

@@ -8,7 +8,9 @@ seeks, so variable-frame-rate files are read frame by frame, in order).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -252,13 +254,35 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     # Ask for FFmpeg explicitly: only that backend honours orientation metadata
     # (CAP_PROP_ORIENTATION_AUTO, opencv/opencv#15499). It is on by default but
     # cannot be passed to open() (the backend bails out on unknown open params).
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    if not capture.isOpened():
-        capture = cv2.VideoCapture(str(path))
+    with _openable_name(path) as name:
+        capture = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            capture = cv2.VideoCapture(name)
     if not capture.isOpened():
         raise MediaError(f"{path}: OpenCV cannot open the video")
     capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return capture
+
+
+@contextlib.contextmanager
+def _openable_name(path: Path) -> Iterator[str]:
+    """A name OpenCV can be given for `path`. OpenCV takes names as UTF-8 and crashes the process (SIGSEGV,
+    OpenCV 5.1) on a str holding the surrogates Python decodes a non-UTF-8 name into (`cl\xe9.mp4` from an
+    old camera or zip): such a file is opened here and handed over as /proc/self/fd/N (Linux, the only
+    system whose names are bytes; macOS and Windows names are always Unicode)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise MediaError(f"{path}: cannot open the video: {exc.strerror}") from exc
+        try:
+            yield f"/proc/self/fd/{fd}"  # FFmpeg opens it again: the descriptor may close once it is open
+        finally:
+            os.close(fd)
+        return
+    yield str(path)
 
 
 def _read_span(

@@ -281,3 +281,46 @@ def test_a_name_that_is_not_utf8_is_made_and_reported(root: Path) -> None:
         page = (root / "out" / "report.html").read_text(encoding="utf-8")  # valid UTF-8
         assert "photo_\ufffdt\ufffd.png" in page  # shown with the bytes replaced
         assert "href='photo_%E9t%E9.png'" in page  # the link leads to the file's real name
+
+
+# --- item 8: a stop during a segmented video's assembly ----------------------------------------------------
+
+
+def test_a_stop_during_the_seams_reoptimisation_takes_one_iteration(root: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM's flag, raised as the first seam frame is made again, stops it within one iteration (it ran all
+    of them, every seam frame, before); its iterations are shown; the resume makes the same video."""
+    import nst_batch.video.assemble as assemble_module
+    from nst_batch.events import Event, UnitProgress
+    from nst_batch.executors.local import LocalExecutor
+    from nst_batch.manifest import load_manifest, parse_overrides
+    from nst_batch.runner import run
+
+    make_clip(root / "clip.mp4", frames=8, fps=12, size=(32, 24), audio=False)
+    _one_job(root, "clip.mp4", "out/clip.mp4")
+    sets = ["size=32", "weights=random", "device=cpu", "style_layers=[conv1_1]", "content_layers=[conv1_1]",
+            "video.first_iterations=3", "video.iterations=20", "video.segment_frames=4", "video.overlap=2",
+            "video.seam=reoptimize", "tolerance=0"]
+    jobs = load_manifest(root / "m.yaml", parse_overrides(sets)).jobs
+    stop = {"now": False, "at": -1}
+    events: list[Event] = []
+    real = assemble_module.stylize_seam_frame
+
+    def seam_frame(*args: object, **kwargs: object) -> object:
+        stop.update(now=True, at=len(events))  # as SIGTERM's handler does
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(assemble_module, "stylize_seam_frame", seam_frame)
+    summary = run(jobs, executor=LocalExecutor(), emit=events.append, should_stop=lambda: bool(stop["now"]))
+    assert stop["at"] >= 0 and summary.interrupted and summary.jobs[0].done == 0
+    after = [e for e in events[int(stop["at"]):] if isinstance(e, UnitProgress)]
+    assert all(e.iteration <= 1 for e in after), after  # at most the iteration the flag was raised in
+    assert not (root / "out" / "clip.mp4").exists()
+
+    monkeypatch.undo()
+    resumed = len(events)
+    summary = run(jobs, executor=LocalExecutor(), emit=events.append, should_stop=lambda: False)
+    assert summary.jobs[0].done == 1
+    # The segments' frames were all saved: what this run shows is the seam frames' re-optimisation.
+    shown = {e.frame for e in events[resumed:] if isinstance(e, UnitProgress) and e.iterations == 20}
+    assert shown == {3, 4}, shown

@@ -131,7 +131,10 @@ class _Worker:
         def make() -> UnitResult:
             reoptimize = job.settings.video.seam == "reoptimize" and len(segments) > 1  # else no engine needed
             video = assemble_video(job.settings, unit.src, unit.dst, work, segments, stylized=stylized,
-                                   ctx=self.local.context(self._here(job)) if reoptimize else None)
+                                   ctx=self.local.context(self._here(job)) if reoptimize else None,
+                                   should_stop=self._should_stop, progress=lambda p, f, n: self._progress(
+                                       UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss, frame=f,
+                                                    frames=n)))
             return UnitResult(loss=video.loss, metrics=video.metrics)
 
         return self._guard(make)

@@ -36,4 +36,5 @@ def stylize_video(ctx: JobContext, src: Path, dst: Path, *, work: Path, progress
     segments = video_segments(ctx.job.settings, src)
     stylized = sum(stylize_segment(ctx, src, work, seg, progress=progress, should_stop=should_stop,
                                    on_frame=on_frame) for seg in segments)
-    return assemble_video(ctx.job.settings, src, dst, work, segments, stylized=stylized, ctx=ctx)
+    return assemble_video(ctx.job.settings, src, dst, work, segments, stylized=stylized, ctx=ctx,
+                          progress=progress, should_stop=should_stop)

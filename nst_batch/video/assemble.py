@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections import Counter
 from contextlib import nullcontext
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nst_batch.engine import Interrupted, Progress
 from nst_batch.errors import MediaError
 from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
 from nst_batch.settings import Settings, working_side
-from nst_batch.video.frames import Previous, stylize_seam_frame, video_plan
+from nst_batch.video.frames import FrameProgress, Previous, stylize_seam_frame, video_plan
 from nst_batch.video.metrics import FlickerMeter
-from nst_batch.video.segments import Segment, segment_dir, segment_ledger
+from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
 from nst_batch.context import JobContext
 from nst_batch.image_job import finish
 
@@ -32,7 +34,8 @@ class VideoResult:
 
 
 def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segments: list[Segment], *,
-                   stylized: int, ctx: JobContext | None = None) -> VideoResult:
+                   stylized: int, ctx: JobContext | None = None, progress: FrameProgress | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> VideoResult:
     """Encode the saved frames into `dst` with the source's audio; measure flicker (E_warp), also at the seams.
 
     Seam frames (the overlap of a segment with the one before) are crossfaded, or with
@@ -43,6 +46,10 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
     The frames are saved raw (as stylized); colour preservation and the output size are
     applied here, on their way to the encoder. Flicker is measured on the frames as
     written (at the working size) with the independent flow of `video/metrics.py`.
+
+    `should_stop` is asked before each frame and, for a re-optimised seam frame, at each
+    iteration (SIGTERM stops within one, raising `Interrupted`; the saved frames stay for
+    the resume); `progress(p, frame, frames)` sees the seam frames' iterations.
     """
     v = settings.video
     reoptimize = v.seam == "reoptimize" and len(segments) > 1
@@ -61,7 +68,10 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         prev: tuple[np.ndarray, np.ndarray] | None = None  # (content, output) of the previous frame
         chain: Previous | None = None  # (content, raw) of the previous frame, for re-optimised seams
         size = working_side(settings.size, info.height, info.width)
+        total = expected_frames(info.frame_count, info.fps, v.start, v.end)
         for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
+            if should_stop is not None and should_stop():
+                raise Interrupted()
             name = f"{t + 1:06d}.png"
             path = work / "frames" / name
             if records.get(name, {}).get("status") != "done" or not path.exists():
@@ -70,7 +80,9 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
             if t in fade:
                 overlap_path, w = fade[t]
                 if reoptimize and chain is not None and ctx is not None:
-                    raw = stylize_seam_frame(ctx, content, chain, read_image(overlap_path), w)
+                    shown = None if progress is None else functools.partial(_frame_progress, progress, t + 1, total)
+                    raw = stylize_seam_frame(ctx, content, chain, read_image(overlap_path), w,
+                                             progress=shown, should_stop=should_stop)
                 else:
                     raw = ((1 - w) * raw + w * read_image(overlap_path)).round().astype(np.uint8)
             chain = Previous(content, raw)
@@ -113,6 +125,10 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         metrics.update(segments=len(segments), e_warp_seam=seam.e_warp, e_warp_inside=inside.e_warp,
                        flicker_ratio_seam=seam.ratio, flicker_ratio_inside=inside.ratio)
     return VideoResult(loss=float(np.mean([float(r.get("loss", 0.0)) for r in recs])), metrics=metrics)
+
+
+def _frame_progress(progress: FrameProgress, frame: int, frames: int | None, p: Progress) -> None:
+    progress(p, frame, frames)
 
 
 def _crossfades(work: Path, segments: list[Segment], records: dict[str, dict[str, Any]]

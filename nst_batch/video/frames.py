@@ -79,8 +79,9 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
     return FrameStep(raw=to_uint8(result.image), result=result, cold=cold, cut=cut)
 
 
-def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt: np.ndarray, weight: float,
-                       ) -> np.ndarray:
+def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt: np.ndarray, weight: float, *,
+                       progress: Callable[[Progress], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> np.ndarray:
     """A seam frame made again: warm-started from the frame before it, held to it and, by `weight`, to `nxt`.
 
     `nxt` is the next segment's version of this frame (pixel-aligned: the same frame).
@@ -98,7 +99,8 @@ def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt
     temporal = Temporal(warped=torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1)))[None].to(ctx.device),
                         mask=torch.from_numpy(np.ascontiguousarray(mask[..., 0]))[None, None].to(ctx.device))
     init = to_tensor(warped_u8, ctx.device)
-    result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal)
+    result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal, progress=progress,
+                           should_stop=should_stop)
     return to_uint8(result.image)
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # Modules that import torch, OpenCV or PyAV are imported by the commands that need them, so that
 # `--help`, `--version` and a mistyped command answer at once (about 0.3 s instead of 3 s).
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Batch neural style transfer (Gatys et al.) over image folders and videos.")
 weights_app = typer.Typer(no_args_is_help=True, help="Where the VGG19 / VGG16 weights are; fetch or import them.")
 app.add_typer(weights_app, name="weights")
@@ -336,12 +336,12 @@ def plan(
     plans, problems = check_jobs(loaded.jobs)
     _exit_on_problems(problems, plans)
     table = Table(title=f"plan: {manifest or DEFAULT_MANIFEST} (estimated by a short calibration on this machine)")
-    for col in ("job", "outputs", "size", "iterations", "s/iteration", "estimate"):
+    for col in ("job", "outputs", "size", "iterations each", "iterations in all", "s/iteration", "estimate"):
         table.add_column(col, justify="right" if col != "job" else "left")
     estimates = estimate(plans)
     for plan_, est in zip(plans, estimates):
-        table.add_row(est.job, str(est.units), str(plan_.job.settings.size), str(est.iterations),
-                      f"{est.seconds_per_iteration:.3f}", _duration(est.seconds))
+        table.add_row(est.job, str(est.units), str(plan_.job.settings.size), _iterations_each(plan_),
+                      str(est.iterations), f"{est.seconds_per_iteration:.3f}", _duration(est.seconds))
     out.print(table)
     memory = Table(title="memory: each output's plan, as a run would choose it now")
     for col in ("job", "output", "working size", "estimate GiB", "budget GiB", "plan"):
@@ -358,8 +358,32 @@ def plan(
         if plan_.ignored:
             out.print(f"ignored: {plan_.job.name}: {ignored_text(plan_.ignored)} "
                       "(not images or videos nst-batch reads)", highlight=False, soft_wrap=True)
-    device = plans[0].job.settings.device if plans else "-"
-    out.print(f"total: about {_duration(sum(e.seconds for e in estimates))} on {device}")
+    out.print(f"total: about {_duration(sum(e.seconds for e in estimates))} on {_devices(plans)}")
+
+
+def _iterations_each(plan: JobPlan) -> str:
+    """The budget of one output: a photo's iterations, or a video's cold / warm frames' (each may stop sooner)."""
+    s = plan.job.settings
+    kinds = {u.kind for u in plan.units}
+    parts = [str(s.iterations)] if "image" in kinds else []
+    if "video" in kinds:
+        parts.append(f"{s.video.first_iterations} cold / {s.video.iterations} warm a frame")
+    return ", ".join(parts) or "-"
+
+
+def _devices(plans: Sequence[JobPlan]) -> str:
+    """The devices the jobs will run on, as resolved now (`auto` said as what it picks: cpu, cuda:0, mps)."""
+    from nst_batch.device import resolve_device
+
+    names = []
+    for plan_ in plans:
+        try:
+            name = str(resolve_device(plan_.job.settings.device))
+        except NstBatchError:
+            name = plan_.job.settings.device
+        if name not in names:
+            names.append(name)
+    return ", ".join(names) or "-"
 
 
 def _duration(seconds: float) -> str:
@@ -478,6 +502,9 @@ def weights_import(path: Path = typer.Argument(..., help="A VGG19 or VGG16 state
 
 def entry() -> None:
     """Console-script entry point."""
+    # `--debug` is an option of the program; a user also types it after the command (`run p.yaml --debug`).
+    if "--debug" in sys.argv[2:]:
+        sys.argv[1:] = ["--debug", *(arg for arg in sys.argv[1:] if arg != "--debug")]
     try:
         app()
     except KeyboardInterrupt:

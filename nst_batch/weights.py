@@ -142,7 +142,7 @@ def check_weights(spec: str, model: str = "vgg19", *, fetch: bool) -> None:
             return
         command = "nst-batch weights fetch" + ("" if model == "vgg19" else f" --model {model}")
         raise WeightsError(f"ImageNet {model.upper()} weights not found at {path}: run `{command}` "
-                           "(online) or `nst-batch weights import FILE`")
+                           f"(online) or `nst-batch weights import FILE`; {SMOKE_TEST}")
     load_state_dict_file(Path(spec), model)
 
 
@@ -248,12 +248,15 @@ def _key_order(key: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 1 << 30, tail)
 
 
+SMOKE_TEST = "to smoke-test without them, `--weights random` (runs end to end; the pictures are not art)"
+
+
 def fetch_imagenet(model: str = "vgg19") -> Path:
     """Download torchvision's ImageNet `model` file into the cache, or say how to provide it."""
     path = cache_path(model)
     name = model.upper()
     how = (f"download {imagenet_url(model)} on a machine with internet and run `nst-batch weights import FILE`, "
-           "or set `weights:` to a local .pth file")
+           f"or set `weights:` to a local .pth file; {SMOKE_TEST}")
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         raise WeightsError(f"{name} ImageNet weights not found at {path} ({OFFLINE_ENV} is set, so no download): {how}")
     try:

@@ -61,7 +61,12 @@ ROWS = [
     # --- the manifest: `file:line: key: what`, exit 2 -------------------------------------------
     validate("yaml-syntax", "version: 1\njobs: [\n", 2, "M.yaml:3:", "YAML syntax error", process=True),
     validate("version", "version: 2\njobs: []\n", 2, "M.yaml:1: version", "unsupported manifest version 2"),
-    validate("empty-file", "", 2, "unsupported manifest version None"),
+    validate("empty-file", "", 2, "no `version:` key", "`version: 1`"),
+    validate("no-version", "jobs:\n  - {input: in, style: s.jpg, output: o}\n", 2, "M.yaml:1: no `version:` key"),
+    validate("tab", "version: 1\njobs:\n\t- input: in\n", 2, "M.yaml:3:1: YAML syntax error",
+             "YAML indents with spaces, not tabs"),
+    validate("required-key-typo", "version: 1\njobs:\n  - input: in\n    styel: s.jpg\n    output: o\n", 2,
+             "M.yaml:4: jobs[0].styel: unknown key 'styel' (did you mean 'style'?)"),
     validate("top-typo", "version: 1\njbos: []\n", 2, "M.yaml:2", "unknown top-level key 'jbos'",
              "did you mean 'jobs'"),
     validate("setting-typo", _job(sise="64"), 2, "M.yaml:7: jobs[0].sise", "did you mean 'size'"),

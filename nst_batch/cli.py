@@ -300,22 +300,32 @@ def status(
 ) -> None:
     """Show what is done, pending and failed for each job of MANIFEST (give the options `run` was given)."""
     from nst_batch.plan import PlanError
-    from nst_batch.runner import job_status
+    from nst_batch.runner import done_under_other_settings, job_status
 
     # --weights matters: it is part of the settings hash, so without it a finished
     # `run --weights random` would show as pending. --device is accepted for symmetry.
     loaded = _load(manifest, sets, device, weights, styles, output)
     table = Table(title=f"status: {manifest or DEFAULT_MANIFEST}")
-    for col in ("job", "done", "pending", "failed", "output"):
+    for col in ("job", "done", "done, other settings", "pending", "failed", "output"):
         table.add_column(col)
+    notes = []
     for job in loaded.jobs:
         try:
             st = job_status(job)
+            other = done_under_other_settings(job)
         except PlanError as exc:
-            table.add_row(job.name, "-", "-", "-", str(exc))
+            table.add_row(job.name, "-", "-", "-", "-", str(exc))
             continue
-        table.add_row(job.name, str(len(st["done"])), str(len(st["pending"])), str(len(st["failed"])), str(job.output))
+        pending = [key for key in st["pending"] if key not in other]
+        table.add_row(job.name, str(len(st["done"])), str(len(other)), str(len(pending)), str(len(st["failed"])),
+                      str(job.output))
+        for how in sorted(set(other.values())):
+            count = sum(1 for v in other.values() if v == how)
+            notes.append(f"{job.name}: {count} output(s) were made with {how}: with those --set values "
+                         "`status` counts them as done; `run` without them makes them again")
     out.print(table)
+    for note in notes:
+        out.print(note, soft_wrap=True)
 
 
 @app.command()
@@ -394,12 +404,13 @@ def _duration(seconds: float) -> str:
 
 @app.command()
 @_errors
-def report(manifest: Path = typer.Argument(..., help="The pipeline manifest (YAML)."),
-           sets: list[str] = SetOpt) -> None:
-    """Rebuild report.html at the output root from the jobs' ledgers."""
+def report(manifest: Optional[Path] = TargetArg, sets: list[str] = SetOpt, device: Optional[str] = DeviceOpt,
+           weights: Optional[str] = WeightsOpt, styles: list[Path] = StyleOpt,
+           output: Optional[Path] = OutputOpt) -> None:
+    """Rebuild report.html at the output root from the jobs' ledgers (each output with what it was made with)."""
     from nst_batch.report import write_report
 
-    out.print(f"report: {write_report(_load(manifest, sets, None, None).jobs)}")
+    out.print(f"report: {write_report(_load(manifest, sets, device, weights, styles, output).jobs)}")
 
 
 @app.command()

@@ -94,10 +94,33 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
     ignored = (f"<p class=warn>ignored: {_e(ignored_text(plan.ignored))} (not images or videos nst-batch reads)</p>"
                if plan.ignored else "")
     head = (f"<section><h2>{_e(job.name)}</h2><p>{done} done, {failed} failed, "
-            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s · size {job.settings.size}"
-            f"{'' if job.settings.size == 'original' else 'px'} · "
-            f"weights {_e(job.settings.weights)}</p>{ignored}<div class=styles>{styles}</div>")
+            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s</p>{_made_with(plan, ledger)}"
+            f"{ignored}<div class=styles>{styles}</div>")
     return head + "".join(rows) + "</section>"
+
+
+def _made_with(plan: JobPlan, ledger: Ledger) -> str:
+    """What the outputs on the page were made with, as the ledger recorded it (by settings hash): not what
+    this command was given, which may differ (`report` without the run's `--set size=48 --weights random`)."""
+    from nst_batch.runner import recorded_settings
+
+    by_hash: dict[str, list[str]] = {}
+    for unit in plan.units:
+        rec = ledger.records.get(unit.key, {})
+        if rec.get("status") == "done" and unit.dst.exists():
+            by_hash.setdefault(str(rec.get("hash")), []).append(unit.key)
+    lines = []
+    for settings_hash, keys in by_hash.items():
+        made = recorded_settings(plan.job, settings_hash)
+        count = f"{len(keys)} output{'s' if len(keys) > 1 else ''}" if len(by_hash) > 1 else "made"
+        if made is None:
+            lines.append(f"{count} with settings not recorded (an older nst-batch)")
+            continue
+        size = made.get("size")
+        lines.append(f"{count} at size {size}{'' if size == 'original' else 'px'} · model {made.get('model')} · "
+                     f"weights {made.get('weights')} · {made.get('iterations')} iterations · "
+                     f"style_weight {made.get('style_weight')}")
+    return "".join(f"<p class=made>{_e(line)}</p>" for line in lines)
 
 
 def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: dict[str, Any], root: Path,

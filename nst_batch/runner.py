@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +28,8 @@ from nst_batch.plan import JobPlan, PlanError, Unit, plan_job, state_dir, work_d
 from nst_batch.settings import Job, settings_hash, settings_to_dict
 from nst_batch.weights import check_weights
 
-__all__ = ["run", "settings_file", "job_status"]
+__all__ = ["run", "settings_file", "job_status", "done_under_other_settings", "recorded_settings",
+           "settings_difference"]
 
 Emit = Callable[[Event], None]
 
@@ -257,7 +259,65 @@ def _save_settings(job: Job, digest: dict[str, str]) -> None:
         "styles": [{"image": str(s.image), "weight": s.weight} for s in job.styles],
         "settings": settings_to_dict(job.settings),
     }
-    write_text_atomic(settings_file(job), json.dumps(data, indent=2) + "\n")
+    text = json.dumps(data, indent=2) + "\n"
+    write_text_atomic(settings_file(job), text)
+    # And by hash, kept: a ledger record names its settings by hash, so `status` and `report` can say
+    # what each output was made with after a later run under other settings rewrote the file above.
+    for kind_hash in sorted(set(digest.values())):
+        by_hash = _settings_by_hash(job, kind_hash)
+        if not by_hash.exists():
+            by_hash.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(by_hash, text)
+
+
+def _settings_by_hash(job: Job, settings_hash: str) -> Path:
+    return state_dir(job) / "settings" / f"{settings_hash}.json"
+
+
+def recorded_settings(job: Job, settings_hash: str) -> dict[str, Any] | None:
+    """The settings (as `settings_to_dict` gives them) that the hash of a ledger record stands for, if kept."""
+    try:
+        data = json.loads(_settings_by_hash(job, settings_hash).read_text(encoding="utf-8"))
+        settings = data["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def settings_difference(job: Job, made_with: dict[str, Any] | None) -> str:
+    """How `made_with` differs from the job's settings now, as `--set` words: 'size=48 weights=random'."""
+    if made_with is None:
+        return "settings not recorded (made by an older nst-batch)"
+    now = settings_to_dict(job.settings)
+    flat_now = {**{k: v for k, v in now.items() if k != "video"},
+                **{f"video.{k}": v for k, v in now.get("video", {}).items()}}
+    flat_then = {**{k: v for k, v in made_with.items() if k != "video"},
+                 **{f"video.{k}": v for k, v in (made_with.get("video") or {}).items()}}
+    words = [f"{key}={_as_set(flat_then[key])}" for key in flat_then
+             if key in flat_now and flat_then[key] != flat_now[key] and key != "device"]
+    return " ".join(words) or "the same settings, other style images or styles' weights"
+
+
+def _as_set(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def done_under_other_settings(job: Job) -> dict[str, str]:
+    """Outputs recorded done whose settings differ from the job's now, each with how (`settings_difference`):
+    `status` shows them as such, not as pending, and says what would find them done."""
+    plan = plan_job(job)
+    ledger = Ledger(state_dir(job))
+    digest = _hashes(job)
+    out: dict[str, str] = {}
+    for unit in plan.units:
+        rec = ledger.records.get(unit.key)
+        if (rec is None or rec.get("status") != "done" or rec.get("hash") == digest[unit.kind]
+                or not unit.dst.exists()):
+            continue
+        out[unit.key] = settings_difference(job, recorded_settings(job, str(rec.get("hash"))))
+    return out
 
 
 def job_status(job: Job) -> dict[str, list[str]]:

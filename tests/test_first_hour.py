@@ -59,3 +59,29 @@ def test_the_sample_manifest_points_at_readme_sections_that_exist() -> None:
     headings = {line.lstrip("#").strip() for line in (REPO / "README.md").read_text().splitlines()
                 if line.startswith("#")}
     assert named and not [n for n in named if n not in headings], (named, sorted(headings))
+
+
+def test_status_and_report_say_what_the_ledger_recorded_not_what_they_were_given(manifest: Path) -> None:
+    """Issue 24 item 1: after `run --set size=40 --weights random`, a plain `status` and `report` tell the truth."""
+    made = ["--weights", "random", "--set", "size=40", "--set", "iterations=4", "--set", "scales=[1.0]",
+            "--set", "style_layers=[relu1_1]", "--set", "content_layers=[relu2_1]"]
+    res = nst_here("run", manifest, *made)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    plain = nst_here("status", manifest, "--set", "style_layers=[relu1_1]", "--set", "content_layers=[relu2_1]")
+    assert plain.returncode == 0, plain.stderr
+    row = next(line for line in plain.stdout.splitlines() if line.startswith("│ pics"))
+    assert [c.strip() for c in row.split("│")[2:6]] == ["0", "3", "0", "0"], plain.stdout  # not "3 pending"
+    note = next(line for line in plain.stdout.splitlines() if line.startswith("pics: 3 output(s) were made with"))
+    assert "size=40" in note and "weights=random" in note and "iterations=4" in note, note
+
+    same = nst_here("status", manifest, *made)
+    row = next(line for line in same.stdout.splitlines() if line.startswith("│ pics"))
+    assert [c.strip() for c in row.split("│")[2:6]] == ["3", "0", "0", "0"], same.stdout
+
+    page = nst_here("report", manifest)  # without the run's options, as a user types it the morning after
+    assert page.returncode == 0, page.stdout + page.stderr
+    html = (manifest.parent / "out" / "report.html").read_text()
+    assert "made at size 40px · model vgg19 · weights random · 4 iterations" in html
+    assert "size 256px" not in html and "weights imagenet" not in html
+    assert nst_here("report", manifest, "--weights", "random", "--device", "cpu").returncode == 0  # run's flags

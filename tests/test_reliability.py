@@ -398,9 +398,10 @@ def _status(root: Path, manifest: str) -> dict[str, tuple[int, int, int]]:
     assert res.returncode == 0, res.stdout + res.stderr
     counts = {}
     for line in res.stdout.splitlines():
-        cells = [c.strip() for c in line.split("│")[1:-1]]
-        if len(cells) == 5 and cells[1].isdigit():
-            counts[cells[0]] = (int(cells[1]), int(cells[2]), int(cells[3]))
+        cells = [c.strip() for c in line.split("│")[1:-1]]  # job, done, done under other settings, pending, ...
+        if len(cells) == 6 and cells[1].isdigit():
+            assert cells[2] == "0", res.stdout  # the same options as the run: nothing under other settings
+            counts[cells[0]] = (int(cells[1]), int(cells[3]), int(cells[4]))
     return counts
 
 

@@ -8,6 +8,7 @@ are inline SVG; it opens from disk with no server. Built from the ledgers alone,
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import urllib.parse
@@ -20,7 +21,7 @@ import numpy as np
 from nst_batch.errors import NstBatchError
 from nst_batch.ledger import Ledger
 from nst_batch.media.atomic import write_text_atomic
-from nst_batch.media.images import read_image, resize_longest, write_image
+from nst_batch.media.images import read_thumbnail, resize_longest, write_image
 from nst_batch.media.video import read_frames
 from nst_batch.plan import JobPlan, ignored_text, output_root, plan_job, state_dir
 from nst_batch.settings import Job
@@ -173,8 +174,15 @@ def _strip(frames: Any, picks: list[int], stem: Path) -> list[Path]:
 
 
 def _thumb(src: Path, dst: Path) -> Path:
-    write_image(dst, resize_longest(read_image(src), THUMB), quality=85)
-    return dst
+    """A thumbnail of `src` at `dst`, named by `src`'s identity (path, size, mtime): made once, then reused by
+    every later report, so no input is decoded again for a report (a decompression bomb, or a thousand
+    photos, cost their decode once). A JPEG is decoded at reduced size (`read_thumbnail`)."""
+    stat = src.stat()
+    tag = hashlib.sha256(f"{os.fsencode(src)!r}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    named = dst.with_name(f"{dst.stem}-{tag}{dst.suffix}")
+    if not named.exists():
+        write_image(named, read_thumbnail(src, THUMB), quality=85)
+    return named
 
 
 def _svg_curve(history: Sequence[float], *, label: str = "loss") -> str:

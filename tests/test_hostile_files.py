@@ -20,7 +20,8 @@ from conftest import sample_photo, write_manifest, write_rgb
 from videogen import make_clip
 
 from nst_batch.media.atomic import atomic_path, remove_stale_partials
-from nst_batch.media.images import read_image  # and so Pillow opens HEIC (pillow-heif's opener)
+from nst_batch.errors import MediaError
+from nst_batch.media.images import read_image, read_thumbnail  # and so Pillow opens HEIC (pillow-heif's opener)
 
 SMALL = ("--device", "cpu", "--set", "size=32", "--set", "iterations=2",
         "--set", "style_layers=[conv1_1]", "--set", "content_layers=[conv1_1]",
@@ -324,3 +325,74 @@ def test_a_stop_during_the_seams_reoptimisation_takes_one_iteration(root: Path,
     # The segments' frames were all saved: what this run shows is the seam frames' re-optimisation.
     shown = {e.frame for e in events[resumed:] if isinstance(e, UnitProgress) and e.iterations == 20}
     assert shown == {3, 4}, shown
+
+
+# --- item 9: decompression bombs ---------------------------------------------------------------------------
+
+
+def _one_bit_png(path: Path, width: int, height: int) -> Path:
+    """A real 1-bit PNG of width x height black pixels: a few hundred KB that decode to gigabytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    squeeze = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the row's bits
+    data = b"".join(squeeze.compress(row) for _ in range(height)) + squeeze.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(root: Path) -> None:
+    photos = root / "photos"
+    write_rgb(photos / "good.png", sample_photo("chelsea.jpg", 32))
+    bomb = _one_bit_png(photos / "bomb.png", 40000, 30000)
+    assert bomb.stat().st_size < 1_000_000  # 1200 Mpx in well under a megabyte
+    with pytest.raises(MediaError, match=r"bomb\.png: the image claims 40000x30000 pixels \(1200 Mpx\)"):
+        read_image(bomb)
+    _one_job(root, "photos")
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 1 and "1 done, 0 skipped, 1 failed" in _said(res), _said(res)
+    assert f"{bomb}: the image claims 40000x30000 pixels" in _said(res)
+    _no_traceback(res)
+
+
+def test_an_image_larger_than_the_free_memory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nst_batch.media.images as images
+
+    big = write_rgb(tmp_path / "big.png", np.zeros((1000, 1000, 3), np.uint8))
+    monkeypatch.setattr(images, "available_memory", lambda: 10 * 1024 ** 2)  # 10 MiB free
+    with pytest.raises(MediaError, match=r"big\.png: the image claims 1000x1000 pixels; decoding it takes about "
+                                         r"0\.0 GiB, more than the 0\.0 GiB of memory free"):
+        read_image(big)
+    monkeypatch.setattr(images, "available_memory", lambda: None)  # unknown: decoded
+    assert read_image(big).shape == (1000, 1000, 3)
+
+
+def test_the_report_decodes_no_input_again_and_a_big_jpeg_at_reduced_size(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nst_batch.media.images as images
+
+    photos = root / "photos"
+    big = cv2.resize(sample_photo("astronaut.jpg", 200), (2000, 2000), interpolation=cv2.INTER_CUBIC)
+    write_rgb(photos / "big.jpg", big)
+    _one_job(root, "photos")
+    flags: list[int] = []
+    real = cv2.imdecode
+
+    def imdecode(data: np.ndarray, flag: int) -> object:
+        flags.append(flag)
+        return real(data, flag)
+
+    monkeypatch.setattr(images.cv2, "imdecode", imdecode)
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0, _said(res)
+    assert cv2.IMREAD_REDUCED_COLOR_8 in flags  # the report's thumbnail of the 2000 px input: 250 px decoded
+    thumbs = sorted((root / "out" / "report_files").iterdir())
+    flags.clear()
+    res = nst_here("report", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0, _said(res)
+    assert flags == [] and sorted((root / "out" / "report_files").iterdir()) == thumbs  # all reused
+    reduced = read_thumbnail(photos / "big.jpg", 240)
+    whole = cv2.resize(read_image(photos / "big.jpg"), reduced.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert reduced.shape[:2] == (240, 240) and np.abs(reduced.astype(int) - whole).mean() < 2

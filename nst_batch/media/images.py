@@ -19,7 +19,8 @@ from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 from nst_batch.media.colour import srgb_icc, to_srgb
 
-__all__ = ["IMAGE_SUFFIXES", "PILLOW_SUFFIXES", "is_image_file", "read_image", "read_image_alpha", "write_image",
+__all__ = ["IMAGE_SUFFIXES", "PILLOW_SUFFIXES", "is_image_file", "read_image", "read_image_alpha", "read_thumbnail",
+           "available_memory", "write_image",
            "resize_longest", "longest_side_shape", "resize_exact", "keep_colors", "to_bits",
            "DEEP_SUFFIXES"]
 
@@ -86,17 +87,56 @@ def _short(exc: BaseException) -> str:
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:
-    """Refuse, before decoding, a picture whose header claims more pixels than nst-batch decodes."""
+    """Refuse, before decoding, a picture whose header claims more pixels than nst-batch decodes, or than the
+    memory free now holds decoded (a decompression bomb would otherwise meet the OOM killer, on every resume)."""
     if width * height > MAX_PIXELS:
         raise MediaError(f"{path}: the image claims {width}x{height} pixels ({width * height / 1e6:.0f} Mpx), more "
                          f"than nst-batch decodes ({MAX_PIXELS / 1e6:.0f} Mpx): a damaged header or a decompression "
                          "bomb; shrink it first if it is real")
+    need = width * height * _DECODE_BYTES_PER_PIXEL
+    free = available_memory()
+    if free is not None and need > free:
+        raise MediaError(f"{path}: the image claims {width}x{height} pixels; decoding it takes about "
+                         f"{need / 1024 ** 3:.1f} GiB, more than the {free / 1024 ** 3:.1f} GiB of memory free")
+
+
+_DECODE_BYTES_PER_PIXEL = 16  # 16-bit RGBA decoded (8 bytes) and one converted copy of it
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def read_thumbnail(path: Path, side: int) -> np.ndarray:
+    """An image file as (h, w, 3) uint8 sRGB with its longest side `side` px (or less), for the report. A JPEG
+    at least twice that size is decoded at 1/2, 1/4 or 1/8 of its size by libjpeg's DCT scaling: a 30000 px
+    photo costs a 64th of its full decode."""
+    path = Path(path)
+    info = _header(path) if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    if "size" in info and max(info["size"]) >= 2 * side:
+        factor = next(f for f in (8, 4, 2) if max(info["size"]) >= f * side)
+        flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+        try:
+            bgr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flag)  # applies EXIF orientation, as IMREAD_COLOR
+        except cv2.error:
+            bgr = None
+        if bgr is not None:
+            rgb = to_srgb(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), icc=info.get("icc_profile"), source=str(path))
+            return resize_longest(to_bits(rgb, 8), min(side, max(rgb.shape[:2])))
+    rgb = read_image(path)
+    return resize_longest(rgb, min(side, max(rgb.shape[:2])))
 
 
 def _read_opencv(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    info = _header(path)
-    if "size" in info:
-        _check_pixels(path, *info["size"])
+    info = _header(path)  # refuses a bomb before any decode
     data = np.fromfile(path, dtype=np.uint8)
     # IMREAD_COLOR applies EXIF orientation itself; with ANYDEPTH a 16-bit file stays 16-bit
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
@@ -120,9 +160,14 @@ def _header(path: Path) -> dict[str, Any]:
     info: dict[str, Any] = {"alpha": False, "orientation": 1}  # where Pillow cannot tell: opaque, as stored
     try:
         with Image.open(path) as im:  # reads the header only
-            info["size"] = im.size  # first: a PNG's EXIF may lie past its pixels, which may be missing
+            info["size"] = im.size
+            _check_pixels(path, *im.size)  # before anything that could decode
             info.update(alpha=path.suffix.lower() in _ALPHA_SUFFIXES and _has_alpha(im),
-                        orientation=im.getexif().get(0x0112, 1), icc_profile=im.info.get("icc_profile"))
+                        icc_profile=im.info.get("icc_profile"))
+            if info["alpha"]:  # only the alpha path turns pixels itself; a PNG's getexif decodes the whole image
+                info["orientation"] = im.getexif().get(0x0112, 1)
+    except MediaError:
+        raise
     except Exception:  # noqa: BLE001 - OpenCV decodes what Pillow does not (or refuses it, saying so)
         pass
     return info

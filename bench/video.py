@@ -52,34 +52,55 @@ except ImportError:  # pragma: no cover - bench only
 from bench.common import machine  # noqa: E402
 from nst_batch.manifest import parse_overrides  # noqa: E402
 from nst_batch.media.images import read_image, resize_longest  # noqa: E402
-from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
-from nst_batch.video.frames import Previous, stylize_next  # noqa: E402
+from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings  # noqa: E402
+from nst_batch.video.frames import FrameStep, Previous, stylize_next  # noqa: E402
 from nst_batch.video.metrics import warp_error  # noqa: E402
 from nst_batch.context import JobContext, to_tensor  # noqa: E402
 from nst_batch.image_job import finish  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path("/usr/share/doc/opencv-doc/examples/data")
-# (file, first second): spans without scene cuts, so that every arm is judged on motion alone.
-CLIPS = {"vtest": (DATA / "vtest.avi", 0.0), "tree": (DATA / "tree.avi", 0.0),
-         "megamind": (DATA / "Megamind.avi", 0.1)}  # frame 0 is black
+DATA = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian package opencv-doc
+IMAGEIO = Path("/usr/lib/python3/dist-packages/imageio/resources/images")  # Debian package python3-imageio
+VISP = Path("/usr/share/visp-images-data/ViSP-images")  # Debian package visp-images-data
+# (file, first second, kind): spans without scene cuts, so that every arm is judged on motion alone.
+CLIPS = {"vtest": (DATA / "vtest.avi", 0.0, "street, static camera, 768x576 10 fps"),
+         "tree": (DATA / "tree.avi", 0.0, "foliage, about 2 real fps"),
+         "megamind": (DATA / "Megamind.avi", 0.1, "rendered film, a talking face"),  # frame 0 is black
+         "cockatoo": (IMAGEIO / "cockatoo.mp4", 0.0, "hand-held camera, a bird on a perch, 1280x720 20 fps"),
+         "realshort": (IMAGEIO / "realshort.mp4", 0.0, "hand-held camera, indoor plants, 320x240 30 fps"),
+         # still for its first 0.7 s, then the camera travels (0.3-1.1 px a frame at 128 px) until 2.8 s
+         "cube": (VISP / "video" / "cube.mpeg", 0.8, "grey, camera on a moving arm over a poster, 384x288 25 fps")}
 TRAINED = Path(os.environ.get("NST_BATCH_TRAINED_DIR", Path.home() / ".cache/nst-batch-dev"))
 
 
 def extract(args: argparse.Namespace) -> None:
-    from nst_batch.media.video import read_frames
+    from nst_batch.media.video import probe_video, read_frames
 
     arrays = {}
-    for name in args.clips.split(","):
-        path, start = CLIPS[name]
-        frames = []
-        for frame in read_frames(path, start=start + args.skip, size=args.size):
-            frames.append(frame)
-            if len(frames) == args.frames:
-                break
-        arrays[name] = np.stack(frames)
-        print(name, arrays[name].shape)
+    names = args.clips.split(",")
+    missing = [f"{n} ({CLIPS[n][0]})" for n in names if n in CLIPS and not CLIPS[n][0].is_file()]
+    unknown = [n for n in names if n not in CLIPS]
+    if unknown:
+        raise SystemExit(f"unknown clip(s) {', '.join(unknown)}; known: {', '.join(CLIPS)}")
+    if missing:  # Debian puts them there: apt-get install opencv-doc python3-imageio visp-images-data
+        print("missing, skipped:", "; ".join(missing))
+    for name in names:
+        path, start, _kind = CLIPS[name]
+        if not path.is_file():
+            continue
+        for scale in [1.0] + [float(k) for k in args.flow_scales.split(",") if k]:
+            # `video.flow_scale` arms: the same frames larger (as the product reads them: one resize from the
+            # source, at most its size), under the key "clip@scale"
+            side = min(int(round(args.size * scale / 2)) * 2, max(probe_video(path).height, probe_video(path).width))
+            frames = []
+            for frame in read_frames(path, start=start + args.skip, size=side):
+                frames.append(frame)
+                if len(frames) == args.frames:
+                    break
+            key = name if scale == 1.0 else f"{name}@{scale:g}"
+            arrays[key] = np.stack(frames)
+            print(key, arrays[key].shape, CLIPS[name][0])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     print("wrote", args.out, f"{args.out.stat().st_size / 1e6:.1f} MB")
@@ -95,17 +116,32 @@ def _settings(base: Settings, items: list[str]) -> Settings:
     return dataclasses.replace(settings, video=dataclasses.replace(settings.video, **video))
 
 
-def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCache) -> dict[str, Any]:
-    """The product's frame loop over `frames`; the frames as written and each frame's cost."""
+def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCache,
+            larger: np.ndarray | None = None, first: dict[Any, tuple[FrameStep, float]] | None = None
+            ) -> dict[str, Any]:
+    """The product's frame loop over `frames`; the frames as written and each frame's cost.
+
+    `larger`: the same frames larger, for `video.flow_scale`. `first`: cold first frames by the settings that
+    make them (every top-level setting and video.first_iterations), so that arms differing in warm frames
+    alone share one (its time counted as when it was made)."""
     job = Job(name="bench", input=style, styles=(StyleSpec(style),), output=Path("unused.mp4"), settings=settings)
     ctx = JobContext.create(job, models)
     prev: Previous | None = None
     outs, seconds, iterations, cold, cuts = [], [], [], [], []
+    cold_key = (dataclasses.replace(settings, video=VideoSettings(first_iterations=settings.video.first_iterations)),
+                frames[0].tobytes())
     for t, content in enumerate(frames):
+        flow_content = None if larger is None else larger[t]
         t0 = time.perf_counter()
-        step = stylize_next(ctx, content, prev)  # ends in a copy to the host: the device has finished
-        seconds.append(time.perf_counter() - t0)
-        prev = Previous(content, step.raw)
+        if t == 0 and first is not None and cold_key in first:
+            step, took = first[cold_key]
+        else:
+            step = stylize_next(ctx, content, prev, flow_content=flow_content)  # ends in a copy to the host
+            took = time.perf_counter() - t0
+            if t == 0 and first is not None:
+                first[cold_key] = (step, took)
+        seconds.append(took)
+        prev = Previous(content, step.raw, flow_content)
         outs.append(finish(settings, step.raw, content))
         iterations.append(step.result.iterations)
         cold.append(step.cold)
@@ -152,7 +188,10 @@ def run(args: argparse.Namespace) -> None:
     models = ModelCache()
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "clips": {}}
     saved: dict[str, dict[str, np.ndarray]] = {}
+    first: dict[Any, tuple[FrameStep, float]] = {}
     for clip, frames in clips.items():
+        if "@" in clip:  # the larger frames of a clip, for flow_scale arms
+            continue
         deadline = time.monotonic() + args.budget / len(clips)  # each clip its share
         clip_base = dataclasses.replace(base, size=max(frames.shape[1:3]))  # the frames are at working size
         run_arm(_settings(clip_base, ["video.first_iterations=3"]), frames[:1], args.style, models)  # warm-up
@@ -167,7 +206,14 @@ def run(args: argparse.Namespace) -> None:
             # stride=N (bench only): every Nth frame, for the costly independent reference; no flicker then
             stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
             settings = _settings(clip_base, [kv for kv in items if not kv.startswith("stride=")])
-            arm = run_arm(settings, frames[::stride], args.style, models)
+            larger = None
+            if settings.video.flow_scale != 1.0:
+                key = f"{clip}@{settings.video.flow_scale:g}"
+                if key not in clips:
+                    print(f"{clip}/{name}: no frames {key} (extract --flow-scales): skipped")
+                    continue
+                larger = clips[key][::stride]
+            arm = run_arm(settings, frames[::stride], args.style, models, larger, first)
             arm["stride"] = stride
             saved[clip][name] = arm.pop("frames")
             warm = [s for s, c in zip(arm["seconds"], arm["cold"]) if not c]
@@ -217,6 +263,60 @@ def _measure_all(results: dict[str, Any], saved: dict[str, dict[str, np.ndarray]
     _table(results)
 
 
+def pan(args: argparse.Namespace) -> None:
+    """A camera pan with a known answer: windows sliding over one real frame, and the same windows of that
+    frame stylized once. The panned stylized windows are the ideal, a texture glued to the scene: their
+    flicker ratio is what the yardstick itself gives a perfectly steady video of this motion (its own flow's
+    errors on a fine texture), the floor the product's arms are read against."""
+    import cv2
+
+    from nst_batch.context import stylize_frame, to_uint8
+    from nst_batch.media.images import longest_side_shape
+    from nst_batch.media.video import read_frames
+
+    path, start, kind = CLIPS[args.clip]
+    step = args.step * args.factor  # px per frame at the large size: args.step px at working size
+    big_side = args.size * args.factor + int(np.ceil(step * args.frames))
+    big = next(iter(read_frames(path, start=start, size=big_side)))  # (H, W, 3) uint8
+    h, w = longest_side_shape(big.shape[0] - int(np.ceil(step * args.frames)), big.shape[1] -
+                              int(np.ceil(step * args.frames)), args.size, even=True)
+
+    def window(picture: np.ndarray, t: int) -> np.ndarray:  # shift by t*step across and t*step/2 down
+        m = np.float32([[1, 0, -t * step], [0, 1, -t * step / 2]])
+        moved = cv2.warpAffine(picture, m, (w * args.factor, h * args.factor), flags=cv2.INTER_LINEAR)
+        return cv2.resize(moved, (w, h), interpolation=cv2.INTER_AREA)
+
+    base = _settings(dataclasses.replace(Settings(), weights=args.weights, device=args.device), args.set or [])
+    models = ModelCache()
+    job = Job("pan", args.style, (StyleSpec(args.style),), Path("x.png"), dataclasses.replace(base, size=big_side))
+    t0 = time.perf_counter()
+    painted = to_uint8(stylize_frame(JobContext.create(job, models), big,
+                                     iterations=base.video.first_iterations).image)
+    print(f"{args.clip} ({kind}): {big.shape[1]}x{big.shape[0]} stylized once in {time.perf_counter() - t0:.0f} s; "
+          f"pan of {args.frames} frames at {w}x{h}, {args.step} px/frame across, half that down")
+    frames = np.stack([window(big, t) for t in range(args.frames)])
+    arms: dict[str, np.ndarray] = {"ideal": np.stack([window(painted, t) for t in range(args.frames)])}
+    first: dict[Any, tuple[FrameStep, float]] = {}
+    for spec in args.arms.split(";"):
+        name, _, rest = spec.partition(":")
+        settings = _settings(dataclasses.replace(base, size=max(h, w)), [kv for kv in rest.split(":") if kv])
+        arms[name] = run_arm(settings, frames, args.style, models, None, first)["frames"]
+    out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "arms": {}}
+    for name, outs in arms.items():
+        flicker = warp_error(list(outs), list(frames))
+        out["arms"][name] = {"flicker_ratio": flicker.ratio, "e_warp": flicker.e_warp,
+                             "e_warp_input": flicker.e_warp_input}
+        print(f"{name:12} flicker ratio {flicker.ratio or 0:6.2f}  E_warp {flicker.e_warp or 0:.2e} "
+              f"(input {flicker.e_warp_input or 0:.2e})")
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        _strip({"input": frames, **arms}, args.save / f"pan-{args.clip}.jpg")
+    target = args.out or (REPO / "bench" / "results" / f"video-pan-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(out, indent=1) + "\n")
+    print("saved", target)
+
+
 def _table(results: dict[str, Any]) -> None:
     print(f"{'clip':9} {'arm':14} {'flicker':>8} {'content':>8} {'vs ind':>7} {'style':>8} {'vs ind':>7} "
           f"{'drift':>6} {'warm/cold':>9} {'warm it':>7}")
@@ -253,6 +353,7 @@ def main() -> None:
     e.add_argument("--frames", type=int, default=32)
     e.add_argument("--skip", type=float, default=0.0, help="seconds skipped at each clip's start")
     e.add_argument("--size", type=int, default=256)
+    e.add_argument("--flow-scales", default="", help="also the frames at these multiples of --size, e.g. 2,4")
     e.add_argument("--out", type=Path, default=REPO / ".devdata" / "clips.npz")
     r = sub.add_parser("run", help="run the arms over the frames, measure when the yardstick is there")
     r.add_argument("--clips", type=Path, default=REPO / ".devdata" / "clips.npz")
@@ -271,8 +372,21 @@ def main() -> None:
     m.add_argument("dir", type=Path)
     m.add_argument("--yardstick", type=Path, default=None)
     m.add_argument("--weights", default="")
+    q = sub.add_parser("pan", help="a synthetic pan over one real frame: the ideal (glued texture) beside arms")
+    q.add_argument("--clip", default="cockatoo")
+    q.add_argument("--size", type=int, default=160)
+    q.add_argument("--factor", type=int, default=2, help="the frame is stylized once at this many times --size")
+    q.add_argument("--frames", type=int, default=10)
+    q.add_argument("--step", type=float, default=0.7, help="px per frame at working size")
+    q.add_argument("--style", type=Path, default=REPO / "samples" / "styles" / "starry_night.jpg")
+    q.add_argument("--weights", default=str(TRAINED / "vgg19-from16.pth"))
+    q.add_argument("--device", default="auto")
+    q.add_argument("--set", action="append", help="KEY=VALUE for every arm")
+    q.add_argument("--arms", default="default")
+    q.add_argument("--save", type=Path, default=None)
+    q.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    {"extract": extract, "run": run, "measure": measure_saved}[args.cmd](args)
+    {"extract": extract, "run": run, "measure": measure_saved, "pan": pan}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _INT64 = 2**63
 MAX_SIZE = 16384  # px: a working image beyond this is a typo, not a photo (`size: original` has no limit)
 MAX_STYLE_SCALE = 10.0
+MAX_FLOW_SCALE = 8.0  # video.flow_scale: the flow on frames up to 8x the working size
 MAX_NUMBER = 1e30  # any number setting
 MAX_LEARNING_RATE = 1.0  # Adam's step on pixels in [0, 1]
 
@@ -256,7 +257,8 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
     positive = {"size", "learning_rate", "style_scale", "batch_size", "memory_limit", "video.first_iterations",
                 "video.segment_frames"}
     non_negative = {"iterations", "content_weight", "style_weight", "tv_weight", "tolerance",
-                    "video.iterations", "video.temporal_weight", "video.start", "video.overlap"}
+                    "video.iterations", "video.temporal_weight", "video.start", "video.overlap",
+                    "video.temporal_motion"}
     if key == "size" and value == "original":
         return
     if key in positive and value <= 0:
@@ -278,6 +280,8 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
         raise where.error(f"must be between 1 and 100, got {value}")
     if key == "video.scene_cut" and not 0.0 <= value <= 1.0:
         raise where.error(f"must be between 0 and 1, got {value}")
+    if key == "video.flow_scale" and not 1.0 <= value <= MAX_FLOW_SCALE:
+        raise where.error(f"must be between 1 (the working size) and {MAX_FLOW_SCALE:g}, got {value}")
     if key in ("content_layers", "style_layers") and not value:  # the names depend on `model`: _check_layers
         raise where.error("must name at least one layer")
     if key == "scales":
@@ -405,9 +409,7 @@ def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | Non
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         loc = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
-        hint = (": YAML indents with spaces, not tabs; replace the tab with spaces"
-                if "'\\t'" in _yaml_problem(exc) else "")
-        raise ManifestError(f"{loc}: YAML syntax error: {_yaml_problem(exc)}{hint}") from exc
+        raise ManifestError(f"{loc}: YAML syntax error: {_yaml_problem(exc)}") from exc
     except yaml.YAMLError as exc:
         raise ManifestError(f"{file}: YAML error: {_yaml_problem(exc)}") from exc
     root = _Where(file, 1)
@@ -417,9 +419,6 @@ def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | Non
         if key not in TOP_KEYS:
             raise root.child(key, raw).error(f"unknown top-level key {_shown(key)}" + _did_you_mean(str(key), TOP_KEYS))
     version = raw.get("version")
-    if "version" not in raw:
-        raise root.error("no `version:` key: a manifest starts with the line `version: 1` (the manifest "
-                         "format it is written in), then `jobs:`")
     if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise root.child("version", raw).error(
             f"unsupported manifest version {_shown(version)}; this nst-batch reads version 1")
@@ -485,11 +484,10 @@ def _blame_option(message: str) -> str:
 def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Job:
     if not isinstance(raw, dict):
         raise where.error(f"a job must be a mapping with input, style and output, got {_kind(raw)}")
-    # Unknown keys first: a misspelt required key (`styel:`) is a typo to name, not a missing key.
-    own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
     for key in ("input", "style", "output"):
         if key not in raw:
             raise where.error(f"missing required key '{key}'")
+    own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
     merged = {**defaults, **own, **overrides}
     wheres = {k: w for layer in (defaults, own, overrides) for k, w in getattr(layer, "wheres", {}).items()}
     settings = _build_settings(merged, where, base, wheres)

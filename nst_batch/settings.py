@@ -33,8 +33,13 @@ class VideoSettings:
     # trained features"): 30-300 flicker alike; 1e2 keeps content and style within 1.03x of
     # independently stylized frames; 1e3 smears texture along the flow and the content drifts.
     temporal_weight: float = _f(1.0e2, "weight of the temporal loss (Ruder et al. 2016)")
+    temporal_motion: float = _f(0.0, "the temporal weight grows by this share per px of a frame's median motion "
+                                      "(at working size), at most 10x: 0 = one weight for every frame")
     warm_start: bool = _f(True, "start each frame from the previous result (false: every frame cold, for comparison)")
-    flow: Literal["dis", "none"] = _f("dis", "optical flow for warm start: dis (OpenCV DIS, preset medium) or none")
+    flow: Literal["dis", "none"] = _f("dis", "optical flow for warm start: dis (OpenCV DIS) or none")
+    flow_preset: Literal["ultrafast", "fast", "medium"] = _f("medium", "DIS preset of the flow (ultrafast: coarsest)")
+    flow_scale: float = _f(1.0, "flow computed on the frames this many times the working size (at most the "
+                                "source's), then scaled down to it")
     scene_cut: float = _f(0.5, "scene-cut threshold in [0,1]: a cut resets the warm start")
     start: float = _f(0.0, "seconds: first frame processed")
     end: float | None = _f(None, "seconds: stop before this time (null = to the end)")
@@ -145,6 +150,7 @@ _NOT_HASHED = ("device", "memory_saving", "memory_limit", "compile")  # and vide
 # at their default, so that an upgrade does not redo finished work.
 _HASHED_UNLESS_DEFAULT = {"scales": [0.5, 1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",
                           "preprocess": "auto", "bit_depth": "auto"}
+_VIDEO_HASHED_UNLESS_DEFAULT = {"flow_preset": "medium", "flow_scale": 1.0, "temporal_motion": 0.0}
 
 
 # Bumped when the same settings give other pixels (2: scale-free losses, ReLU layers,
@@ -176,6 +182,9 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
         # 2: the raw stylized frame chains (colours kept at assembly), warm start from the warped frame
         # everywhere, flicker measured with an independent flow.
         data["video"]["version"] = VIDEO_VERSION
+        for key, default in _VIDEO_HASHED_UNLESS_DEFAULT.items():
+            if data["video"].get(key) == default:
+                data["video"].pop(key)
     for key, default in _HASHED_UNLESS_DEFAULT.items():
         if data.get(key) == default:
             data.pop(key)

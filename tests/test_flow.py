@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from nst_batch.video.cuts import frame_is_cut, histogram_change, is_scene_cut
-from nst_batch.video.flow import FlowResult, compute_flow, consistency_mask, flow_between, warp
+from nst_batch.video.flow import (DIS_PRESETS, FlowResult, compute_flow, consistency_mask, flow_between, resize_flow,
+                                  warp)
 from nst_batch.video.metrics import FlickerMeter, farneback_flow, independent_mask, warp_error
 import videogen  # tests/videogen.py: pytest puts tests/ on sys.path (rootdir-less layout)
 
@@ -209,3 +210,34 @@ def test_warp_error_skips_cuts_and_empty_masks_alike_and_resizes_inputs(monkeypa
     assert warp_error(outputs[:1], inputs[:1]).e_warp is None
     with pytest.raises(ValueError):
         warp_error(outputs, inputs[:2])
+
+
+def test_resize_flow_scales_the_vectors_with_the_picture() -> None:
+    flow = np.zeros((48, 64, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 4.0, -2.0
+    flow[:, :32, 0] = 8.0  # the left half moves further
+    small = resize_flow(flow, (24, 16))  # (height, width): 1/2 down, 1/4 across
+    assert small.shape == (24, 16, 2)
+    np.testing.assert_allclose(small[:, 8:, 0], 1.0)
+    np.testing.assert_allclose(small[:, :8, 0], 2.0)
+    np.testing.assert_allclose(small[..., 1], -1.0)
+
+
+def test_flow_between_on_larger_frames_gives_the_working_size_flow() -> None:
+    """Frames larger than the working size: their flow, halved with the picture, and the mask decided there."""
+    big_prev, big_cur = videogen.pattern(5, 2 * WIDTH, 2 * HEIGHT), videogen.pattern(6, 2 * WIDTH, 2 * HEIGHT)
+    result = flow_between(big_prev, big_cur, shape=(HEIGHT, WIDTH))
+    assert result.backward.shape == (HEIGHT, WIDTH, 2) and result.mask.shape == (HEIGHT, WIDTH)
+    big = flow_between(big_prev, big_cur)
+    assert big.backward.shape == (2 * HEIGHT, 2 * WIDTH, 2)
+    np.testing.assert_allclose(np.median(result.backward.reshape(-1, 2), axis=0),
+                               np.median(big.backward.reshape(-1, 2), axis=0) / 2, atol=0.05)
+
+
+@pytest.mark.parametrize("preset", sorted(DIS_PRESETS))
+def test_every_dis_preset_follows_translation(preset: str) -> None:
+    prev, cur = videogen.pattern(5, WIDTH, HEIGHT), videogen.pattern(6, WIDTH, HEIGHT)
+    backward = compute_flow(cur, prev, preset=preset)
+    dx, dy = videogen.SHIFT
+    assert np.median(backward[..., 0]) == pytest.approx(-dx, abs=0.25)
+    assert np.median(backward[..., 1]) == pytest.approx(-dy, abs=0.25)

@@ -64,7 +64,7 @@ def test_no_flow_is_computed_where_none_is_used(clip: tuple[Path, Path], monkeyp
     root, manifest = clip
     calls: list[int] = []
     real = frames.flow_between
-    monkeypatch.setattr(frames, "flow_between", lambda a, b: calls.append(1) or real(a, b))
+    monkeypatch.setattr(frames, "flow_between", lambda a, b, **kw: calls.append(1) or real(a, b, **kw))
     metrics, _ = _run(root, manifest, "noflow-" + sets[0].split("=")[0].split(".")[1], *sets)
     assert calls == [] and metrics["frames"] == 6
     assert metrics["e_warp"] is not None  # the flicker measure has a flow of its own
@@ -111,3 +111,68 @@ def test_seam_frames_are_reoptimised_or_crossfaded(tmp_path: Path) -> None:
         assert np.abs(made["reoptimize"][t].astype(int) - blend.astype(int)).mean() > 1  # made again, not mixed
     for t in (0, 1, 5, 6, 7, 8, 9):  # outside the seam both modes write the segments' own frames
         np.testing.assert_array_equal(made["crossfade"][t], made["reoptimize"][t])
+
+
+def test_flow_scale_computes_the_flow_on_larger_frames_and_keeps_the_working_frames(
+        clip: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """video.flow_scale: DIS sees the frames at 2x (from their own read of the source), the optimiser the
+    working frames, and the flow it is given is at working size."""
+    root, manifest = clip
+    seen: list[tuple[tuple[int, ...], Any]] = []
+    starts: list[tuple[int, ...]] = []
+    real_flow, real_warm = frames.flow_between, frames._warm_start
+
+    def flow_spy(a: np.ndarray, b: np.ndarray, **kw: Any) -> Any:
+        seen.append((a.shape, kw.get("shape")))
+        return real_flow(a, b, **kw)
+
+    def warm_spy(ctx: Any, content: np.ndarray, prev_raw: np.ndarray, flow: Any) -> Any:
+        starts.append(flow.backward.shape)
+        return real_warm(ctx, content, prev_raw, flow)
+
+    monkeypatch.setattr(frames, "flow_between", flow_spy)
+    monkeypatch.setattr(frames, "_warm_start", warm_spy)
+    # the clip is 64x48: at size 32 the flow sees the source's own frames
+    metrics, work = _run(root, manifest, "flow2", "size=32", "video.flow_scale=2", "video.keep_frames=true")
+    small = next(iter(read_frames(root / "clip.mp4", size=32))).shape
+    big = next(iter(read_frames(root / "clip.mp4", size=64))).shape
+    assert metrics["frames"] == 6 and len(seen) == 5
+    assert all(shape == big and target == small[:2] for shape, target in seen)
+    assert starts == [(small[0], small[1], 2)] * 5
+    assert read_image(sorted((work / "frames").glob("*.png"))[0]).shape == small
+
+
+def test_flow_scale_and_preset_are_checked_in_the_manifest(clip: tuple[Path, Path]) -> None:
+    from nst_batch.errors import NstBatchError
+
+    root, manifest = clip
+    for sets, words in ((["video.flow_scale=0.5"], "video.flow_scale"), (["video.flow_preset=slow"], "flow_preset")):
+        with pytest.raises(NstBatchError, match=words):
+            load_manifest(manifest, parse_overrides([*BASE, *sets]))
+
+
+def test_temporal_motion_weighs_the_temporal_loss_by_the_frame_s_motion(clip: tuple[Path, Path]) -> None:
+    from nst_batch.video.flow import FlowResult
+
+    backward = np.zeros((24, 32, 2), np.float32)
+    backward[..., 0] = 2.0  # every trusted pixel moved 2 px
+    mask = np.ones((24, 32), np.float32)
+    mask[:, :4] = 0.0
+    backward[:, :4, 0] = 40.0  # untrusted pixels do not count
+    flow = FlowResult(backward=backward, mask=mask, reliable_fraction=float(mask.mean()))
+    assert frames.temporal_factor(flow, 0.0) == 1.0
+    assert frames.temporal_factor(flow, 0.5) == pytest.approx(2.0)
+    assert frames.temporal_factor(flow, 100.0) == frames.MAX_TEMPORAL_FACTOR
+    nothing = dataclasses.replace(flow, mask=np.zeros_like(mask), reliable_fraction=0.0)
+    assert frames.temporal_factor(nothing, 0.5) == 1.0
+    # in the frame loop: the factor multiplies the mask the temporal loss is held to
+    root, manifest = clip
+    contents = list(read_frames(root / "clip.mp4", size=64))
+    real = frames.flow_between(contents[0], contents[1])
+    for per_px in (0.0, 0.5):
+        job = load_manifest(manifest, parse_overrides([*BASE, f"video.temporal_motion={per_px}"])).jobs[0]
+        _, temporal = frames._warm_start(JobContext.create(job, ModelCache()), contents[1], contents[0], real)
+        assert temporal is not None
+        np.testing.assert_allclose(temporal.mask[0, 0].numpy(), real.mask * frames.temporal_factor(real, per_px),
+                                   rtol=1e-6)
+    assert frames.temporal_factor(real, 0.5) > 1.0  # the test clip moves (videogen.SHIFT)

@@ -20,7 +20,11 @@ import cv2
 import numpy as np
 
 __all__ = ["FlowResult", "compute_flow", "consistency_mask", "flow_between", "warp", "as_float", "as_uint8",
-           "sampling_maps", "leaves_frame"]
+           "sampling_maps", "leaves_frame", "resize_flow", "DIS_PRESETS"]
+
+# `video.flow_preset` names → OpenCV's DIS presets (coarser patches and fewer iterations to the left).
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
 # cv2.remap handles at most 4 channels at once; wider images are warped in slices.
 _REMAP_MAX_CHANNELS = 4
@@ -41,8 +45,8 @@ class FlowResult:
     reliable_fraction: float
 
 
-def compute_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Dense flow f with src(x) ≈ dst(x + f(x)), by OpenCV's DIS (medium preset).
+def compute_flow(src: np.ndarray, dst: np.ndarray, *, preset: str = "medium") -> np.ndarray:
+    """Dense flow f with src(x) ≈ dst(x + f(x)), by OpenCV's DIS (`preset`: a key of DIS_PRESETS).
 
     Returns (H, W, 2) float32. `src` and `dst` must have the same height and width.
     """
@@ -52,7 +56,7 @@ def compute_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     # A new DIS object each call: one that has computed a flow before (another size, or other frames of this
     # size) can give a different flow for the same pair (OpenCV 5.0; seen at 40x30 and 32x24 px), so a resumed
     # run, in a fresh process, would not make the frames an uninterrupted one made. Costs ~15% of the flow.
-    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow.create(DIS_PRESETS[preset])
     # None, not an array: DIS takes an array of the frame's size as its initial flow (a zero one moved a
     # 512x384 flow by up to 8e-4 px), and the stubs of OpenCV 5.0 and 5.1 both want an array here.
     flow = dis.calc(src_gray, dst_gray, None)  # type: ignore[call-overload]  # (H, W, 2) float32
@@ -99,12 +103,33 @@ def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return mask.astype(np.float32)
 
 
-def flow_between(prev_frame: np.ndarray, cur_frame: np.ndarray) -> FlowResult:
-    """Backward flow (cur → prev) with its consistency mask: the per-frame call."""
-    backward = compute_flow(cur_frame, prev_frame)  # (H, W, 2)
-    forward = compute_flow(prev_frame, cur_frame)  # (H, W, 2)
+def flow_between(prev_frame: np.ndarray, cur_frame: np.ndarray, *, shape: tuple[int, int] | None = None,
+                 preset: str = "medium") -> FlowResult:
+    """Backward flow (cur → prev) with its consistency mask: the per-frame call.
+
+    `shape` (height, width): the working size, when the frames given are larger (`video.flow_scale`):
+    both flows are computed on the large frames, then scaled down to `shape` (`resize_flow`), and the
+    mask is decided at `shape`, where the thresholds of `consistency_mask` were set.
+    """
+    backward = compute_flow(cur_frame, prev_frame, preset=preset)  # (h, w, 2)
+    forward = compute_flow(prev_frame, cur_frame, preset=preset)  # (h, w, 2)
+    if shape is not None and backward.shape[:2] != tuple(shape):
+        backward, forward = resize_flow(backward, shape), resize_flow(forward, shape)  # (H, W, 2) each
     mask = consistency_mask(backward, forward)  # (H, W)
     return FlowResult(backward=backward, mask=mask, reliable_fraction=float(mask.mean()))
+
+
+def resize_flow(flow: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A flow field resampled to `shape` (height, width), its vectors scaled with the picture: (H, W, 2) float32.
+
+    Area-averaged when shrinking (each small pixel gets the mean motion of the pixels it covers)."""
+    height, width = shape
+    h, w = flow.shape[:2]
+    interpolation = cv2.INTER_AREA if height < h else cv2.INTER_LINEAR
+    out = cv2.resize(np.ascontiguousarray(flow, dtype=np.float32), (width, height), interpolation=interpolation)
+    out[:, :, 0] *= width / w
+    out[:, :, 1] *= height / h
+    return out
 
 
 def _to_gray_u8(frame: np.ndarray) -> np.ndarray:

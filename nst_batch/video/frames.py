@@ -16,6 +16,7 @@ run resumed after a kill makes exactly the frames an uninterrupted run makes.
 from __future__ import annotations
 
 import functools
+import itertools
 from contextlib import AbstractContextManager
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class Previous:
 
     content: np.ndarray  # (H, W, 3) uint8
     raw: np.ndarray  # (H, W, 3) uint8
+    flow_content: np.ndarray | None = None  # (h, w, 3) uint8: the content frame larger, for the flow (flow_scale)
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,19 @@ class FrameStep:
 
 
 def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
+                 flow_content: np.ndarray | None = None,
                  progress: Callable[[Progress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> FrameStep:
-    """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut."""
+    """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut.
+
+    `flow_content`: the same frame larger (`video.flow_scale`), for the flow alone; `prev` then carries its own.
+    """
     v = ctx.job.settings.video
     flow: FlowResult | None = None
     cut = False
     if prev is not None and v.warm_start:
         # Flow only where it is used: the warm start along it and the cut test (flow: none tests colours alone).
-        flow = flow_between(prev.content, content) if v.flow == "dis" else None
+        flow = _flow(ctx, prev, content, flow_content) if v.flow == "dis" else None
         cut = frame_is_cut(prev.content, content, flow, v.scene_cut)
     cold = prev is None or not v.warm_start or cut
     if cold:
@@ -91,7 +97,7 @@ def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt
     coherent picture, where a crossfade would show both textures at once.
     """
     v = ctx.job.settings.video
-    flow = flow_between(prev.content, content)
+    flow = _flow(ctx, prev, content, None)
     warped_u8 = warp(prev.raw, flow.backward)  # (H, W, 3) uint8: also the start
     trust = (1.0 - weight) * flow.mask[..., None]  # (H, W, 1)
     mask = trust + weight
@@ -128,8 +134,13 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     prev: Previous | None = None
     stylized = 0
     size = working_side(s.size, info.height, info.width)
+    big = flow_side(info, size, v.flow_scale) if v.warm_start and v.flow == "dis" else None
+    frames = read_frames(src, start=v.start, end=v.end, size=size)
+    # The flow's larger frames come from a second decoder over the same span: the working frames stay exactly
+    # those of flow_scale 1 (one resize from the source), not a resize of a resize.
+    larger = read_frames(src, start=v.start, end=v.end, size=big) if big else itertools.repeat(None)
     with video_plan(ctx, info):
-        for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
+        for t, (content, flow_content) in enumerate(zip(frames, larger)):
             if t < begin:
                 continue
             if seg.last is not None and t >= seg.last:
@@ -138,8 +149,9 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
             if t >= seg.first and saved(t) is not None:
                 raw = read_image(path)
             else:
-                step = stylize_next(ctx, content, prev, progress=functools.partial(_frame_progress, progress, t + 1,
-                                                                                   expected), should_stop=should_stop)
+                step = stylize_next(ctx, content, prev, flow_content=flow_content,
+                                    progress=functools.partial(_frame_progress, progress, t + 1, expected),
+                                    should_stop=should_stop)
                 raw = step.raw
                 if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
                     write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
@@ -151,8 +163,23 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
                     stylized += 1
                     if on_frame is not None:
                         on_frame(t + 1, step)
-            prev = Previous(content, raw)
+            prev = Previous(content, raw, flow_content)
     return stylized
+
+
+def flow_side(info: VideoInfo, side: int, flow_scale: float) -> int | None:
+    """The longest side the flow's frames are read at (`flow_scale` x the working side, at most the source's),
+    or None when that is the working side itself."""
+    big = min(max(info.height, info.width), int(round(side * flow_scale / 2)) * 2)
+    return big if big > side else None
+
+
+def _flow(ctx: JobContext, prev: Previous, content: np.ndarray, flow_content: np.ndarray | None) -> FlowResult:
+    """DIS between the previous frame and this one, at working size, or on the larger frames and scaled down."""
+    v = ctx.job.settings.video
+    if flow_content is not None and prev.flow_content is not None:
+        return flow_between(prev.flow_content, flow_content, shape=content.shape[:2], preset=v.flow_preset)
+    return flow_between(prev.content, content, preset=v.flow_preset)
 
 
 def video_plan(ctx: JobContext, info: VideoInfo) -> AbstractContextManager[MemoryPlan]:
@@ -184,5 +211,19 @@ def _warm_start(ctx: JobContext, content: np.ndarray, prev_raw: np.ndarray,
     if flow is None:  # flow: none — plain warm start, no temporal term
         return to_tensor(prev_raw, ctx.device), None
     warped = to_tensor(warp(prev_raw, flow.backward), ctx.device)  # (1, 3, H, W)
-    mask_t = torch.from_numpy(np.ascontiguousarray(flow.mask))[None, None].to(ctx.device)  # (1, 1, H, W)
+    # The loss is linear in the mask, so this frame's share of `video.temporal_motion` rides on it.
+    mask = flow.mask * temporal_factor(flow, ctx.job.settings.video.temporal_motion)  # (H, W)
+    mask_t = torch.from_numpy(np.ascontiguousarray(mask))[None, None].to(ctx.device)  # (1, 1, H, W)
     return warped.clone(), Temporal(warped=warped, mask=mask_t)
+
+
+MAX_TEMPORAL_FACTOR = 10.0
+
+
+def temporal_factor(flow: FlowResult, per_px: float) -> float:
+    """How much more the temporal loss weighs on this frame: 1 + per_px x the median motion (px at working size)
+    of its trusted pixels, at most MAX_TEMPORAL_FACTOR; 1 when per_px is 0 or nothing is trusted."""
+    if per_px == 0.0 or not flow.mask.any():
+        return 1.0
+    motion = np.hypot(flow.backward[..., 0], flow.backward[..., 1])[flow.mask > 0]  # (N,) px
+    return float(min(1.0 + per_px * float(np.median(motion)), MAX_TEMPORAL_FACTOR))

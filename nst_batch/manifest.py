@@ -409,7 +409,9 @@ def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | Non
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         loc = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
-        raise ManifestError(f"{loc}: YAML syntax error: {_yaml_problem(exc)}") from exc
+        hint = (": YAML indents with spaces, not tabs; replace the tab with spaces"
+                if "'\\t'" in _yaml_problem(exc) else "")
+        raise ManifestError(f"{loc}: YAML syntax error: {_yaml_problem(exc)}{hint}") from exc
     except yaml.YAMLError as exc:
         raise ManifestError(f"{file}: YAML error: {_yaml_problem(exc)}") from exc
     root = _Where(file, 1)
@@ -419,6 +421,9 @@ def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | Non
         if key not in TOP_KEYS:
             raise root.child(key, raw).error(f"unknown top-level key {_shown(key)}" + _did_you_mean(str(key), TOP_KEYS))
     version = raw.get("version")
+    if "version" not in raw:
+        raise root.error("no `version:` key: a manifest starts with the line `version: 1` (the manifest "
+                         "format it is written in), then `jobs:`")
     if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
         raise root.child("version", raw).error(
             f"unsupported manifest version {_shown(version)}; this nst-batch reads version 1")
@@ -484,10 +489,11 @@ def _blame_option(message: str) -> str:
 def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Job:
     if not isinstance(raw, dict):
         raise where.error(f"a job must be a mapping with input, style and output, got {_kind(raw)}")
+    # Unknown keys first: a misspelt required key (`styel:`) is a typo to name, not a missing key.
+    own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
     for key in ("input", "style", "output"):
         if key not in raw:
             raise where.error(f"missing required key '{key}'")
-    own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
     merged = {**defaults, **own, **overrides}
     wheres = {k: w for layer in (defaults, own, overrides) for k, w in getattr(layer, "wheres", {}).items()}
     settings = _build_settings(merged, where, base, wheres)

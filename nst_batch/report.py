@@ -34,8 +34,14 @@ STRIP = 6  # sampled frames per video
 
 
 def report_root(jobs: Sequence[Job]) -> Path:
-    """The deepest folder that holds every job's outputs."""
-    return Path(os.path.commonpath([str(output_root(job)) for job in jobs]))
+    """The deepest folder that holds every job's outputs; but where they lie on different trees (their common
+    folder is `/`, or above the manifest's own folder: `/mnt/disk/out` and `~/proj/out`), the first job's
+    output folder, rather than a folder that is no part of the work."""
+    roots = [output_root(job) for job in jobs]
+    common = Path(os.path.commonpath([str(r) for r in roots]))
+    manifest_dir = Path(jobs[0].source.rsplit(":", 1)[0]).absolute().parent if jobs and jobs[0].source else None
+    above = manifest_dir is not None and manifest_dir != common and manifest_dir.is_relative_to(common)
+    return roots[0] if common == Path(common.anchor) or above else common
 
 
 def write_report(jobs: Sequence[Job]) -> Path:

@@ -65,6 +65,9 @@ def run(jobs: Sequence[Job], *, executor: Executor, emit: Emit, should_stop: Cal
             except LockedError:
                 raise
             except NstBatchError as exc:  # output not writable: that job fails, the others run
+                plan = plans[i]
+                if isinstance(plan, JobPlan) and not _todo(plan, Ledger(state_dir(job)), hashes[job.name], force):
+                    continue  # all done already (a read-only archive of finished work): nothing to write, no lock
                 plans[i] = PlanError(f"{job.source}: job '{job.name}': {exc}")
                 continue
             held.append(lock)

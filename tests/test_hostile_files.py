@@ -396,3 +396,42 @@ def test_the_report_decodes_no_input_again_and_a_big_jpeg_at_reduced_size(
     reduced = read_thumbnail(photos / "big.jpg", 240)
     whole = cv2.resize(read_image(photos / "big.jpg"), reduced.shape[1::-1], interpolation=cv2.INTER_AREA)
     assert reduced.shape[:2] == (240, 240) and np.abs(reduced.astype(int) - whole).mean() < 2
+
+
+# --- item 10: smaller ones --------------------------------------------------------------------------------
+
+
+def test_a_read_only_output_whose_outputs_are_all_done_exits_0(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `status` says: all done. (Root writes through permissions, so the read-only folder is injected.)"""
+    from nst_batch.errors import NstBatchError
+    from nst_batch.ledger import RunLock
+
+    write_rgb(root / "photos" / "a.png", sample_photo("chelsea.jpg", 32))
+    _one_job(root, "photos")
+    assert nst_here("run", "m.yaml", *FAST, cwd=root).returncode == 0
+
+    def read_only(self: RunLock) -> None:
+        raise NstBatchError(f"{self.path.parent}: output location is not writable: Read-only file system")
+
+    monkeypatch.setattr(RunLock, "acquire", read_only)
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0 and "0 done, 1 skipped, 0 failed" in _said(res), _said(res)
+    status = nst_here("status", "m.yaml", *FAST, cwd=root)
+    row = next(line for line in status.stdout.splitlines() if line.startswith("│ j "))
+    cells = [c.strip() for c in row.split("│")[1:-1]]  # job, done, ..., pending, failed, output
+    assert status.returncode == 0 and cells[1] == "1" and cells[-3:-1] == ["0", "0"], status.stdout
+    write_rgb(root / "photos" / "b.png", sample_photo("coffee.jpg", 32))  # now there is work: it cannot be written
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 1 and "output location is not writable" in _said(res), _said(res)
+
+
+def test_the_report_of_outputs_on_different_trees_lands_in_the_first_jobs_folder(root: Path) -> None:
+    write_rgb(root / "proj" / "photos" / "a.png", sample_photo("chelsea.jpg", 32))
+    write_rgb(root / "proj" / "s.jpg", sample_photo("coffee.jpg", 32))
+    write_manifest(root / "proj" / "m.yaml", "version: 1\njobs:\n"
+                   f"  - {{name: one, input: photos, style: s.jpg, output: {root / 'disk1' / 'out'}}}\n"
+                   f"  - {{name: two, input: photos, style: s.jpg, output: {root / 'disk2' / 'out'}}}\n")
+    res = nst_here("run", "m.yaml", *FAST, cwd=root / "proj")
+    assert res.returncode == 0, _said(res)
+    assert (root / "disk1" / "out" / "report.html").exists() and not (root / "report.html").exists()
+    assert f"report: {root / 'disk1' / 'out' / 'report.html'}" in _said(res)

@@ -435,3 +435,11 @@ def test_the_report_of_outputs_on_different_trees_lands_in_the_first_jobs_folder
     assert res.returncode == 0, _said(res)
     assert (root / "disk1" / "out" / "report.html").exists() and not (root / "report.html").exists()
     assert f"report: {root / 'disk1' / 'out' / 'report.html'}" in _said(res)
+
+
+def test_opencvs_raw_warnings_stay_out_of_the_log(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    png = cv2.imencode(".png", np.zeros((50, 50, 3), np.uint8))[1].tobytes()
+    (tmp_path / "cut.png").write_bytes(png[:-30])  # OpenCV warns "PNG input buffer is incomplete"
+    with pytest.raises(MediaError, match=r"cut\.png: cannot decode the image"):
+        read_image(tmp_path / "cut.png")
+    assert "WARN" not in capfd.readouterr().err

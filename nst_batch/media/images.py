@@ -34,6 +34,9 @@ pillow_heif.register_heif_opener()  # HEIC/HEIF for Pillow; Pillow reads AVIF it
 # Pillow's decompression-bomb guard refuses to open a header above 179 Mpx without saying its size; ours
 # (`_check_pixels`, on every header before any decode) names the size and holds for OpenCV's formats too.
 Image.MAX_IMAGE_PIXELS = None
+# OpenCV's own warnings on a damaged file ("[ WARN:0@6.2] global grfmt_png.cpp:792 ... PNG input buffer is
+# incomplete") name no file and land raw in the night's log; the read fails with our line naming the file.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 # EXIF orientation (1-8) -> the numpy steps that show the picture upright, as OpenCV's IMREAD_COLOR does.
 _ORIENT = {

@@ -183,7 +183,7 @@ def run(
     except KeyboardInterrupt:  # a second Ctrl-C: no summary, but still say how to go on
         _say_how_to_resume()
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    print_summary(out, summary)
+    print_summary(out, summary, base=loaded.path.parent)
     if _state["debug"]:
         for failed in traces:
             err.print(f"traceback of the failure of {failed.job}/{failed.key}:", style="red", markup=False)
@@ -211,8 +211,10 @@ def _write_report(loaded: Manifest) -> None:
     """The HTML report after every run; a report that cannot be made never fails the run."""
     from nst_batch.report import write_report
 
+    from nst_batch.progress import shown_path
+
     try:
-        out.print(f"report: {write_report(loaded.jobs)}")
+        out.print(f"report: {shown_path(write_report(loaded.jobs), loaded.path.parent)}", soft_wrap=True)
     except (NstBatchError, OSError) as exc:
         err.print(f"warning: no report: {exc}", style="yellow", soft_wrap=True)
 

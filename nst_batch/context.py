@@ -22,6 +22,7 @@ from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Pro
 from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.engine.tiles import Box, blend_tiles, tile_boxes, tile_overlap
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
+from nst_batch.media.borders import trim_border
 from nst_batch.media.images import read_image, resize_exact, resize_longest
 from nst_batch.models import ModelCache
 from nst_batch.settings import Job, working_side
@@ -83,7 +84,7 @@ class JobContext:
         s = job.settings
         device = resolve_device(s.device)
         extractor = models.extractor(s, device)
-        style_images = [(read_image(spec.image), spec.weight) for spec in job.styles]
+        style_images = [(_read_style(job, spec.image, models.messages), spec.weight) for spec in job.styles]
         layer_w = s.style_layer_weights or tuple(1.0 for _ in s.style_layers)
         total = sum(layer_w)
         weights = LossWeights(
@@ -171,6 +172,17 @@ class JobContext:
             return torch.rand((1, *content.shape[1:]), generator=gen).to(content.device).expand_as(content).clone()
         h, w = content.shape[-2:]
         return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device).expand_as(content).clone()
+
+
+def _read_style(job: Job, path: Path, log: list[str]) -> np.ndarray:
+    """A style image as read, less its uniform border with `style_border: trim` (a line in `log` says so)."""
+    rgb = read_image(path)
+    if job.settings.style_border == "keep":
+        return rgb
+    trimmed, border = trim_border(rgb)
+    if border:
+        log.append(f"{job.name}: style {path.name}: trimmed {border.describe()} (style_border: keep keeps it)")
+    return trimmed
 
 
 def _style_grams_in_pieces(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor, float]],

@@ -38,7 +38,7 @@ class ModelCache:
             self._placed[key, device] = loaded if device.type == "cpu" else dataclasses.replace(
                 loaded, features=copy.deepcopy(loaded.features).to(device))
         layers = set(settings.content_layers) | set(settings.style_layers)
-        extractor = self._placed[key, device].extractor(layers, pooling=settings.pooling,
+        extractor = self._placed[key, device].extractor(layers, pooling=settings.pooling, padding=settings.padding,
                                                         memory_saving=settings.memory_saving)
         extractor.to(device)  # its own preprocessing buffers; the convolutions are there already
         if settings.compile:

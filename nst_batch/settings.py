@@ -80,11 +80,18 @@ class Settings:
     )
     style_layer_weights: tuple[float, ...] | None = _f(None, "one weight per style layer (null = equal)")
     style_scale: float = _f(1.0, "size of the style image relative to the working size")
+    style_border: Literal["trim", "keep"] = _f(
+        "trim", "a uniform border around a style image (a frame, a mat, bars): trim (found and cut off on read, "
+                "said in the log) | keep")
     init: str = _f("content", "content | noise | path to an image")
     preserve_colors: bool = _f(False, "keep the content's colours: only luminance is stylized")
     output_size: Literal["working", "original"] = _f(
         "working", "write outputs at the working size or the input's own size")
     pooling: Literal["max", "avg"] = _f("max", "VGG pooling: max | avg")
+    # Zeros, as trained: reflect and replicate painted no less of a rim on trained VGG16 features
+    # (BENCHMARKS.md, "Edges"); the dark rim was the style's frame (style_border).
+    padding: Literal["zeros", "reflect", "replicate"] = _f(
+        "zeros", "what the VGG's convolutions see past the picture's edge: zeros (as trained) | reflect | replicate")
     seed: int = _f(0, "random seed (noise init, random weights)")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
     model: Literal["vgg19", "vgg16"] = _f(
@@ -154,9 +161,10 @@ _VIDEO_HASHED_UNLESS_DEFAULT = {"flow_preset": "medium", "flow_scale": 1.0, "tem
 
 
 # Bumped when the same settings give other pixels (2: scale-free losses, ReLU layers,
-# coarse-to-fine by default, x264 without mbtree), so that outputs made by an older
-# objective are made again rather than kept as done.
-OBJECTIVE_VERSION = 2
+# coarse-to-fine by default, x264 without mbtree; 3: a style image's uniform border trimmed,
+# `style_border: trim`), so that outputs made by an older objective are made again rather
+# than kept as done.
+OBJECTIVE_VERSION = 3
 # Bumped when the same settings give other video frames.
 VIDEO_VERSION = 2
 

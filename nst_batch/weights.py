@@ -84,11 +84,11 @@ class LoadedVGG:
     preprocess: str  # torchvision | caffe (resolved: never auto)
     description: str  # one line for the run log
 
-    def extractor(self, layers: Iterable[str], *, pooling: str = "max",
+    def extractor(self, layers: Iterable[str], *, pooling: str = "max", padding: str = "zeros",
                   memory_saving: bool = False) -> FeatureExtractor:
         """A FeatureExtractor over these features, with this model's layer names and preprocessing."""
         return FeatureExtractor(self.features, layers, model=self.model, preprocess=self.preprocess,
-                                pooling=pooling, memory_saving=memory_saving)
+                                pooling=pooling, padding=padding, memory_saving=memory_saving)
 
 
 def load_features(spec: str, *, model: str = "vgg19", preprocess: str = "auto", seed: int = 0) -> LoadedVGG:

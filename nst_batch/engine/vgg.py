@@ -8,16 +8,21 @@ leave image space.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Literal, cast
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["MODELS", "PREPROCESSES", "LAYER_NAMES", "layer_names", "FeatureExtractor", "build_features",
+__all__ = ["MODELS", "PREPROCESSES", "PADDINGS", "LAYER_NAMES", "layer_names", "FeatureExtractor", "build_features",
            "build_vgg19_features", "build_vgg16_features", "IMAGENET_MEAN", "IMAGENET_STD", "CAFFE_MEAN_BGR"]
 
 MODELS = ("vgg19", "vgg16")
 PREPROCESSES = ("torchvision", "caffe")
+# How a convolution sees past the picture's edge: torchvision's and Caffe's VGG pad with zeros (in the
+# preprocessed input: the mean colour at conv1_1, "no activation" deeper), which the optimiser can paint
+# against; reflect / replicate (crowsonkb's style-transfer-pytorch) show it the picture itself there.
+PADDINGS = ("zeros", "reflect", "replicate")
 # torchvision's VGG `features`: (block, convs per block). Index i of the Sequential
 # gets the name layer_names(model)[i].
 _BLOCKS = {"vgg19": ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)),
@@ -82,6 +87,15 @@ def build_vgg16_features(state_dict: Mapping[str, torch.Tensor] | None = None) -
     return build_features("vgg16", state_dict)
 
 
+def _padded(conv: nn.Conv2d, mode: str) -> nn.Conv2d:
+    """A VGG 3x3 convolution padding with `mode` instead of zeros: a new module sharing `conv`'s weight and bias."""
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1,
+                    padding_mode=cast(Literal["reflect", "replicate"], mode), device="meta")
+    out.weight = conv.weight
+    out.bias = conv.bias
+    return out
+
+
 class FeatureExtractor(nn.Module):
     """Returns {layer name: activation} for the requested layers, in one forward pass.
 
@@ -103,6 +117,12 @@ class FeatureExtractor(nn.Module):
     iteration, much less memory on big frames. Returned activations are always float32
     (under bf16 autocast the convolutions run in bf16; Grams and losses stay fp32).
 
+    `padding` is what each 3x3 convolution sees past the edge: "zeros" (the VGG as trained),
+    "reflect" or "replicate" (the picture's own pixels; no rim to paint against). `ceil_pool`
+    pools a last odd row or column as a window of its own instead of dropping it (floor, as
+    trained): at a side that is not a multiple of 16 the last rows would otherwise get no
+    gradient from the deeper layers.
+
     Raises:
         ValueError: an unknown model, preprocess or layer name, or `features` of another model.
     """
@@ -111,11 +131,14 @@ class FeatureExtractor(nn.Module):
     std: torch.Tensor
 
     def __init__(self, features: nn.Sequential, layers: Iterable[str], *, model: str = "vgg19",
-                 preprocess: str = "torchvision", pooling: str = "max", memory_saving: bool = False) -> None:
+                 preprocess: str = "torchvision", pooling: str = "max", memory_saving: bool = False,
+                 padding: str = "zeros", ceil_pool: bool = False) -> None:
         super().__init__()
         all_names = layer_names(model)
         if preprocess not in PREPROCESSES:
             raise ValueError(f"unknown preprocess {preprocess!r}; expected one of {', '.join(PREPROCESSES)}")
+        if padding not in PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}; expected one of {', '.join(PADDINGS)}")
         children = list(features.children())
         if len(children) != len(all_names):
             raise ValueError(f"`features` has {len(children)} modules, {model} has {len(all_names)}")
@@ -126,8 +149,13 @@ class FeatureExtractor(nn.Module):
         depth = max(all_names.index(name) for name in wanted) + 1
         mods: list[nn.Module] = []
         for name, module in zip(all_names, children[:depth]):
-            if pooling == "avg" and isinstance(module, nn.MaxPool2d):
-                module = nn.AvgPool2d(kernel_size=2, stride=2)
+            if isinstance(module, nn.MaxPool2d):
+                if pooling == "avg":
+                    module = nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=ceil_pool)
+                elif ceil_pool:
+                    module = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
+            if isinstance(module, nn.Conv2d) and padding != "zeros":
+                module = _padded(module, padding)
             if isinstance(module, nn.ReLU):  # a fresh module: the shared `features` stay untouched
                 module = nn.ReLU(inplace=name.replace("relu", "conv") not in wanted)
             mods.append(module)
@@ -137,6 +165,8 @@ class FeatureExtractor(nn.Module):
         self.names = all_names[:depth]
         self.wanted = frozenset(wanted)
         self.memory_saving = memory_saving
+        self.padding = padding
+        self.ceil_pool = ceil_pool
         # Blocks for checkpointing: index ranges [start, stop) ending after each pool.
         cuts = [i + 1 for i, n in enumerate(self.names) if n.startswith("pool")]
         bounds = [0, *[c for c in cuts if c < depth], depth]

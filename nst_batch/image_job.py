@@ -8,7 +8,8 @@ import numpy as np
 
 from nst_batch.context import JobContext, ProgressFn, StopFn, stylize_frame, to_float
 from nst_batch.engine import Result
-from nst_batch.media.images import keep_colors, read_image_alpha, resize_exact, resize_longest, to_bits, write_image
+from nst_batch.media.images import (animation_frames, keep_colors, read_image_alpha, resize_exact, resize_longest,
+                                    to_bits, write_image)
 from nst_batch.settings import Settings, output_bits, working_side
 
 __all__ = ["working_picture", "finish", "stylize_image_file", "depth_warning"]
@@ -33,12 +34,19 @@ def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
     return to_bits(stylized, output_bits(settings, 16 if source.dtype == np.uint16 else 8))
 
 
-def depth_warning(settings: Settings, original: np.ndarray) -> str | None:
-    """What the output loses of the input's bits per channel, said in the log and the ledger (never silent)."""
+def depth_warning(settings: Settings, original: np.ndarray, src: Path | None = None) -> str | None:
+    """What the output loses of the input, said in the log and the ledger (never silent): bits per channel,
+    and the frames after the first of an animated WebP or PNG (`src`)."""
+    lost = []
     if original.dtype == np.uint16 and output_bits(settings, 16) == 8:
         why = "format: jpg holds 8" if settings.format == "jpg" else "bit_depth: 8"
-        return f"a 16-bit input written at 8 bits per channel ({why}; format: png keeps 16)"
-    return None
+        lost.append(f"a 16-bit input written at 8 bits per channel ({why}; format: png keeps 16)")
+    frames = 1 if src is None else animation_frames(src)
+    if frames > 1:
+        kind = "PNG (APNG)" if src is not None and src.suffix.lower() == ".png" else "WebP"
+        lost.append(f"an animated {kind} of {frames} frames: only its first frame is stylized (as a video, .mp4, "
+                    "it would be stylized whole)")
+    return "; ".join(lost) or None
 
 
 def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
@@ -46,7 +54,7 @@ def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: Progr
     """Read `src`, stylize at the working size, write `dst` atomically (with `src`'s transparency)."""
     s = ctx.job.settings
     original, alpha = read_image_alpha(src)
-    ctx.last_warning = depth_warning(s, original)
+    ctx.last_warning = depth_warning(s, original, src)
     content = working_picture(s, original)
     result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
     write_image(dst, finish(s, to_float(result.image), content, original), quality=s.quality, alpha=alpha)

@@ -443,3 +443,18 @@ def test_opencvs_raw_warnings_stay_out_of_the_log(tmp_path: Path, capfd: pytest.
     with pytest.raises(MediaError, match=r"cut\.png: cannot decode the image"):
         read_image(tmp_path / "cut.png")
     assert "WARN" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "kind"), [("anim.webp", "WebP"), ("anim.png", "PNG (APNG)")])
+def test_an_animation_says_it_became_its_first_frame(root: Path, name: str, kind: str) -> None:
+    frames = [Image.fromarray(sample_photo(photo, 32)).resize((32, 24))
+              for photo in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg")]
+    (root / "photos").mkdir()
+    frames[0].save(root / "photos" / name, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    _one_job(root, "photos")
+    res = nst_here("run", "m.yaml", *FAST, cwd=root)
+    said = _said(res)
+    assert res.returncode == 0, said
+    assert f"an animated {kind} of 3 frames: only its first frame is stylized" in said, said
+    ledger = (root / "out" / ".nst-batch" / "ledger.jsonl").read_text()
+    assert f"an animated {kind} of 3 frames" in ledger

@@ -20,7 +20,7 @@ from nst_batch.media.atomic import atomic_path
 from nst_batch.media.colour import srgb_icc, to_srgb
 
 __all__ = ["IMAGE_SUFFIXES", "PILLOW_SUFFIXES", "is_image_file", "read_image", "read_image_alpha", "read_thumbnail",
-           "available_memory", "write_image",
+           "available_memory", "animation_frames", "write_image",
            "resize_longest", "longest_side_shape", "resize_exact", "keep_colors", "to_bits",
            "DEEP_SUFFIXES"]
 
@@ -116,6 +116,18 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def animation_frames(path: Path) -> int:
+    """How many frames an animated WebP or PNG (APNG) holds, from its header (1 for a still picture): such
+    a file is read as its first frame, and says so."""
+    if Path(path).suffix.lower() not in (".webp", ".png"):
+        return 1
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1)) if getattr(im, "is_animated", False) else 1
+    except Exception:  # noqa: BLE001 - a header Pillow cannot read: the decode says what is wrong
+        return 1
 
 
 def read_thumbnail(path: Path, side: int) -> np.ndarray:

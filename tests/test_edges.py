@@ -162,6 +162,9 @@ def test_padding_changes_only_what_sees_past_the_edge(features: torch.nn.Sequent
         assert torch.allclose(out[..., 1:-1, 1:-1], zeros[..., 1:-1, 1:-1], atol=1e-5)  # the inside: the same
         assert (out[..., 0, :] - zeros[..., 0, :]).abs().max() > 1e-3  # the edge row: another neighbour
         assert padded.layers[0].weight is features[0].weight  # the trained weights, shared, not copied
+        # a 16 px picture: relu5_1's map is 1 x 1, where a reflection is undefined (replicated instead)
+        deep = FeatureExtractor(features, ["relu5_1"], model="vgg16", padding=mode)
+        assert deep(torch.rand(1, 3, 16, 16))["relu5_1"].shape == (1, 512, 1, 1)
     with pytest.raises(ValueError, match="unknown padding"):
         FeatureExtractor(features, ["conv1_1"], model="vgg16", padding="circle")
 

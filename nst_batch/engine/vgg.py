@@ -8,10 +8,10 @@ leave image space.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Literal, cast
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 __all__ = ["MODELS", "PREPROCESSES", "PADDINGS", "LAYER_NAMES", "layer_names", "FeatureExtractor", "build_features",
@@ -87,13 +87,24 @@ def build_vgg16_features(state_dict: Mapping[str, torch.Tensor] | None = None) -
     return build_features("vgg16", state_dict)
 
 
+class _EdgeConv(nn.Conv2d):
+    """A VGG 3x3 convolution that pads by reflection or replication; reflection falls back to replication
+    on a map 1 px across (deep layers of a small picture), where it is undefined."""
+
+    def __init__(self, conv: nn.Conv2d, mode: str) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, 3, padding=0, device="meta")
+        self.weight = conv.weight  # shared: the trained weights, not a copy
+        self.bias = conv.bias
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = "replicate" if self.mode == "reflect" and min(x.shape[-2:]) < 2 else self.mode
+        return super().forward(F.pad(x, (1, 1, 1, 1), mode=mode))
+
+
 def _padded(conv: nn.Conv2d, mode: str) -> nn.Conv2d:
-    """A VGG 3x3 convolution padding with `mode` instead of zeros: a new module sharing `conv`'s weight and bias."""
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1,
-                    padding_mode=cast(Literal["reflect", "replicate"], mode), device="meta")
-    out.weight = conv.weight
-    out.bias = conv.bias
-    return out
+    """`conv` padding with `mode` instead of zeros: a new module sharing its weight and bias."""
+    return _EdgeConv(conv, mode)
 
 
 class FeatureExtractor(nn.Module):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import time
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +51,57 @@ def write_report(jobs: Sequence[Job]) -> Path:
     files = root / "report_files"
     files.mkdir(parents=True, exist_ok=True)
     sections = []
+    tally = _Tally()
     for job in jobs:
         try:
             plan = plan_job(job)
         except NstBatchError as exc:
             sections.append(f"<section><h2>{_e(job.name)}</h2><p class=fail>{_e(str(exc))}</p></section>")
+            tally.failures.append((job.name, "(job)", str(exc)))
             continue
-        sections.append(_job_section(plan, root, files))
-    page = _PAGE.format(body="\n".join(sections))
+        sections.append(_job_section(plan, root, files, tally))
+    page = _PAGE.format(header=_header(jobs, tally), body="\n".join(sections))
     path = root / "report.html"
     write_text_atomic(path, page)
     return path
 
 
-def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
+@dataclass
+class _Tally:
+    """What the page's header sums up over every job: counts, devices and weights used, failures by input."""
+
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    devices: set[str] = field(default_factory=set)
+    weights: set[str] = field(default_factory=set)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (job, input file, reason)
+
+
+def _header(jobs: Sequence[Job], tally: _Tally) -> str:
+    manifests = sorted({job.source.rsplit(":", 1)[0] for job in jobs if job.source})
+    made = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    facts = [f"manifest {', '.join(manifests) or '-'}", f"written {made}",
+             f"{tally.done} done, {tally.failed} failed, {tally.pending} pending",
+             f"device {', '.join(sorted(tally.devices)) or '-'}", f"weights {', '.join(sorted(tally.weights)) or '-'}"]
+    banner = ("<p class=banner role=alert>RANDOM WEIGHTS: some outputs on this page were made with seeded random "
+              "VGG weights (for tests): the pipeline ran end to end, but these pictures are not art.</p>"
+              if "random" in tally.weights else "")
+    failures = ""
+    if tally.failures:
+        items = "".join(f"<li><b>{_e(source)}</b> ({_e(job)}): {_e(reason)}</li>"
+                        for job, source, reason in tally.failures)
+        failures = f"<div class=failures><h2>{len(tally.failures)} failed</h2><ul>{items}</ul></div>"
+    return f"<header><p class=facts>{_e(' · '.join(facts))}</p>{banner}{failures}</header>"
+
+
+def _job_section(plan: JobPlan, root: Path, files: Path, tally: _Tally) -> str:
     job = plan.job
     ledger = Ledger(state_dir(job))
     slug = _slug(job.name)
     styles = "".join(
-        f"<figure><img src='{_rel(_thumb(s.image, files / f'{slug}-style{i}.jpg'), root)}'>"
+        f"<figure><img src='{_rel(_thumb(s.image, files / f'{slug}-style{i}.jpg'), root)}' "
+        f"alt='style image {_e(s.image.name)}'>"
         f"<figcaption>{_e(s.image.name)} × {s.weight:g}</figcaption></figure>"
         for i, s in enumerate(job.styles))
     rows = []
@@ -76,9 +110,11 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
     for i, unit in enumerate(plan.units):
         rec = ledger.records.get(unit.key, {})
         status = rec.get("status", "pending")
+        source = _source_name(job, unit.src)  # a failure is named by the file the user has, not the output's
         if status == "failed":
             failed += 1
-            rows.append(f"<div class=unit><h3>{_e(unit.key)}</h3>"
+            tally.failures.append((job.name, source, str(rec.get("error"))))
+            rows.append(f"<div class=unit><h3>{_e(source)}</h3>"
                         f"<p class=fail>failed: {_e(str(rec.get('error')))}</p></div>")
             continue
         if status != "done" or not unit.dst.exists():
@@ -87,6 +123,7 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
         done += 1
         seconds += float(rec.get("seconds", 0.0))
         metrics: dict[str, Any] = rec.get("metrics", {})
+        tally.devices.add(str(metrics.get("device") or job.settings.device))
         if unit.kind == "video":
             rows.append(_video_block(job, unit.src, unit.dst, rec, metrics, root, files, f"{slug}-{i}"))
         else:
@@ -94,19 +131,23 @@ def _job_section(plan: JobPlan, root: Path, files: Path) -> str:
             after = _thumb(unit.dst, files / f"{slug}-{i}-out.jpg")
             rows.append(
                 f"<div class=unit><h3>{_e(unit.key)}</h3><div class=pair>"
-                f"<figure><img src='{_rel(before, root)}'><figcaption>before</figcaption></figure>"
-                f"<figure><a href='{_rel(unit.dst, root)}'><img src='{_rel(after, root)}'></a>"
-                f"<figcaption>after · loss {float(rec.get('loss', 0)):.4g} · {float(rec.get('seconds', 0)):.1f}s"
-                f"</figcaption></figure>{_svg_curve(metrics.get('history', []))}</div></div>")
+                f"<figure><img src='{_rel(before, root)}' alt='{_e(source)}, before'><figcaption>before</figcaption>"
+                f"</figure><figure><a href='{_rel(unit.dst, root)}'><img src='{_rel(after, root)}' "
+                f"alt='{_e(unit.key)}, after'></a>"
+                f"<figcaption>after · final loss {float(rec.get('loss', 0)):.4g} (the best evaluated) · "
+                f"{float(rec.get('seconds', 0)):.1f}s</figcaption></figure>"
+                f"{_svg_curve(metrics.get('history', []), stages=metrics.get('stages') or [])}</div></div>")
+    tally.done, tally.failed = tally.done + done, tally.failed + failed
+    tally.pending += len(plan.units) - done - failed
     ignored = (f"<p class=warn>ignored: {_e(ignored_text(plan.ignored))} (not images or videos nst-batch reads)</p>"
                if plan.ignored else "")
     head = (f"<section><h2>{_e(job.name)}</h2><p>{done} done, {failed} failed, "
-            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s</p>{_made_with(plan, ledger)}"
+            f"{len(plan.units) - done - failed} pending · {seconds:.1f}s</p>{_made_with(plan, ledger, tally)}"
             f"{ignored}<div class=styles>{styles}</div>")
     return head + "".join(rows) + "</section>"
 
 
-def _made_with(plan: JobPlan, ledger: Ledger) -> str:
+def _made_with(plan: JobPlan, ledger: Ledger, tally: _Tally) -> str:
     """What the outputs on the page were made with, as the ledger recorded it (by settings hash): not what
     this command was given, which may differ (`report` without the run's `--set size=48 --weights random`)."""
     from nst_batch.runner import recorded_settings
@@ -119,14 +160,19 @@ def _made_with(plan: JobPlan, ledger: Ledger) -> str:
     lines = []
     for settings_hash, keys in by_hash.items():
         made = recorded_settings(plan.job, settings_hash)
+        if made is not None:
+            tally.weights.add(str(made.get("weights")))
         count = f"{len(keys)} output{'s' if len(keys) > 1 else ''}" if len(by_hash) > 1 else "made"
         if made is None:
             lines.append(f"{count} with settings not recorded (an older nst-batch)")
             continue
         size = made.get("size")
+        video = made.get("video") or {}
+        iterations = (f"{video.get('first_iterations')} iterations cold, {video.get('iterations')} warm a frame"
+                      if any(u.kind == "video" for u in plan.units if u.key in keys)
+                      else f"{made.get('iterations')} iterations")
         lines.append(f"{count} at size {size}{'' if size == 'original' else 'px'} · model {made.get('model')} · "
-                     f"weights {made.get('weights')} · {made.get('iterations')} iterations · "
-                     f"style_weight {made.get('style_weight')}")
+                     f"weights {made.get('weights')} · {iterations} · style_weight {made.get('style_weight')}")
     return "".join(f"<p class=made>{_e(line)}</p>" for line in lines)
 
 
@@ -141,14 +187,35 @@ def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: d
     flicker = _e(flicker_text(metrics) or "flicker -")
     cuts = metrics.get("cuts") or []
     cut_text = f"scene cuts at frames {', '.join(map(str, cuts))}" if cuts else "no scene cuts"
-    cells = "".join(f"<img src='{_rel(p, root)}'>" for p in before)
-    cells_out = "".join(f"<img src='{_rel(p, root)}'>" for p in after)
+    fps = float(metrics.get("fps") or 0.0)
+
+    def row(paths: list[Path], label: str) -> str:
+        cells = "".join(f"<figure><img src='{_rel(p, root)}' alt='{_e(dst.name)}, {label}, frame {t + 1}'>"
+                        f"<figcaption>{_timestamp(t, fps)}</figcaption></figure>" for p, t in zip(paths, picks))
+        return f"<div class=strip><span class=label>{label}</span>{cells}</div>"
+
     sound = metrics.get("audio_warning")  # the video is done; its sound is not whole
     sound_note = f"<p class=warn>sound: {_e(sound)}</p>" if sound else ""
     return (f"<div class=unit><h3><a href='{_rel(dst, root)}'>{_e(dst.name)}</a></h3>"
             f"<p>{n} frames · {flicker} · {cut_text} · "
-            f"{float(rec.get('seconds', 0)):.1f}s</p>{sound_note}<div class=strip>{cells}</div>"
-            f"<div class=strip>{cells_out}</div>{_per_frame(metrics)}</div>")
+            f"{float(rec.get('seconds', 0)):.1f}s</p>{sound_note}{row(before, 'before')}{row(after, 'after')}"
+            f"{_per_frame(metrics)}</div>")
+
+
+def _timestamp(frame: int, fps: float) -> str:
+    """Frame `frame` (0-based) as the time a player shows, m:ss.s; its number where the rate is unknown."""
+    if fps <= 0:
+        return f"frame {frame + 1}"
+    minutes, seconds = divmod(frame / fps, 60)
+    return f"{int(minutes)}:{seconds:04.1f}"
+
+
+def _source_name(job: Job, src: Path) -> str:
+    """An input as the user names it: relative to the job's input folder, or the file's own name."""
+    try:
+        return src.relative_to(job.input).as_posix() if job.input.is_dir() else src.name
+    except ValueError:
+        return src.name
 
 
 def _per_frame(metrics: dict[str, Any]) -> str:
@@ -157,7 +224,7 @@ def _per_frame(metrics: dict[str, Any]) -> str:
     for key, label in (("content_per_frame", "content loss per frame"), ("style_per_frame", "style loss per frame")):
         values = [v for v in metrics.get(key) or [] if v is not None]
         if len(values) >= 2:
-            curves.append(_svg_curve(values, label=label))
+            curves.append(_svg_curve(values, label=label.replace(" per frame", ""), unit="frame"))
     return f"<div class=plots>{''.join(curves)}</div>" if curves else ""
 
 
@@ -191,20 +258,38 @@ def _thumb(src: Path, dst: Path) -> Path:
     return named
 
 
-def _svg_curve(history: Sequence[float], *, label: str = "loss") -> str:
-    """Loss per iteration (or per frame) as an inline SVG polyline (log scale)."""
+def _svg_curve(history: Sequence[float], *, label: str = "loss", stages: Sequence[int] = (),
+               unit: str = "iteration") -> str:
+    """Loss per iteration (or per frame) as an inline SVG plot, log scale, with its axes labelled and, for a
+    coarse-to-fine run, a line where each finer scale began (the loss steps up there: a bigger picture has
+    more to match, and the total variation weighs differently; it is not the optimisation going wrong)."""
     if len(history) < 2:
         return ""
     values = np.log10(np.maximum(np.asarray(history, dtype=float), 1e-12))
     lo, hi = float(values.min()), float(values.max())
-    w, h = 240, 120
-    xs = np.linspace(0, w, len(values))
-    ys = h - (values - lo) / max(hi - lo, 1e-9) * (h - 10) - 5
+    w, h, left, bottom = 280, 140, 44, 22  # the plot area starts `left` px in and ends `bottom` px up
+    pw, ph = w - left - 6, h - bottom - 8
+    xs = left + np.linspace(0, pw, len(values))
+    ys = 8 + ph - (values - lo) / max(hi - lo, 1e-9) * ph
     points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-    return (f"<figure><svg width={w} height={h} viewBox='0 0 {w} {h}'><rect width={w} height={h} fill='#fafafa'/>"
+    marks = ""
+    for start in [s for s in stages if 0 < s < len(history)]:
+        x = left + pw * start / (len(history) - 1)
+        marks += (f"<line x1={x:.1f} x2={x:.1f} y1=8 y2={8 + ph} stroke='#36c' stroke-dasharray='3 2'/>"
+                  f"<text x={x + 2:.1f} y=16 font-size=9 fill='#36c'>finer scale</text>")
+    axes = (f"<line x1={left} x2={left} y1=8 y2={8 + ph} stroke='#888'/>"
+            f"<line x1={left} x2={left + pw} y1={8 + ph} y2={8 + ph} stroke='#888'/>"
+            f"<text x={left - 3} y=14 font-size=9 text-anchor=end>{10 ** hi:.3g}</text>"
+            f"<text x={left - 3} y={8 + ph} font-size=9 text-anchor=end>{10 ** lo:.3g}</text>"
+            f"<text x={left} y={h - 6} font-size=9>1</text>"
+            f"<text x={left + pw} y={h - 6} font-size=9 text-anchor=end>{len(history)}</text>"
+            f"<text x={left + pw / 2:.0f} y={h - 6} font-size=9 text-anchor=middle>{unit}</text>")
+    switch = " (dashed: a finer scale begins)" if marks else ""
+    return (f"<figure><svg width={w} height={h} viewBox='0 0 {w} {h}' role=img aria-label='{_e(label)} per "
+            f"{unit}'><rect width={w} height={h} fill='#fafafa'/>{axes}{marks}"
             f"<polyline fill=none stroke='#c33' stroke-width=1.5 points='{points}'/></svg>"
-            f"<figcaption>{_e(label)} (log), {history[0]:.3g} → {history[-1]:.3g}, "
-            f"min {min(history):.3g}</figcaption></figure>")
+            f"<figcaption>{_e(label)} per {unit} (log scale){switch}: {history[0]:.3g} at the first, "
+            f"{history[-1]:.3g} at the last</figcaption></figure>")
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -223,7 +308,8 @@ def _slug(name: str) -> str:
 
 
 _PAGE = """<!doctype html>
-<html lang=en><head><meta charset=utf-8><title>nst-batch report</title>
+<html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
+<title>nst-batch report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 .plots {{ display: flex; gap: 1em; }}
@@ -231,10 +317,18 @@ section {{ border-top: 1px solid #ccc; padding: 1em 0; }}
 figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
 figcaption {{ font-size: 0.8em; color: #555; }}
 .strip img {{ margin-right: 2px; }}
+.strip figure {{ margin: 0 2px 0 0; }}
+.strip .label {{ display: inline-block; width: 4em; vertical-align: top; font-size: 0.8em; color: #555; }}
 .fail {{ color: #b00; }}
 .warn {{ color: #a60; }}
+.banner {{ background: #b00; color: #fff; padding: 0.6em 1em; font-weight: bold; }}
+.failures {{ border: 2px solid #b00; padding: 0 1em; margin: 1em 0; }}
+.facts {{ color: #333; }}
+img {{ max-width: 100%; height: auto; }}
+.pair img {{ height: 180px; width: auto; }}
 </style></head><body>
 <h1>nst-batch report</h1>
+{header}
 {body}
 </body></html>
 """

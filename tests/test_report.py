@@ -34,3 +34,36 @@ jobs:
         assert (page_path.parent / ref).exists(), ref
     assert "clip.mp4" in page and "E_warp" in page and "<svg" in page
     assert "broken.jpg" in page and "failed" in page
+    _check_page_for_a_person(page)
+
+
+def _check_page_for_a_person(page: str) -> None:
+    """Issue 24 item 7: a header, the random-weights banner, failures first and by input, axes, labels, alt."""
+    from html.parser import HTMLParser
+
+    class Page(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.imgs: list[dict[str, str | None]] = []
+            self.meta: list[dict[str, str | None]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "img":
+                self.imgs.append(dict(attrs))
+            elif tag == "meta":
+                self.meta.append(dict(attrs))
+
+    parsed = Page()
+    parsed.feed(page)
+    assert any(m.get("name") == "viewport" for m in parsed.meta)
+    assert parsed.imgs and all(img.get("alt") for img in parsed.imgs), [i for i in parsed.imgs if not i.get("alt")]
+    header = page[page.index("<header>"):page.index("</header>")]
+    assert "manifest " in header and "p.yaml" in header and "4 done, 1 failed, 0 pending" in header
+    assert "device cpu" in header and "weights random" in header
+    assert "class=banner role=alert>RANDOM WEIGHTS" in header  # a banner, not grey text
+    failures = header[header.index("class=failures"):]
+    assert "<b>broken.jpg</b> (folder)" in failures and "broken.png" not in failures  # by the input's own name
+    assert page.index("class=failures") < page.index("<section>")  # gathered at the top
+    assert ">iteration</text>" in page and "finer scale" in page  # axes, and the coarse-to-fine switch marked
+    assert "<span class=label>before</span>" in page and "<span class=label>after</span>" in page
+    assert re.search(r"<figcaption>0:00\.\d</figcaption>", page)  # the strips' frames carry their time

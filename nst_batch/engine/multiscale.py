@@ -63,9 +63,11 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
     total = sum(n for _, n in steps)
     done = 0
     history: list[float] = []
+    stages: list[int] = []
     image = init
     result: Result | None = None
     for scale, iterations in steps:
+        stages.append(len(history))
         size = scaled_size(content, scale)
         offset = done
 
@@ -83,4 +85,4 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
         image = result.image
     assert result is not None  # steps is not empty
     return Result(image=resize(result.image, (h, w)), loss=result.loss, terms=result.terms, iterations=done,
-                  history=history, losses=result.losses)
+                  history=history, losses=result.losses, stages=stages if len(stages) > 1 else [])

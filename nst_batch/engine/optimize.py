@@ -63,6 +63,7 @@ class Result:
     iterations: int
     history: list[float] = field(default_factory=list)  # total loss after each iteration
     losses: list[float] = field(default_factory=list)  # each image's own final loss (a batch: one per image)
+    stages: list[int] = field(default_factory=list)  # coarse-to-fine: the index in `history` where each scale began
 
 
 def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mapping[str, torch.Tensor],

@@ -57,7 +57,7 @@ class LocalExecutor:
             video = stylize_video(ctx, unit.src, unit.dst, work=work, progress=lambda p, f, n: progress(
                 UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss, frame=f, frames=n)),
                 should_stop=should_stop)
-            return UnitResult(loss=video.loss, metrics=video.metrics)
+            return UnitResult(loss=video.loss, metrics={**video.metrics, "device": str(ctx.device)})
 
         def on_progress(p: Progress) -> None:
             progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
@@ -65,6 +65,7 @@ class LocalExecutor:
         result = stylize_image_file(ctx, unit.src, unit.dst, progress=on_progress, should_stop=should_stop)
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,
                                                      "history": [round(x, 6) for x in result.history],
+                                                     "stages": result.stages,
                                                      **_memory(ctx), **_warning(ctx.last_warning)})
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
@@ -134,7 +135,7 @@ class LocalExecutor:
                     continue
                 yield unit, UnitResult(loss=result.losses[i], metrics={
                     "iterations": result.iterations, "batch": len(batch),
-                    "history": [round(x, 6) for x in result.history], **_memory(ctx),
+                    "history": [round(x, 6) for x in result.history], "stages": result.stages, **_memory(ctx),
                     **_warning(depth_warning(s, original, unit.src))})
 
         stopped = False
@@ -189,8 +190,8 @@ class LocalExecutor:
 
 
 def _memory(ctx: JobContext) -> dict[str, object]:
-    """The memory plan the picture ran with, for the ledger and the log."""
-    return {} if ctx.last_plan is None else {"memory": ctx.last_plan.as_metrics()}
+    """The device and the memory plan the picture ran with, for the ledger, the log and the report."""
+    return {"device": str(ctx.device), **({} if ctx.last_plan is None else {"memory": ctx.last_plan.as_metrics()})}
 
 
 def _warning(text: str | None) -> dict[str, str]:

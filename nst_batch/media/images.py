@@ -5,8 +5,11 @@ beside them as an alpha plane (H, W) of the same depth. Embedded colour profiles
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +127,7 @@ def animation_frames(path: Path) -> int:
     if Path(path).suffix.lower() not in (".webp", ".png"):
         return 1
     try:
-        with Image.open(path) as im:
+        with _quiet(), Image.open(path) as im:
             return int(getattr(im, "n_frames", 1)) if getattr(im, "is_animated", False) else 1
     except Exception:  # noqa: BLE001 - a header Pillow cannot read: the decode says what is wrong
         return 1
@@ -174,7 +177,7 @@ def _header(path: Path) -> dict[str, Any]:
     """What Pillow reads from the header of a file OpenCV decodes: transparency, orientation, ICC profile, size."""
     info: dict[str, Any] = {"alpha": False, "orientation": 1}  # where Pillow cannot tell: opaque, as stored
     try:
-        with Image.open(path) as im:  # reads the header only
+        with _quiet(), Image.open(path) as im:  # reads the header only
             info["size"] = im.size
             _check_pixels(path, *im.size)  # before anything that could decode
             info.update(alpha=path.suffix.lower() in _ALPHA_SUFFIXES and _has_alpha(im),
@@ -195,7 +198,7 @@ def _lacks_jpeg_end(path: Path, data: np.ndarray) -> bool:
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     try:
-        with Image.open(path) as im:  # Pillow's bomb guard refuses above 179 Mpx (read_image_alpha says so)
+        with _quiet(), Image.open(path) as im:
             _check_pixels(path, *im.size)
             info = dict(im.info)  # the ICC profile (or HEIF nclx colour description) that to_srgb reads
             im = ImageOps.exif_transpose(im)  # pillow-heif has already turned HEIC upright (orientation 1)
@@ -204,7 +207,17 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, A
                 return rgba[..., :3].copy(), rgba[..., 3].copy(), info
             return np.array(im.convert("RGB")), None, info  # a writable copy, as OpenCV's decode gives
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for a corrupt or unknown file
-        raise MediaError(f"{path}: cannot decode the image (corrupt or not an image): {exc}") from exc
+        why = " ".join(str(exc).split())  # one line: pillow-heif's messages end in a newline
+        raise MediaError(f"{path}: cannot decode the image (corrupt or not an image): {why}") from exc
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Pillow's own warnings ("Corrupt EXIF data. Expecting to read 2 bytes ...") kept out of the night's log:
+    they name no file; such a file is read as Pillow reads it (its EXIF orientation taken as 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _has_alpha(im: Image.Image) -> bool:

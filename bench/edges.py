@@ -48,6 +48,11 @@ from nst_batch.settings import Settings  # noqa: E402
 OPENCV_STARRY = Path("/usr/share/doc/opencv-doc/examples/data/starry_night.jpg")  # the 752 px original
 STYLES = {"starry_night": OPENCV_STARRY if OPENCV_STARRY.is_file() else PICTURES["starry_night"],
           "graffiti": PICTURES["graffiti"], "baboon": PICTURES["baboon"]}
+# Frames of real clips as photos, "name": (file, frame index); python3-imageio's cockatoo.mp4 is the
+# hand-held clip of issue 20 (a bird on a perch, the camera moving).
+IMAGEIO = Path("/usr/lib/python3/dist-packages/imageio/resources/images")
+FRAMES = {"cockatoo": (IMAGEIO / "cockatoo.mp4", 0), "cockatoo12": (IMAGEIO / "cockatoo.mp4", 12),
+          "vtest": (Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi"), 0)}
 ARMS = ("zeros-keep:padding=zeros:style_border=keep;zeros:padding=zeros;reflect:padding=reflect;"
         "replicate:padding=replicate")
 SIDES = ("top", "bottom", "left", "right")
@@ -85,6 +90,24 @@ def _step_ratio(img: np.ndarray, side: str) -> float:
 def streak(output: np.ndarray, content: np.ndarray) -> dict[str, float]:
     """Per side: the output's outer-rows step ratio over the content's."""
     return {side: _step_ratio(output, side) / max(_step_ratio(content, side), 1e-6) for side in SIDES}
+
+
+def picture(name: str) -> np.ndarray:
+    """A photo of bench/quality.py's PICTURES, or a frame of one of FRAMES' clips, as RGB."""
+    if name not in FRAMES:
+        return read_image(PICTURES[name])
+    import cv2
+
+    path, index = FRAMES[name]
+    capture = cv2.VideoCapture(str(path))
+    try:
+        for _ in range(index + 1):
+            ok, bgr = capture.read()
+            if not ok:
+                raise SystemExit(f"{path}: no frame {index}")
+    finally:
+        capture.release()
+    return np.ascontiguousarray(bgr[..., ::-1])
 
 
 def _crop_to(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -135,7 +158,7 @@ def main() -> None:
           f"{'content':>8s} {'style':>8s} {'it':>4s} {'s':>5s}")
     for shape_name, shape in shapes:
         for photo in args.photos.split(","):
-            raw = read_image(PICTURES[photo])
+            raw = picture(photo)
             content_rgb = resize_longest(raw, args.size) if shape is None else _crop_to(raw, *shape)
             content = to_tensor(content_rgb, torch.device("cpu"))
             for style_name in args.styles.split(","):
@@ -195,7 +218,7 @@ def rejudge(folder: Path) -> None:
     print(f"{'shape':8s} {'pair':24s} {'arm':12s}  zero-padded: content style | reflect-padded | inner 3/4 (zero)")
     for path in sorted(folder.glob("*.png")):
         shape, photo, style, arm = path.stem.split("-", 3)
-        raw = read_image(PICTURES[photo])
+        raw = picture(photo)
         content_rgb = (_crop_to(raw, *(int(v) for v in shape.split("x"))) if "x" in shape
                        else resize_longest(raw, int(shape)))
         content = to_tensor(content_rgb, cpu)

@@ -165,11 +165,13 @@ def run(
     loaded = _load(manifest, sets, device, weights, styles, output)
     stop = _StopFlag()
     traces: list[UnitFinished] = []  # failed units, for --debug
+    live = _LiveReport(loaded)
 
     def emit(event: Event) -> None:
         if isinstance(event, UnitFinished) and event.trace:
             traces.append(event)
         view(event)
+        live(event)
 
     try:
         runner = make_executor(executor, address=address, workers=workers,
@@ -194,6 +196,42 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(1)
+
+
+class _LiveReport:
+    """The report written while the run goes: on each output started and finished (at most every few
+    seconds), showing what is running now with its latest snapshot; the page reloads itself. The report
+    written after the run replaces it. A live report that cannot be written never fails the run."""
+
+    MIN_GAP = 3.0  # s between two rewrites
+
+    def __init__(self, loaded: Manifest) -> None:
+        self.jobs = {job.name: job for job in loaded.jobs}
+        self.running: dict[tuple[str, str], None] = {}  # in the order they started
+        self.last = float("-inf")
+        self.dirty = False  # what runs has changed since the page was written
+
+    def __call__(self, event: Event) -> None:
+        import time
+
+        from nst_batch.events import UnitStarted
+
+        if isinstance(event, UnitStarted):
+            self.running[(event.job, event.key)] = None
+            self.dirty = True
+        elif isinstance(event, UnitFinished) and (event.job, event.key) in self.running:
+            del self.running[(event.job, event.key)]
+            self.dirty = True
+        # Any event (progress comes often) writes a page that is out of date, once the gap has passed.
+        if not (self.dirty and self.running) or time.monotonic() - self.last < self.MIN_GAP:
+            return
+        self.last, self.dirty = time.monotonic(), False
+        from nst_batch.report import write_report
+
+        try:
+            write_report(list(self.jobs.values()), running=[(self.jobs[j], k) for j, k in self.running])
+        except (NstBatchError, OSError):
+            pass
 
 
 def _say_how_to_resume() -> None:

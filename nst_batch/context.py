@@ -278,7 +278,7 @@ def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int,
 
     def report(p: Progress) -> None:
         if progress is not None:
-            progress(Progress(done + p.iteration, total, p.loss, p.terms))
+            progress(Progress(done + p.iteration, total, p.loss, p.terms, p.image))
 
     history: list[float] = []
     if coarse:

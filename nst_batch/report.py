@@ -22,6 +22,7 @@ import numpy as np
 
 from nst_batch.errors import NstBatchError
 from nst_batch.ledger import Ledger
+from nst_batch.live import EVERY, LIVE, LIVE_FRAME
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_thumbnail, resize_longest, write_image
 from nst_batch.media.video import read_frames
@@ -32,6 +33,7 @@ from nst_batch.video.metrics import flicker_text
 __all__ = ["report_root", "write_report"]
 
 THUMB = 240  # px, longest side of a thumbnail
+RELOAD = 10  # s: how often the page written during a run reloads itself
 STRIP = 6  # sampled frames per video
 
 
@@ -46,7 +48,10 @@ def report_root(jobs: Sequence[Job]) -> Path:
     return roots[0] if common == Path(common.anchor) or above else common
 
 
-def write_report(jobs: Sequence[Job]) -> Path:
+def write_report(jobs: Sequence[Job], *, running: Sequence[tuple[Job, str]] = ()) -> Path:
+    """Write `report.html`. With `running` (the outputs being made now, by job and key), the page is the live
+    one a run writes as it goes: it reloads itself every `RELOAD` seconds and shows each running output's
+    latest snapshot (`live.py`)."""
     root = report_root(jobs)
     files = root / "report_files"
     files.mkdir(parents=True, exist_ok=True)
@@ -60,7 +65,9 @@ def write_report(jobs: Sequence[Job]) -> Path:
             tally.failures.append((job.name, "(job)", str(exc)))
             continue
         sections.append(_job_section(plan, root, files, tally))
-    page = _PAGE.format(header=_header(jobs, tally), body="\n".join(sections))
+    live = _live_section(running, root) if running else ""
+    page = _PAGE.format(header=_header(jobs, tally) + live, body="\n".join(sections),
+                        reload=f"<meta http-equiv=refresh content={RELOAD}>" if running else "")
     path = root / "report.html"
     write_text_atomic(path, page)
     return path
@@ -76,6 +83,21 @@ class _Tally:
     devices: set[str] = field(default_factory=set)
     weights: set[str] = field(default_factory=set)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (job, input file, reason)
+
+
+def _live_section(running: Sequence[tuple[Job, str]], root: Path) -> str:
+    now = time.strftime("%H:%M:%S", time.localtime())
+    cells = []
+    for job, key in running:
+        folder = state_dir(job)
+        shots = [(LIVE, "the picture being made")]
+        if any(u.kind == "video" for u in plan_job(job).units if u.key == key):
+            shots.append((LIVE_FRAME, "the last finished frame"))
+        cells.append("".join(f"<figure><img src='{_rel(folder / name, root)}' alt='{_e(f'{job.name}/{key}')}: "
+                             f"{what} (the first snapshot comes within {EVERY:g} s)'><figcaption>{_e(job.name)}/"
+                             f"{_e(key)}: {what}</figcaption></figure>" for name, what in shots))
+    return (f"<div class=live><h2>Running now</h2><p>This page reloads itself every {RELOAD} s while the run goes "
+            f"(written {now}); the pictures are at most {EVERY:g} s old.</p>{''.join(cells)}</div>")
 
 
 def _header(jobs: Sequence[Job], tally: _Tally) -> str:
@@ -309,7 +331,7 @@ def _slug(name: str) -> str:
 
 _PAGE = """<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
-<title>nst-batch report</title>
+{reload}<title>nst-batch report</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 .plots {{ display: flex; gap: 1em; }}
@@ -324,6 +346,8 @@ figcaption {{ font-size: 0.8em; color: #555; }}
 .banner {{ background: #b00; color: #fff; padding: 0.6em 1em; font-weight: bold; }}
 .failures {{ border: 2px solid #b00; padding: 0 1em; margin: 1em 0; }}
 .facts {{ color: #333; }}
+.live {{ border: 2px solid #36c; padding: 0 1em 1em; margin: 1em 0; }}
+.live img {{ height: 240px; width: auto; }}
 img {{ max-width: 100%; height: auto; }}
 .pair img {{ height: 180px; width: auto; }}
 </style></head><body>

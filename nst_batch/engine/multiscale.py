@@ -73,7 +73,7 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
 
         def report(p: Progress, offset: int = offset) -> None:
             if callback is not None:
-                callback(Progress(p.iteration + offset, total, p.loss, p.terms))
+                callback(Progress(p.iteration + offset, total, p.loss, p.terms, p.image))
 
         scaled_temporal = None if temporal is None else Temporal(resize(temporal.warped, size),
                                                                  resize(temporal.mask, size))

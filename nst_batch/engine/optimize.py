@@ -53,6 +53,9 @@ class Progress:
     total: int
     loss: float
     terms: Mapping[str, float]
+    # The pixels being optimised, (B, 3, h, w) in [0, 1] at the scale being optimised: the optimiser's own
+    # tensor, not a copy (read it, detached, before the next iteration; never write it). For live snapshots.
+    image: torch.Tensor | None = None
 
 
 @dataclass
@@ -131,7 +134,7 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
                 calm = calm + 1 if change < config.tolerance else 0
             history.append(loss)
             if callback is not None:
-                callback(Progress(it, config.iterations, loss, values))
+                callback(Progress(it, config.iterations, loss, values, image))
             if calm >= _PATIENCE:
                 break
 

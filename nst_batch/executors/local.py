@@ -13,7 +13,8 @@ from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
 from nst_batch.executors.attempts import fault_of, release_memory
 from nst_batch.ledger import input_identity_now
-from nst_batch.plan import Unit
+from nst_batch.live import Snapshots
+from nst_batch.plan import Unit, state_dir
 from nst_batch.settings import Job
 from nst_batch.video import stylize_video
 from nst_batch.media.images import read_image_alpha, write_image
@@ -53,14 +54,19 @@ class LocalExecutor:
                  should_stop: Callable[[], bool]) -> UnitResult:
         """Make one unit, once (no retry)."""
         ctx = self.context(job)
+        snapshots = Snapshots(state_dir(job))  # the picture being made, for the live report
         if unit.kind == "video":
-            video = stylize_video(ctx, unit.src, unit.dst, work=work, progress=lambda p, f, n: progress(
-                UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss, frame=f, frames=n)),
-                should_stop=should_stop)
+            def on_frame_progress(p: Progress, frame: int, frames: int | None) -> None:
+                progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss, frame=frame, frames=frames))
+                snapshots.offer(p.image, frame=frame)
+
+            video = stylize_video(ctx, unit.src, unit.dst, work=work, progress=on_frame_progress,
+                                  should_stop=should_stop)
             return UnitResult(loss=video.loss, metrics={**video.metrics, "device": str(ctx.device)})
 
         def on_progress(p: Progress) -> None:
             progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
+            snapshots.offer(p.image)
 
         result = stylize_image_file(ctx, unit.src, unit.dst, progress=on_progress, should_stop=should_stop)
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,

@@ -84,6 +84,9 @@ def main(
             stream.reconfigure(errors="backslashreplace")
 
 
+SweepOpt = typer.Option([], "--sweep", metavar="KEY=V1,V2", help="Try each value of a setting (or `style`) for every "
+                        "job (repeatable: every combination), e.g. --sweep style_weight=2,5,10: one output folder "
+                        "per combination and a contact sheet per input.")
 SetOpt = typer.Option([], "--set", "-s", metavar="KEY=VALUE",
                       help="Override a setting for every job (repeatable), e.g. --set size=256 "
                       "--set video.iterations=50.")
@@ -102,9 +105,10 @@ DEFAULT_MANIFEST = Path("pipeline.yaml")
 
 
 def _load(target: Optional[Path], sets: list[str], device: Optional[str], weights: Optional[str],
-          styles: Optional[list[Path]] = None, output: Optional[Path] = None) -> Manifest:
+          styles: Optional[list[Path]] = None, output: Optional[Path] = None,
+          sweeps: Optional[list[str]] = None) -> Manifest:
     """The manifest TARGET names, or the one the one-line form (an input with --style) stands for."""
-    from nst_batch.manifest import load_manifest, one_line_manifest, parse_overrides
+    from nst_batch.manifest import load_manifest, one_line_manifest, parse_overrides, parse_sweeps
 
     items = list(sets)
     if device is not None:
@@ -112,6 +116,7 @@ def _load(target: Optional[Path], sets: list[str], device: Optional[str], weight
     if weights is not None:
         items.append(f"weights={weights}")
     overrides = parse_overrides(items)
+    swept = parse_sweeps(sweeps or [])
     if target is None:
         if not DEFAULT_MANIFEST.exists():
             raise ManifestError("no manifest given, and no pipeline.yaml here: give one, write one with "
@@ -123,8 +128,8 @@ def _load(target: Optional[Path], sets: list[str], device: Optional[str], weight
         if styles or output:
             raise ManifestError(f"{target}: --style and --output are for the one-line form (nst-batch run "
                                 "PHOTO_OR_FOLDER_OR_VIDEO --style STYLE -o OUT); a manifest names its own")
-        return load_manifest(target, overrides)
-    return one_line_manifest(target, styles or [], output, overrides)
+        return load_manifest(target, overrides, swept)
+    return one_line_manifest(target, styles or [], output, overrides, swept)
 
 
 def _is_media(path: Path) -> bool:
@@ -139,6 +144,7 @@ def _is_media(path: Path) -> bool:
 def run(
     manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
+    sweeps: list[str] = SweepOpt,
     styles: list[Path] = StyleOpt,
     output: Optional[Path] = OutputOpt,
     device: Optional[str] = DeviceOpt,
@@ -162,7 +168,7 @@ def run(
 
     if executor not in ("local", "ray"):
         raise ManifestError(f"--executor: unknown executor '{executor}' (local | ray)")
-    loaded = _load(manifest, sets, device, weights, styles, output)
+    loaded = _load(manifest, sets, device, weights, styles, output, sweeps)
     stop = _StopFlag()
     traces: list[UnitFinished] = []  # failed units, for --debug
     live = _LiveReport(loaded)
@@ -291,6 +297,7 @@ class _StopFlag:
 def validate(
     manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
+    sweeps: list[str] = SweepOpt,
     device: Optional[str] = DeviceOpt,
     weights: Optional[str] = WeightsOpt,
     styles: list[Path] = StyleOpt,
@@ -299,7 +306,7 @@ def validate(
     """Check MANIFEST without running (schema, files decode, layers, device, weights); print the plan."""
     from nst_batch.checks import check_jobs
 
-    loaded = _load(manifest, sets, device, weights, styles, output)
+    loaded = _load(manifest, sets, device, weights, styles, output, sweeps)
     plans, problems = check_jobs(loaded.jobs)
     table = Table(title=f"plan: {manifest or DEFAULT_MANIFEST}")
     for col in ("job", "outputs", "kind", "size", "iterations", "style", "output"):
@@ -333,6 +340,7 @@ def _exit_on_problems(problems: list[str], plans: Sequence[JobPlan] = ()) -> Non
 def status(
     manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
+    sweeps: list[str] = SweepOpt,
     device: Optional[str] = DeviceOpt,
     weights: Optional[str] = WeightsOpt,
     styles: list[Path] = StyleOpt,
@@ -344,7 +352,7 @@ def status(
 
     # --weights matters: it is part of the settings hash, so without it a finished
     # `run --weights random` would show as pending. --device is accepted for symmetry.
-    loaded = _load(manifest, sets, device, weights, styles, output)
+    loaded = _load(manifest, sets, device, weights, styles, output, sweeps)
     table = Table(title=f"status: {manifest or DEFAULT_MANIFEST}")
     for col in ("job", "done", "done, other settings", "pending", "failed", "output"):
         table.add_column(col)
@@ -373,6 +381,7 @@ def status(
 def plan(
     manifest: Optional[Path] = TargetArg,
     sets: list[str] = SetOpt,
+    sweeps: list[str] = SweepOpt,
     device: Optional[str] = DeviceOpt,
     styles: list[Path] = StyleOpt,
     output: Optional[Path] = OutputOpt,
@@ -382,7 +391,7 @@ def plan(
     from nst_batch.estimate import estimate
     from nst_batch.plan import ignored_text
 
-    loaded = _load(manifest, sets, device, "random", styles, output)  # timing only: random weights cost the same
+    loaded = _load(manifest, sets, device, "random", styles, output, sweeps)  # timing: random weights cost the same
     plans, problems = check_jobs(loaded.jobs)
     _exit_on_problems(problems, plans)
     table = Table(title=f"plan: {manifest or DEFAULT_MANIFEST} (estimated by a short calibration on this machine)")
@@ -444,13 +453,13 @@ def _duration(seconds: float) -> str:
 
 @app.command()
 @_errors
-def report(manifest: Optional[Path] = TargetArg, sets: list[str] = SetOpt, device: Optional[str] = DeviceOpt,
-           weights: Optional[str] = WeightsOpt, styles: list[Path] = StyleOpt,
+def report(manifest: Optional[Path] = TargetArg, sets: list[str] = SetOpt, sweeps: list[str] = SweepOpt,
+           device: Optional[str] = DeviceOpt, weights: Optional[str] = WeightsOpt, styles: list[Path] = StyleOpt,
            output: Optional[Path] = OutputOpt) -> None:
     """Rebuild report.html at the output root from the jobs' ledgers (each output with what it was made with)."""
     from nst_batch.report import write_report
 
-    out.print(f"report: {write_report(_load(manifest, sets, device, weights, styles, output).jobs)}")
+    out.print(f"report: {write_report(_load(manifest, sets, device, weights, styles, output, sweeps).jobs)}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 import re
 import reprlib
@@ -27,14 +28,16 @@ from nst_batch.engine.vgg import layer_names
 from nst_batch.errors import ManifestError
 from nst_batch.media.images import IMAGE_SUFFIXES, PILLOW_SUFFIXES, is_image_file
 from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
-from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
+from nst_batch.settings import Job, Settings, StyleSpec, SweepCell, VideoSettings
 
 __all__ = ["Manifest", "load_manifest", "manifest_from_text", "one_line_manifest", "read_yaml", "parse_overrides",
+           "parse_sweeps",
            "SETTING_FIELDS", "VIDEO_FIELDS"]
 
 SUPPORTED_VERSIONS = (1,)
 TOP_KEYS = ("version", "defaults", "jobs")
-JOB_KEYS = ("name", "input", "style", "output", "exclude")
+JOB_KEYS = ("name", "input", "style", "output", "exclude", "sweep")
+MAX_SWEEP = 256  # combinations in one job's sweep: more is a typo, not a contact sheet
 SETTING_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 VIDEO_FIELDS = {f.name: f for f in dataclasses.fields(VideoSettings)}
 _HINTS = {**typing.get_type_hints(Settings),
@@ -387,7 +390,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(text.replace('in "<unicode string>", ', "").split())
 
 
-def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Manifest:
+def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None,
+                  sweeps: Mapping[str, Sequence[Any]] | None = None) -> Manifest:
     """Read and validate a manifest; every error is a ManifestError naming file, line and key."""
     path = Path(path)
     file = str(path)
@@ -397,10 +401,11 @@ def load_manifest(path: Path, overrides: Mapping[str, Any] | None = None) -> Man
         raise ManifestError(f"{file}: manifest not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{file}: cannot read the manifest: {exc}") from exc
-    return manifest_from_text(text, path, overrides)
+    return manifest_from_text(text, path, overrides, sweeps)
 
 
-def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | None = None) -> Manifest:
+def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | None = None,
+                       sweeps: Mapping[str, Sequence[Any]] | None = None) -> Manifest:
     """`load_manifest` of a manifest's text: relative paths resolve against `path`'s folder, and messages
     name `path` (the one-line form of `run` gives the manifest it stands for, in the current folder)."""
     file = str(path)
@@ -439,11 +444,11 @@ def manifest_from_text(text: str, path: Path, overrides: Mapping[str, Any] | Non
     seen: dict[str, str] = {}
     for i, job_raw in enumerate(jobs_raw):
         where = root.child("jobs", raw).child(i, jobs_raw)
-        job = _load_job(job_raw, where, base, defaults, overrides or {})
-        if job.name in seen:
-            raise where.error(f"duplicate job name '{job.name}' (first at {seen[job.name]})")
-        seen[job.name] = job.source
-        jobs.append(job)
+        for job in _swept_jobs(job_raw, where, base, defaults, overrides or {}, sweeps or {}):
+            if job.name in seen:
+                raise where.error(f"duplicate job name '{job.name}' (first at {seen[job.name]})")
+            seen[job.name] = job.source
+            jobs.append(job)
     _check_outputs(jobs)
     return Manifest(path=path, jobs=tuple(jobs))
 
@@ -452,7 +457,8 @@ _ONE_LINE = "<the command line>"
 
 
 def one_line_manifest(target: Path, styles: Sequence[Path], output: Path | None,
-                      overrides: Mapping[str, Any] | None = None) -> Manifest:
+                      overrides: Mapping[str, Any] | None = None,
+                      sweeps: Mapping[str, Sequence[Any]] | None = None) -> Manifest:
     """The manifest that `nst-batch run TARGET --style S... -o OUTPUT` stands for: one job, paths as typed
     (against the current folder), equal style weights, output `out` by default. It is the very text
     `nst-batch init --input TARGET --style S... -o OUTPUT` writes, so both make the same job, settings
@@ -463,13 +469,15 @@ def one_line_manifest(target: Path, styles: Sequence[Path], output: Path | None,
         raise ManifestError(f"{target}: not found (give a manifest, or an image, a video or a folder to stylize)")
     if not (target.is_dir() or is_image_file(target) or is_video_file(target)):
         raise ManifestError(f"{target}: neither a manifest (.yaml) nor an image, a video or a folder")
+    if not styles and "style" in (sweeps or {}):
+        styles = [Path(str((sweeps or {})["style"][0]))]  # the job's style, replaced by each swept one
     if not styles:
         raise ManifestError(f"{target}: to stylize it directly, give --style STYLE_IMAGE (and -o OUTPUT); "
                             "or give a manifest")
     job = OneJob(input=target, styles=tuple(styles), output=output or Path("out"))
     text = starter_manifest(job, base=Path.cwd())
     try:
-        return manifest_from_text(text, Path.cwd() / _ONE_LINE, overrides)
+        return manifest_from_text(text, Path.cwd() / _ONE_LINE, overrides, sweeps)
     except ManifestError as exc:
         raise ManifestError(_blame_option(str(exc))) from exc
 
@@ -486,21 +494,121 @@ def _blame_option(message: str) -> str:
     return problem
 
 
-def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Job:
+def _swept_jobs(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any],
+                cli_sweeps: Mapping[str, Sequence[Any]]) -> list[Job]:
+    """The job, or with `sweep:` (and `--sweep`) one job per combination of the swept values, each a normal
+    job (its own ledger, resume and settings file) in a folder of its own named by its values."""
+    if not isinstance(raw, dict) or ("sweep" not in raw and not cli_sweeps):
+        return [_load_job(raw, where, base, defaults, overrides)]
+    w = where.child("sweep", raw)
+    own = raw.get("sweep", {})
+    if not isinstance(own, dict) or (not own and not cli_sweeps):
+        raise w.error(f"must be a mapping of setting (or style) to a list of values, e.g. "
+                      f"{{style_weight: [2, 5, 10]}}, got {_shown(own)}")
+    axes: dict[str, list[tuple[Any, _Where]]] = {}
+    for key, values in own.items():
+        kw = w.child(key, own)
+        axes[str(key)] = [(v, kw) for v in _sweep_values(key, values, kw)]
+    for key, values in cli_sweeps.items():  # --sweep: for every job, over the manifest's own sweep of that key
+        axes[key] = [(v, _Where(f"--sweep {key}")) for v in values]
+    clash = sorted(set(axes) & set(overrides))
+    if clash:
+        raise w.error(f"{', '.join(clash)} is both swept and set by --set: leave one")
+    count = math.prod(len(v) for v in axes.values())
+    if count > MAX_SWEEP:
+        raise w.error(f"{count} combinations (more than {MAX_SWEEP}): sweep fewer values")
+    cells: list[tuple[Job, tuple[tuple[str, str], ...]]] = []
+    for combo in itertools.product(*axes.values()):
+        layer = _Sourced()
+        style: tuple[Any, _Where] | None = None
+        for key, (value, kw) in zip(axes, combo):
+            if key == "style":
+                style = (value, kw)
+            else:
+                layer.put(key, _checked(key, value, kw), kw)
+        job = _load_job(raw, where, base, defaults, {**layer, **overrides}, style_from=style,
+                        wheres_extra=layer.wheres)
+        cells.append((job, tuple((key, _sweep_text(key, value)) for key, (value, _) in zip(axes, combo))))
+    first = cells[0][0]  # every cell has the job's own name and output
+    named = first.output.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_EXTENSIONS)  # `out/clip.mp4`: a file
+    root = first.output.parent / first.output.stem if named else first.output
+    jobs = []
+    for job, values in cells:
+        folder = root / "_".join(f"{key}-{_safe(text)}" for key, text in values)
+        label = ", ".join(f"{key}={text}" for key, text in values)
+        jobs.append(dataclasses.replace(job, name=f"{first.name} [{label}]",
+                                        output=folder / first.output.name if named else folder,
+                                        sweep=SweepCell(of=first.name, root=root, values=values)))
+    return jobs
+
+
+def _sweep_values(key: Any, values: Any, where: _Where) -> list[Any]:
+    if key != "style" and (not isinstance(key, str) or (key not in SETTING_FIELDS and key not in _HINTS)
+                           or key == "video"):
+        known = ["style", *SETTING_FIELDS, *(f"video.{k}" for k in VIDEO_FIELDS)]
+        raise where.error(f"cannot sweep {_shown(key)}: not a setting" + _did_you_mean(str(key), known))
+    if not isinstance(values, list) or not values:
+        raise where.error(f"must be a list of values to try, got {_shown(values)}")
+    return list(values)
+
+
+def _sweep_text(key: str, value: Any) -> str:
+    """A swept value as its folder and label show it: a style by its image's name (a blend by theirs)."""
+    if key == "style":
+        items = value if isinstance(value, list) else [value]
+        return "+".join(Path(str(i.get("image", "") if isinstance(i, dict) else i)).stem for i in items)
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+,-]+", "-", text).strip("-") or "x"
+
+
+def parse_sweeps(items: Sequence[str]) -> dict[str, list[Any]]:
+    """`--sweep KEY=V1,V2` → {key: [v1, v2]}; the values read as YAML (`2,5,10`; `[1.0],[0.5, 1.0]`); style
+    images typed on the command line resolve against the current folder."""
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        where = _Where(f"--sweep {item}")
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise where.error("expected KEY=V1,V2,..., e.g. --sweep style_weight=2,5,10")
+        try:
+            values = read_yaml(f"[{text}]")
+        except yaml.YAMLError as exc:
+            raise where.error(f"cannot read the values: {_yaml_problem(exc)}") from exc
+        values = _sweep_values(key, values, where)
+        if key == "style":
+            values = [str(_existing_path(str(v), where, Path.cwd(), "style image", file=True)) for v in values]
+        else:
+            for value in values:
+                _checked(key, value, where)
+        out[key] = values
+    return out
+
+
+def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any],
+              style_from: tuple[Any, _Where] | None = None, wheres_extra: Mapping[str, _Where] | None = None) -> Job:
+    """One job; `style_from` (a swept style, with where it was given) replaces its `style`."""
     if not isinstance(raw, dict):
         raise where.error(f"a job must be a mapping with input, style and output, got {_kind(raw)}")
     # Unknown keys first: a misspelt required key (`styel:`) is a typo to name, not a missing key.
     own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
     for key in ("input", "style", "output"):
-        if key not in raw:
+        if key not in raw and not (key == "style" and style_from is not None):
             raise where.error(f"missing required key '{key}'")
     merged = {**defaults, **own, **overrides}
     wheres = {k: w for layer in (defaults, own, overrides) for k, w in getattr(layer, "wheres", {}).items()}
+    wheres.update(wheres_extra or {})
     settings = _build_settings(merged, where, base, wheres)
     input_path = _existing_path(raw["input"], where.child("input", raw), base, "input")
     output = _path(raw["output"], where.child("output", raw), base)
     _check_kinds(input_path, output, where.child("output", raw))
-    styles = _styles(raw["style"], where.child("style", raw), base)
+    styles = (_styles(style_from[0], style_from[1], base) if style_from is not None
+              else _styles(raw["style"], where.child("style", raw), base))
     name = raw.get("name", input_path.stem)
     if not isinstance(name, str) or not name.strip() or not name.isprintable():
         raise where.child("name", raw).error(f"must be one line of printable text, got {_shown(name)}")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from nst_batch.contact import Sheet, contact_sheets
 from nst_batch.errors import NstBatchError
 from nst_batch.ledger import Ledger
 from nst_batch.live import EVERY, LIVE, LIVE_FRAME
@@ -66,7 +67,9 @@ def write_report(jobs: Sequence[Job], *, running: Sequence[tuple[Job, str]] = ()
             continue
         sections.append(_job_section(plan, root, files, tally))
     live = _live_section(running, root) if running else ""
-    page = _PAGE.format(header=_header(jobs, tally) + live, body="\n".join(sections),
+    # Contact sheets are drawn after the run (the live page shows the last ones drawn, if any).
+    sweeps = _sweep_sections(contact_sheets(jobs, draw=not running), root)
+    page = _PAGE.format(header=_header(jobs, tally) + live, body=sweeps + "\n".join(sections),
                         reload=f"<meta http-equiv=refresh content={RELOAD}>" if running else "")
     path = root / "report.html"
     write_text_atomic(path, page)
@@ -83,6 +86,30 @@ class _Tally:
     devices: set[str] = field(default_factory=set)
     weights: set[str] = field(default_factory=set)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (job, input file, reason)
+
+
+def _sweep_sections(sheets: Sequence[Sheet], root: Path) -> str:
+    """Per swept job, each input's contact sheet, and each cell's manifest lines (to make it at full size)."""
+    by_job: dict[str, list[Sheet]] = {}
+    for sheet in sheets:
+        by_job.setdefault(sheet.of, []).append(sheet)
+    parts = []
+    for of, job_sheets in by_job.items():
+        figures = []
+        for sheet in job_sheets:
+            image = (f"<img src='{_rel(sheet.path, root)}' alt='contact sheet of {_e(sheet.key)}: every combination "
+                     f"of the sweep of {_e(of)}'>" if sheet.path.exists() else "<p>(drawn when the run is over)</p>")
+            rows = "".join(
+                f"<tr><td>{'<a href=' + chr(39) + _rel(c.output, root) + chr(39) + '>' if c.done else ''}"
+                f"{_e(', '.join(f'{k}={v}' for k, v in c.values))}{'</a>' if c.done else ' (not made yet)'}</td>"
+                f"<td><code>{_e(' · '.join(f'{k}: {v}' for k, v in c.values))}</code></td></tr>"
+                for c in sheet.cells)
+            figures.append(f"<h3>{_e(sheet.key)}</h3><figure>{image}<figcaption>{_e(sheet.key)}: rows by "
+                           f"{_e(sheet.cells[0].values[0][0]) if sheet.cells and sheet.cells[0].values else '-'}"
+                           f"</figcaption></figure><table class=cells><tr><th>output</th><th>the manifest lines "
+                           f"that make it (job keys; add them to the job without `sweep:`)</th></tr>{rows}</table>")
+        parts.append(f"<section class=sweep><h2>Sweep: {_e(of)}</h2>{''.join(figures)}</section>")
+    return "".join(parts)
 
 
 def _live_section(running: Sequence[tuple[Job, str]], root: Path) -> str:
@@ -346,6 +373,7 @@ figcaption {{ font-size: 0.8em; color: #555; }}
 .banner {{ background: #b00; color: #fff; padding: 0.6em 1em; font-weight: bold; }}
 .failures {{ border: 2px solid #b00; padding: 0 1em; margin: 1em 0; }}
 .facts {{ color: #333; }}
+.cells td {{ padding: 0 1em 0 0; font-size: 0.85em; }}
 .live {{ border: 2px solid #36c; padding: 0 1em 1em; margin: 1em 0; }}
 .live img {{ height: 240px; width: auto; }}
 img {{ max-width: 100%; height: auto; }}

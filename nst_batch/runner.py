@@ -24,7 +24,7 @@ from nst_batch.events import (Event, JobFinished, Notice, JobStarted, JobSummary
 from nst_batch.executors import Executor
 from nst_batch.ledger import Ledger, RunLock, input_identity_now
 from nst_batch.media.atomic import remove_stale_partials, write_text_atomic
-from nst_batch.plan import JobPlan, PlanError, Unit, plan_job, state_dir, work_dirs
+from nst_batch.plan import JobPlan, PlanError, Unit, output_is_file, plan_job, state_dir, work_dirs
 from nst_batch.settings import Job, settings_hash, settings_to_dict
 from nst_batch.weights import check_weights
 
@@ -36,7 +36,7 @@ Emit = Callable[[Event], None]
 
 def settings_file(job: Job) -> Path:
     """The resolved settings, saved next to the job's outputs."""
-    if job.output.suffix:
+    if output_is_file(job):  # `out/clip.mp4`; a folder named `v1.2` or `style_scale-0.5` is a folder
         return job.output.with_name(job.output.name + ".nst-batch.json")
     return job.output / "nst-batch.json"
 

@@ -74,6 +74,9 @@ def manifest_schema() -> dict[str, Any]:
                       "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1,
                                                      "items": {"anyOf": [{"type": "string"}, style_item]}}]},
             "output": {"type": "string", "description": "a folder, or an .mp4 file for a video input"},
+            "sweep": {"type": "object", "additionalProperties": {"type": "array", "minItems": 1},
+                      "description": "settings (or style) to try, each a list of values: one output folder per "
+                      "combination and a contact sheet per input"},
             "exclude": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                         "description": "globs of files a folder input leaves out, relative to the folder"},
             **settings,

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["VideoSettings", "Settings", "StyleSpec", "Job", "settings_hash", "settings_to_dict", "output_bits"]
+__all__ = ["VideoSettings", "Settings", "StyleSpec", "SweepCell", "Job", "settings_hash", "settings_to_dict",
+           "output_bits"]
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in the field table
@@ -131,6 +132,17 @@ class StyleSpec:
 
 
 @dataclass(frozen=True)
+class SweepCell:
+    """Where a job stands in a sweep (`sweep:` in the manifest, `--sweep` on the command line): the job it
+    was made from, the folder that holds every combination's outputs, and its own values, in the sweep's
+    order of keys (`style` by its image's name)."""
+
+    of: str
+    root: Path
+    values: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Job:
     """One manifest job, resolved: absolute paths and complete settings."""
 
@@ -142,6 +154,7 @@ class Job:
     source: str = ""  # "file:line" of the job in the manifest, for messages
     exclude: tuple[str, ...] = ()  # globs of files a folder input leaves out, relative to the folder
     memory_share: float = 1.0  # of the memory budget its pictures may plan with: halved by a retry after out-of-memory
+    sweep: SweepCell | None = None  # one combination of a sweep: a job of its own, in a folder of its own
 
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:

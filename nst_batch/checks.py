@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nst_batch.device import resolve_device
 from nst_batch.errors import MediaError, NstBatchError
+from nst_batch.image_job import decode_side
 from nst_batch.media.images import read_image
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan, Unit, plan_job
@@ -53,7 +54,7 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
                 if unit.kind == "video":
                     _check_video(unit.src, s)
                 else:
-                    read_image(unit.src)
+                    read_image(unit.src, reduce_for=decode_side(s))  # as the run reads it
             except NstBatchError as exc:
                 bad[unit] = str(exc)
         if bad and job.input.is_dir() and len(bad) < len(plan.units):

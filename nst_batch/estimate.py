@@ -14,6 +14,7 @@ from nst_batch.device import resolve_device
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, build_features, schedule, style_grams,
                               stylize)
 from nst_batch.engine.tiles import tile_boxes, tile_overlap
+from nst_batch.image_job import decode_side
 from nst_batch.media.images import longest_side_shape, read_image
 from nst_batch.media.video import probe_video
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
@@ -71,7 +72,7 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
                 side = working_side(s.size, info.height, info.width)
                 h, w = longest_side_shape(info.height, info.width, side, even=True)
             else:
-                height, width = read_image(unit.src).shape[:2]
+                height, width = read_image(unit.src, reduce_for=decode_side(s)).shape[:2]  # as the run reads it
                 h, w = longest_side_shape(height, width, working_side(s.size, height, width))
                 n = _cost(s.scales, s.iterations)
             try:

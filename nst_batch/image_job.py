@@ -12,7 +12,14 @@ from nst_batch.media.images import (animation_frames, keep_colors, read_image_al
                                     to_bits, write_image)
 from nst_batch.settings import Settings, output_bits, working_side
 
-__all__ = ["working_picture", "finish", "stylize_image_file", "depth_warning"]
+__all__ = ["working_picture", "finish", "stylize_image_file", "depth_warning", "decode_side"]
+
+
+def decode_side(settings: Settings) -> int | None:
+    """The longest side an input is shrunk to before anything else reads it, where that is known before it
+    is decoded (so a big JPEG may be decoded at reduced size: `read_image_alpha`'s `reduce_for`); None with
+    `size: original` or `output_size: original`, which need every pixel."""
+    return None if settings.size == "original" or settings.output_size == "original" else int(settings.size)
 
 
 def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
@@ -53,7 +60,7 @@ def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: Progr
                        should_stop: StopFn | None = None) -> Result:
     """Read `src`, stylize at the working size, write `dst` atomically (with `src`'s transparency)."""
     s = ctx.job.settings
-    original, alpha = read_image_alpha(src)
+    original, alpha = read_image_alpha(src, reduce_for=decode_side(s))
     ctx.last_warning = depth_warning(s, original, src)
     content = working_picture(s, original)
     result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)

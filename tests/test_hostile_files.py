@@ -387,7 +387,7 @@ def test_the_report_decodes_no_input_again_and_a_big_jpeg_at_reduced_size(
     monkeypatch.setattr(images.cv2, "imdecode", imdecode)
     res = nst_here("run", "m.yaml", *FAST, cwd=root)
     assert res.returncode == 0, _said(res)
-    assert cv2.IMREAD_REDUCED_COLOR_8 in flags  # the report's thumbnail of the 2000 px input: 250 px decoded
+    assert cv2.IMREAD_REDUCED_COLOR_4 in flags  # the report's thumbnail of the 2000 px input: 500 px decoded
     thumbs = sorted((root / "out" / "report_files").iterdir())
     flags.clear()
     res = nst_here("report", "m.yaml", *FAST, cwd=root)
@@ -458,3 +458,31 @@ def test_an_animation_says_it_became_its_first_frame(root: Path, name: str, kind
     assert f"an animated {kind} of 3 frames: only its first frame is stylized" in said, said
     ledger = (root / "out" / ".nst-batch" / "ledger.jsonl").read_text()
     assert f"an animated {kind} of 3 frames" in ledger
+
+
+def test_a_big_jpeg_is_decoded_at_reduced_size_for_a_small_working_size(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run, validate and plan decode a JPEG eight times their working size at 1/4 (never below twice the
+    working size); `output_size: original`, which writes every pixel, decodes it whole."""
+    import nst_batch.media.images as images
+
+    photos = root / "photos"
+    big = write_rgb(photos / "big.jpg", cv2.resize(sample_photo("astronaut.jpg", 64), (256, 256)))  # 8 x 32
+    flags: list[int] = []
+    real = cv2.imdecode
+
+    def imdecode(data: np.ndarray, flag: int) -> object:
+        if data.size == big.stat().st_size:  # big.jpg's decodes only (not the style's)
+            flags.append(flag)
+        return real(data, flag)
+
+    monkeypatch.setattr(images.cv2, "imdecode", imdecode)
+    for output_size, expected in (("working", cv2.IMREAD_REDUCED_COLOR_4), ("original", cv2.IMREAD_COLOR)):
+        _one_job(root, "photos", f"out/{output_size}", output_size=output_size)
+        for command, args in (("validate", FAST), ("plan", SMALL), ("run", FAST)):
+            flags.clear()
+            res = nst_here(command, "m.yaml", *args, cwd=root)
+            assert res.returncode == 0, _said(res)
+            # (after the run, the report's thumbnail: 240 px from 256 px, a whole decode, once)
+            assert flags and flags[0] in (expected, expected | cv2.IMREAD_ANYDEPTH), (command, flags)
+    assert cv2.imread(str(root / "out" / "original" / "big.png")).shape[:2] == (256, 256)

@@ -19,7 +19,7 @@ from nst_batch.settings import Job
 from nst_batch.video import stylize_video
 from nst_batch.media.images import read_image_alpha, write_image
 from nst_batch.context import BatchTooBig, JobContext, stylize_batch, to_float
-from nst_batch.image_job import depth_warning, finish, stylize_image_file, working_picture
+from nst_batch.image_job import decode_side, depth_warning, finish, stylize_image_file, working_picture
 from nst_batch.models import ModelCache
 
 __all__ = ["LocalExecutor", "WAITING"]
@@ -162,7 +162,7 @@ class LocalExecutor:
                 continue
             try:
                 read_as[unit.key] = input_identity_now(unit.src)
-                original, alpha = read_image_alpha(unit.src)
+                original, alpha = read_image_alpha(unit.src, reduce_for=decode_side(s))
             except Exception as exc:  # noqa: BLE001 - an unreadable image fails alone
                 started(unit)
                 yield unit, exc

@@ -53,15 +53,21 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file (EXIF orientation applied, colours in sRGB) → (H, W, 3) uint8 RGB."""
-    return to_bits(read_image_alpha(path)[0], 8)
+def read_image(path: Path, *, reduce_for: int | None = None) -> np.ndarray:
+    """Decode an image file (EXIF orientation applied, colours in sRGB) → (H, W, 3) uint8 RGB (`reduce_for`:
+    see `read_image_alpha`)."""
+    return to_bits(read_image_alpha(path, reduce_for=reduce_for)[0], 8)
 
 
-def read_image_alpha(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def read_image_alpha(path: Path, *, reduce_for: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Decode an image file, EXIF orientation applied, colours converted to sRGB by its embedded profile →
     (H, W, 3) RGB and its (H, W) alpha, or None for an opaque image: uint16 for a 16-bit PNG or TIFF (its
-    depth kept), uint8 otherwise."""
+    depth kept), uint8 otherwise.
+
+    `reduce_for`: the longest side the picture will be shrunk to. A JPEG of at least four times that is
+    decoded at 1/2, 1/4 or 1/8 of its size by libjpeg's DCT scaling, never below twice that side (so the
+    shrink that follows still averages): a 30000 px photo for a 512 px working size costs a 64th of its
+    full decode, in memory and time."""
     path = Path(path)
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, not an image")
@@ -71,7 +77,7 @@ def read_image_alpha(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if path.suffix.lower() in PILLOW_SUFFIXES:
             rgb, alpha, info = _read_pillow(path)
         else:
-            rgb, alpha, info = _read_opencv(path)
+            rgb, alpha, info = _read_opencv(path, reduce_for)
         rgb = to_srgb(rgb, icc=info.get("icc_profile"), nclx=info.get("nclx_profile"), source=str(path))
     except (MediaError, MemoryError):
         raise  # ours already name the file; a failed allocation is the memory policy's to retry
@@ -92,14 +98,15 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200] or 'no message'}"
 
 
-def _check_pixels(path: Path, width: int, height: int) -> None:
+def _check_pixels(path: Path, width: int, height: int, factor: int = 1) -> None:
     """Refuse, before decoding, a picture whose header claims more pixels than nst-batch decodes, or than the
-    memory free now holds decoded (a decompression bomb would otherwise meet the OOM killer, on every resume)."""
+    memory free now holds decoded at 1/`factor` of its size (a decompression bomb would otherwise meet the
+    OOM killer, on every resume)."""
     if width * height > MAX_PIXELS:
         raise MediaError(f"{path}: the image claims {width}x{height} pixels ({width * height / 1e6:.0f} Mpx), more "
                          f"than nst-batch decodes ({MAX_PIXELS / 1e6:.0f} Mpx): a damaged header or a decompression "
                          "bomb; shrink it first if it is real")
-    need = width * height * _DECODE_BYTES_PER_PIXEL
+    need = -(-width // factor) * -(-height // factor) * _DECODE_BYTES_PER_PIXEL
     free = available_memory()
     if free is not None and need > free:
         raise MediaError(f"{path}: the image claims {width}x{height} pixels; decoding it takes about "
@@ -134,28 +141,19 @@ def animation_frames(path: Path) -> int:
 
 
 def read_thumbnail(path: Path, side: int) -> np.ndarray:
-    """An image file as (h, w, 3) uint8 sRGB with its longest side `side` px (or less), for the report. A JPEG
-    at least twice that size is decoded at 1/2, 1/4 or 1/8 of its size by libjpeg's DCT scaling: a 30000 px
-    photo costs a 64th of its full decode."""
-    path = Path(path)
-    info = _header(path) if path.suffix.lower() in (".jpg", ".jpeg") else {}
-    if "size" in info and max(info["size"]) >= 2 * side:
-        factor = next(f for f in (8, 4, 2) if max(info["size"]) >= f * side)
-        flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-        try:
-            bgr = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flag)  # applies EXIF orientation, as IMREAD_COLOR
-        except cv2.error:
-            bgr = None
-        if bgr is not None:
-            rgb = to_srgb(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), icc=info.get("icc_profile"), source=str(path))
-            return resize_longest(to_bits(rgb, 8), min(side, max(rgb.shape[:2])))
-    rgb = read_image(path)
+    """An image file as (h, w, 3) uint8 sRGB with its longest side `side` px (or less), for the report; a big
+    JPEG decoded at reduced size (`read_image_alpha`'s `reduce_for`)."""
+    rgb = read_image(path, reduce_for=side)
     return resize_longest(rgb, min(side, max(rgb.shape[:2])))
 
 
-def _read_opencv(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    info = _header(path)  # refuses a bomb before any decode
+def _read_opencv(path: Path, reduce_for: int | None = None) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    info = _header(path, reduce_for)  # refuses a bomb before any decode
     data = np.fromfile(path, dtype=np.uint8)
+    if info.get("factor", 1) > 1:  # a big JPEG for a small working size: DCT-scaled (8 bits, orientation applied)
+        bgr = cv2.imdecode(data, _REDUCED[info["factor"]])
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, info
     # IMREAD_COLOR applies EXIF orientation itself; with ANYDEPTH a 16-bit file stays 16-bit
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     if bgr is None and _lacks_jpeg_end(path, data):
@@ -173,13 +171,26 @@ def _read_opencv(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, A
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, info
 
 
-def _header(path: Path) -> dict[str, Any]:
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def _jpeg_factor(path: Path, size: tuple[int, int] | None, side: int | None) -> int:
+    """The DCT scaling a JPEG of `size` may be decoded at for a picture of longest side `side`: 1, 2, 4 or 8,
+    keeping at least twice `side`."""
+    if side is None or size is None or path.suffix.lower() not in (".jpg", ".jpeg"):
+        return 1
+    return next((f for f in (8, 4, 2) if max(size) >= 2 * f * side), 1)
+
+
+def _header(path: Path, reduce_for: int | None = None) -> dict[str, Any]:
     """What Pillow reads from the header of a file OpenCV decodes: transparency, orientation, ICC profile, size."""
     info: dict[str, Any] = {"alpha": False, "orientation": 1}  # where Pillow cannot tell: opaque, as stored
     try:
         with _quiet(), Image.open(path) as im:  # reads the header only
-            info["size"] = im.size
-            _check_pixels(path, *im.size)  # before anything that could decode
+            width, height = info["size"] = im.size
+            info["factor"] = _jpeg_factor(path, im.size, reduce_for)
+            _check_pixels(path, width, height, info["factor"])  # before anything that could decode
             info.update(alpha=path.suffix.lower() in _ALPHA_SUFFIXES and _has_alpha(im),
                         icc_profile=im.info.get("icc_profile"))
             if info["alpha"]:  # only the alpha path turns pixels itself; a PNG's getexif decodes the whole image

@@ -47,6 +47,12 @@ def test_a_uniform_border_is_trimmed_by_its_width(sides: tuple[int, int, int, in
     assert np.array_equal(trimmed, picture)
 
 
+def test_a_16_bit_style_is_measured_on_its_own_scale() -> None:
+    framed = _framed(_painting(), (5, 5, 8, 8), (255, 255, 255)).astype(np.uint16) * 257  # white at 65535
+    trimmed, border = trim_border(framed)
+    assert border == Border(5, 5, 8, 8) and trimmed.dtype == np.uint16
+
+
 def test_a_jpeg_frame_with_a_blurred_edge_goes_whole() -> None:
     """As scans are: the frame's edge blurred into the painting, then JPEG."""
     framed = _framed(_painting(), (7, 7, 7, 7), (0, 0, 0))

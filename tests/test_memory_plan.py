@@ -244,10 +244,10 @@ def test_batched_pictures_waiting_for_partners_are_bounded(tmp_path: Path, style
     reads = 0
     real_read, real_batch = local.read_image_alpha, local.stylize_batch
 
-    def read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(path: Path, **kw: int | None) -> tuple[np.ndarray, np.ndarray | None]:
         nonlocal reads
         reads += 1
-        return real_read(path)
+        return real_read(path, **kw)
 
     def batch(ctx: JobContext, contents: list[np.ndarray], **kw: object) -> Result:
         held_at_first_batch.append(reads)

@@ -13,7 +13,7 @@ import html
 import os
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,10 +229,10 @@ def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: d
                  files: Path, slug: str) -> str:
     n = int(metrics.get("frames", 0))
     picks = sorted({round(k * (n - 1) / max(STRIP - 1, 1)) for k in range(STRIP)}) if n else []
-    size = max(_frame_size(dst))
     v = job.settings.video
-    before = _strip(read_frames(src, start=v.start, end=v.end, size=size), picks, files / f"{slug}-in")
-    after = _strip(read_frames(dst), picks, files / f"{slug}-out")
+    before = _strip(lambda: read_frames(src, start=v.start, end=v.end, size=max(_frame_size(dst))), picks,
+                    files / f"{slug}-in-{_version_tag(src, f'{v.start}:{v.end}:{_version_tag(dst)}')}")
+    after = _strip(lambda: read_frames(dst), picks, files / f"{slug}-out-{_version_tag(dst)}")
     flicker = _e(flicker_text(metrics) or "flicker -")
     cuts = metrics.get("cuts") or []
     cut_text = f"scene cuts at frames {', '.join(map(str, cuts))}" if cuts else "no scene cuts"
@@ -282,10 +282,15 @@ def _frame_size(video: Path) -> tuple[int, int]:
     return first.shape[1], first.shape[0]
 
 
-def _strip(frames: Any, picks: list[int], stem: Path) -> list[Path]:
+def _strip(frames: Callable[[], Any], picks: list[int], stem: Path) -> list[Path]:
+    """The sampled frames of a video as thumbnails `stem-NNNNN.jpg`; `stem` names the video's version, so a
+    strip made once is reused by every later report and the video is not decoded again."""
+    paths = [stem.with_name(f"{stem.name}-{i:05d}.jpg") for i in picks]
+    if all(p.exists() for p in paths):
+        return paths
     out: list[Path] = []
     wanted = set(picks)
-    for i, frame in enumerate(frames):
+    for i, frame in enumerate(frames()):
         if i in wanted:
             path = stem.with_name(f"{stem.name}-{i:05d}.jpg")
             write_image(path, resize_longest(frame, THUMB // 2), quality=85)
@@ -295,13 +300,17 @@ def _strip(frames: Any, picks: list[int], stem: Path) -> list[Path]:
     return out
 
 
+def _version_tag(path: Path, extra: str = "") -> str:
+    """12 hex digits that change with the file's path, size or modification time (and `extra`)."""
+    stat = path.stat()
+    return hashlib.sha256(f"{os.fsencode(path)!r}:{stat.st_size}:{stat.st_mtime_ns}:{extra}".encode()).hexdigest()[:12]
+
+
 def _thumb(src: Path, dst: Path) -> Path:
     """A thumbnail of `src` at `dst`, named by `src`'s identity (path, size, mtime): made once, then reused by
     every later report, so no input is decoded again for a report (a decompression bomb, or a thousand
     photos, cost their decode once). A JPEG is decoded at reduced size (`read_thumbnail`)."""
-    stat = src.stat()
-    tag = hashlib.sha256(f"{os.fsencode(src)!r}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    named = dst.with_name(f"{dst.stem}-{tag}{dst.suffix}")
+    named = dst.with_name(f"{dst.stem}-{_version_tag(src)}{dst.suffix}")
     if not named.exists():
         write_image(named, read_thumbnail(src, THUMB), quality=85)
     return named

@@ -486,3 +486,20 @@ def test_a_big_jpeg_is_decoded_at_reduced_size_for_a_small_working_size(
             # (after the run, the report's thumbnail: 240 px from 256 px, a whole decode, once)
             assert flags and flags[0] in (expected, expected | cv2.IMREAD_ANYDEPTH), (command, flags)
     assert cv2.imread(str(root / "out" / "original" / "big.png")).shape[:2] == (256, 256)
+
+
+def test_the_report_decodes_no_video_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nst_batch.report as report
+
+    make_clip(root / "clip.mp4", frames=4, fps=12, size=(32, 24), audio=False)
+    _one_job(root, "clip.mp4", "out/clip.mp4")
+    assert nst_here("run", "m.yaml", *FAST, cwd=root).returncode == 0
+    strips = sorted((root / "out" / "report_files").iterdir())
+    opened: list[Path] = []
+    real = report.read_frames
+    monkeypatch.setattr(report, "read_frames", lambda path, **kw: opened.append(path) or real(path, **kw))
+    res = nst_here("report", "m.yaml", *FAST, cwd=root)
+    assert res.returncode == 0, _said(res)
+    assert opened == [] and sorted((root / "out" / "report_files").iterdir()) == strips
+    page = (root / "out" / "report.html").read_text()
+    assert all(p.name in page for p in strips if "-in-" in p.name or "-out-" in p.name)

@@ -11,6 +11,7 @@ import io
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
@@ -218,8 +219,6 @@ class _LiveReport:
         self.dirty = False  # what runs has changed since the page was written
 
     def __call__(self, event: Event) -> None:
-        import time
-
         from nst_batch.events import UnitStarted
 
         if isinstance(event, UnitStarted):
@@ -443,6 +442,44 @@ def _devices(plans: Sequence[JobPlan]) -> str:
         if name not in names:
             names.append(name)
     return ", ".join(names) or "-"
+
+
+@app.command()
+@_errors
+def preview(
+    manifest: Optional[Path] = TargetArg,
+    sets: list[str] = SetOpt,
+    sweeps: list[str] = SweepOpt,
+    device: Optional[str] = DeviceOpt,
+    weights: Optional[str] = WeightsOpt,
+    styles: list[Path] = StyleOpt,
+    output: Optional[Path] = OutputOpt,
+    size: int = typer.Option(256, "--size", min=16, max=4096, help="The preview's working size, px."),
+    images: int = typer.Option(3, "--images", min=1, max=50, help="Pictures of each folder, spread over it."),
+    iterations: int = typer.Option(100, "--iterations", min=1, help="At most, per picture (a video's warm frames "
+                                   "keep the job's own)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where the preview goes (default: "
+                                           "nst-batch-preview/ beside the manifest)."),
+) -> None:
+    """A few pictures of each job at a small size, in minutes, and the estimate for the whole night.
+
+    Never touches the jobs' outputs or ledgers."""
+    from nst_batch.checks import check_jobs
+    from nst_batch.estimate import estimate
+    from nst_batch.preview import preview as run_preview
+
+    loaded = _load(manifest, sets, device, weights, styles, output, sweeps)
+    plans, problems = check_jobs(loaded.jobs)
+    _exit_on_problems(problems, plans)
+    where = out_dir or loaded.path.parent / "nst-batch-preview"
+    started = time.perf_counter()
+    shots = run_preview(loaded.jobs, where, size=size, images=images, iterations=iterations,
+                        say=lambda line: out.print(line, soft_wrap=True))
+    out.print(f"preview: {len(shots)} pictures in {_duration(time.perf_counter() - started)}, written to "
+              f"{where} (preview.png, preview.html); the jobs' outputs and ledgers were not touched", soft_wrap=True)
+    night = estimate(plans)
+    out.print(f"the whole night (nst-batch plan): about {_duration(sum(e.seconds for e in night))} on "
+              f"{_devices(plans)}", soft_wrap=True)
 
 
 def _duration(seconds: float) -> str:

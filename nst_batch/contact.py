@@ -18,7 +18,7 @@ import numpy as np
 
 from nst_batch.errors import NstBatchError
 from nst_batch.ledger import Ledger
-from nst_batch.media.images import read_thumbnail, write_image
+from nst_batch.media.images import read_thumbnail, resize_longest, write_image
 from nst_batch.media.video import read_frames
 from nst_batch.plan import plan_job, state_dir
 from nst_batch.settings import Job
@@ -102,20 +102,13 @@ def _picture(cell: Cell, *, video: bool) -> np.ndarray:
         cv2.putText(blank, "not made yet", (10, CELL * 3 // 8), _FONT, 0.5, (90, 90, 90), 1, cv2.LINE_AA)
         return blank
     if not video:
-        return _fit(read_thumbnail(cell.output, CELL), CELL)
+        return resize_longest(read_thumbnail(cell.output, CELL), CELL)
     frames = list(read_frames(cell.output))
     picks = sorted({0, len(frames) // 2, len(frames) - 1})
-    small = [_fit(frames[i], CELL // 2) for i in picks]
+    small = [resize_longest(frames[i], CELL // 2) for i in picks]
     h = min(f.shape[0] for f in small)
     return np.concatenate([f[:h] for f in small], axis=1)
 
-
-def _fit(rgb: np.ndarray, side: int) -> np.ndarray:
-    """`rgb` with its longest side `side`: shrunk by area, or enlarged smoothly (a sweep at 128 px is small)."""
-    h, w = rgb.shape[:2]
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
 
 
 def _label_lines(cell: Cell, width: int) -> list[str]:

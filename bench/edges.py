@@ -18,7 +18,9 @@ measured against its content photo, apart from the engine's loss:
 
 Arms (`--arms`, `name:key=value:key=value;...`) are settings overrides; `style_border=keep` feeds
 the style image as read (skipped for a style without a border: the same run as trimming it), and
-`ceil_pool=true` is an engine option (the extractor's pooling, not a setting). `--streak-size WxH`
+`ceil_pool=true` is an engine option (the extractor's pooling, not a setting); `mirror=true`
+stylizes the photo mirrored and mirrors the result back (an edge effect that stays on the
+photo's side is the photo's, one that moves is the engine's). `--streak-size WxH`
 also runs each arm on every photo cropped to W:H and resized to W x H (default 160x90, a phone
 clip's frame at the size issue 20 saw streaks at).
 
@@ -172,15 +174,20 @@ def main() -> None:
                     # an engine option, not a setting: ceil_pool=true|false (default: the engine's)
                     ceil = {"ceil_pool=true": True, "ceil_pool=false": False}.get(
                         next((kv for kv in items if kv.startswith("ceil_pool")), ""))
+                    # mirror=true: the photo stylized mirrored, the result mirrored back (whose side is it?)
+                    mirror = "mirror=true" in items
                     settings = dataclasses.replace(base, **parse_overrides(
-                        [kv for kv in items if not kv.startswith("ceil_pool")]))
+                        [kv for kv in items if not kv.startswith(("ceil_pool", "mirror"))]))
                     key = (settings.model, settings.weights, settings.pooling, settings.padding, ceil)
                     if key not in extractors:
                         extractors[key] = _extractor(settings, ceil)
                     if settings.style_border == "keep" and not border:
                         continue  # no border to keep: the same run as trimming it
                     style_rgb = style_raw if settings.style_border == "keep" else style_trimmed
-                    run = run_arm(settings, content, np.ascontiguousarray(style_rgb), extractors[key], 10 ** 9)
+                    run = run_arm(settings, content.flip(-1) if mirror else content,
+                                  np.ascontiguousarray(style_rgb), extractors[key], 10 ** 9)
+                    if mirror:
+                        run["result"].image = run["result"].image.flip(-1)
                     out = to_uint8(run["result"].image)
                     sides = rim(out, content_rgb, band if shape is None else 2)
                     streaks = streak(out, content_rgb)

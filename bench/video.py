@@ -224,18 +224,28 @@ def run(args: argparse.Namespace) -> None:
             print(f"{clip:9} {name:14} {sum(arm['seconds']):7.1f} s  cold {arm['cold_seconds']:.2f} s  warm "
                   f"{arm['warm_seconds'] or 0:.2f} s  it {np.mean(arm['iterations'][1:] or [0]):.0f}",
                   flush=True)
+        if args.each:  # measured and written clip by clip: a run stopped later keeps the clips finished
+            _finish(args, results, saved, models, base, only=clip)
+    if not args.each:
+        _finish(args, results, saved, models, base)
+
+
+def _finish(args: argparse.Namespace, results: dict[str, Any], saved: dict[str, dict[str, np.ndarray]],
+            models: ModelCache, base: Settings, only: str | None = None) -> None:
     results["machine"] = machine(str(JobContext.create(
         Job("m", args.style, (StyleSpec(args.style),), Path("x"), base), models).device))
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
         for clip, arrays in saved.items():
+            if only is not None and clip != only:
+                continue
             if args.save_frames:
                 np.savez_compressed(args.save / f"frames-{clip}.npz", **arrays)
             _strip(arrays, args.save / f"strip-{clip}.jpg")
     stick = _yardstick(args, device)
     if stick is not None:
-        _measure_all(results, saved, stick, args.style, device)
+        _measure_all(results, saved, stick, args.style, device, only)
     out = args.out or (REPO / "bench" / "results" / f"video-{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
@@ -253,8 +263,10 @@ def measure_saved(args: argparse.Namespace) -> None:
 
 
 def _measure_all(results: dict[str, Any], saved: dict[str, dict[str, np.ndarray]], stick: Any, style: Path,
-                 device: torch.device) -> None:
+                 device: torch.device, only: str | None = None) -> None:
     for clip, arms in results["clips"].items():
+        if only is not None and clip != only:
+            continue
         for name, arm in arms.items():
             stride = arm.get("stride", 1)
             arm.update(measure(stick, saved[clip]["input"][::stride], saved[clip][name], style, arm["cuts"], device))
@@ -282,7 +294,10 @@ def pan(args: argparse.Namespace) -> None:
                               int(np.ceil(step * args.frames)), args.size, even=True)
 
     def window(picture: np.ndarray, t: int) -> np.ndarray:  # shift by t*step across and t*step/2 down
-        m = np.float32([[1, 0, -t * step], [0, 1, -t * step / 2]])
+        # whole-pixel steps (--factor 1 --step 1) are exact crops: no resampling in the ideal at all
+        whole = args.factor == 1 and float(step).is_integer()
+        dy = (t * step) // 2 if whole else t * step / 2
+        m = np.float32([[1, 0, -t * step], [0, 1, -dy]])
         moved = cv2.warpAffine(picture, m, (w * args.factor, h * args.factor), flags=cv2.INTER_LINEAR)
         return cv2.resize(moved, (w, h), interpolation=cv2.INTER_AREA)
 
@@ -367,6 +382,7 @@ def main() -> None:
     r.add_argument("--save", type=Path, default=None)
     r.add_argument("--save-frames", action="store_true", help="with --save: each arm's frames too (npz, large)")
     r.add_argument("--out", type=Path, default=None)
+    r.add_argument("--each", action="store_true", help="measure and write the results after each clip")
     m = sub.add_parser("measure", help="measure frames kept by `run --save` (on another machine)")
     m.add_argument("results", type=Path)
     m.add_argument("dir", type=Path)

@@ -8,6 +8,7 @@ already at their working size. Files are image_job.py's and the video package's.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ import numpy as np
 import torch
 
 from nst_batch.device import resolve_device
+from nst_batch.errors import NstBatchError
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, schedule,
                               style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.engine.tiles import Box, blend_tiles, tile_boxes, tile_overlap
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
-from nst_batch.media.borders import trim_border
+from nst_batch.media.borders import find_border, trim_border
 from nst_batch.media.images import read_image, resize_exact, resize_longest
 from nst_batch.models import ModelCache
 from nst_batch.settings import Job, working_side
@@ -172,6 +174,29 @@ class JobContext:
             return torch.rand((1, *content.shape[1:]), generator=gen).to(content.device).expand_as(content).clone()
         h, w = content.shape[-2:]
         return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device).expand_as(content).clone()
+
+
+def style_trims(job: Job) -> tuple[tuple[int, int, int, int], ...]:
+    """The border (top, bottom, left, right px) each of the job's style images loses on read, for the
+    settings hash (`settings_hash(trimmed=)`): what the style contributes is its pixels less that border.
+    Read once per version of each file; () with `style_border: keep`. An unreadable style gives no border
+    here (the job then fails on reading it, saying why)."""
+    if job.settings.style_border == "keep":
+        return ()
+    found = []
+    for spec in job.styles:
+        try:
+            stat = spec.image.stat()
+            found.append(_style_border(spec.image, stat.st_size, stat.st_mtime_ns))
+        except (OSError, NstBatchError):
+            found.append((0, 0, 0, 0))
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _style_border(path: Path, size: int, mtime_ns: int) -> tuple[int, int, int, int]:
+    border = find_border(read_image(path))
+    return border.top, border.bottom, border.left, border.right
 
 
 def _read_style(job: Job, path: Path, log: list[str]) -> np.ndarray:

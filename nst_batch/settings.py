@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -169,24 +170,28 @@ _NOT_HASHED = ("device", "memory_saving", "memory_limit", "compile")  # and vide
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.
 _HASHED_UNLESS_DEFAULT = {"scales": [0.5, 1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",
-                          "preprocess": "auto", "bit_depth": "auto"}
+                          "preprocess": "auto", "bit_depth": "auto", "padding": "zeros"}
 _VIDEO_HASHED_UNLESS_DEFAULT = {"flow_preset": "medium", "flow_scale": 1.0, "temporal_motion": 0.0}
 
 
 # Bumped when the same settings give other pixels (2: scale-free losses, ReLU layers,
-# coarse-to-fine by default, x264 without mbtree; 3: a style image's uniform border trimmed,
-# `style_border: trim`), so that outputs made by an older objective are made again rather
-# than kept as done.
-OBJECTIVE_VERSION = 3
+# coarse-to-fine by default, x264 without mbtree), so that outputs made by an older objective
+# are made again rather than kept as done. (A style image's border trimmed, `style_border:
+# trim`, is not a bump: the border each style lost is in the hash, `trimmed`, so only the
+# outputs of a framed style are made again; a style without one gives the pixels it gave.)
+OBJECTIVE_VERSION = 2
 # Bumped when the same settings give other video frames.
 VIDEO_VERSION = 2
 
 
 def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None, *,
-                  kind: Literal["image", "video"] = "video") -> str:
+                  kind: Literal["image", "video"] = "video",
+                  trimmed: Sequence[tuple[int, int, int, int]] = ()) -> str:
     """A short hash of everything that decides the pixels of an output of `kind`.
 
     An image's leaves out the video settings, so that tuning them does not redo finished photos.
+    `trimmed`: the border (top, bottom, left, right px) each style image loses on read (`style_border`);
+    `style_border` itself is not hashed, its effect is: a style without a border hashes as it always did.
     """
     data = settings_to_dict(settings)
     if kind == "image":
@@ -209,7 +214,11 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
     for key, default in _HASHED_UNLESS_DEFAULT.items():
         if data.get(key) == default:
             data.pop(key)
+    data.pop("style_border", None)
     data["styles"] = [{"image": _file_identity(s.image), "weight": s.weight} for s in styles]
+    for entry, border in zip(data["styles"], trimmed):
+        if any(border):
+            entry["trimmed"] = list(border)
     data["extra"] = extra or {}
     data["objective"] = OBJECTIVE_VERSION
     if settings.weights not in ("imagenet", "random") and Path(settings.weights).is_file():

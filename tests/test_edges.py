@@ -192,3 +192,28 @@ def test_ceil_pooling_reaches_the_rows_a_floor_pooling_drops(features: torch.nn.
     assert _last_rows_share(ceil, 90) > 1.2 * _last_rows_share(floor, 90)
     x = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(3))  # sides of whole pooling cells
     assert torch.equal(floor(x)["relu5_1"], ceil(x)["relu5_1"])
+
+
+def test_only_a_framed_styles_outputs_are_made_again_after_the_trim(tmp_path: Path) -> None:
+    """The trim is in the settings hash by what it trimmed: a style without a border hashes as before the trim
+    existed (an upgrade keeps those outputs done), a framed one does not (its pixels changed)."""
+    from nst_batch.context import style_trims
+    from nst_batch.settings import settings_hash
+
+    plain = write_rgb(tmp_path / "plain.png", _painting())
+    framed = write_rgb(tmp_path / "framed.png", _framed(_painting(), (6, 6, 6, 6), (0, 0, 0)))
+
+    def job(style: Path, border: str) -> Job:
+        return Job(name="j", input=style, styles=(StyleSpec(style),), output=tmp_path / "out",
+                   settings=Settings(size=32, weights="random", style_border=border))
+
+    def digest(j: Job) -> str:
+        return settings_hash(j.settings, j.styles, kind="image", trimmed=style_trims(j))
+
+    before_trim = settings_hash(job(plain, "trim").settings, job(plain, "trim").styles, kind="image")
+    assert style_trims(job(plain, "trim")) == ((0, 0, 0, 0),)
+    assert digest(job(plain, "trim")) == digest(job(plain, "keep")) == before_trim
+    assert style_trims(job(framed, "trim")) == ((6, 6, 6, 6),) and style_trims(job(framed, "keep")) == ()
+    assert digest(job(framed, "trim")) != digest(job(framed, "keep"))
+    assert digest(job(framed, "keep")) == settings_hash(job(framed, "keep").settings, job(framed, "keep").styles,
+                                                        kind="image")  # keep: what it always made

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nst_batch.media.atomic import remove_stale_partials
 from nst_batch.media.images import write_image
 
 __all__ = ["EVERY", "LIVE", "LIVE_FRAME", "Snapshots"]
@@ -38,6 +39,8 @@ class Snapshots:
     def __init__(self, folder: Path, *, every: float | None = None) -> None:
         self.folder = folder
         self.every = every if every is not None else _every()
+        # A snapshot killed mid-write left its temporary file; the job's lock is held while its outputs are made.
+        remove_stale_partials([folder / LIVE, folder / LIVE_FRAME])
         self._last = float("-inf")
         self._frame: int | None = None
         self._frame_image: torch.Tensor | None = None

@@ -24,7 +24,7 @@ from nst_batch.contact import Sheet, contact_sheets
 from nst_batch.errors import NstBatchError
 from nst_batch.ledger import Ledger
 from nst_batch.live import EVERY, LIVE, LIVE_FRAME
-from nst_batch.media.atomic import write_text_atomic
+from nst_batch.media.atomic import remove_dead_partials, write_text_atomic
 from nst_batch.media.images import read_thumbnail, resize_longest, write_image
 from nst_batch.media.video import read_frames
 from nst_batch.plan import JobPlan, ignored_text, output_root, plan_job, state_dir
@@ -56,6 +56,8 @@ def write_report(jobs: Sequence[Job], *, running: Sequence[tuple[Job, str]] = ()
     root = report_root(jobs)
     files = root / "report_files"
     files.mkdir(parents=True, exist_ok=True)
+    for folder in (root, files):  # what a report killed mid-write left (the live page is written during a run)
+        remove_dead_partials(folder)
     sections = []
     tally = _Tally()
     for job in jobs:

@@ -75,3 +75,22 @@ def test_the_report_shows_the_run_live_and_gives_way_to_the_final_one(tmp_path: 
     assert frame is not None and frame.shape[:2] == (36, 48) and np.std(frame) > 1  # a real picture
     final = report.read_text()
     assert "http-equiv=refresh" not in final and "Running now" not in final  # the run is over
+
+
+def test_a_report_or_snapshot_killed_mid_write_leaves_nothing_once_written_again(tmp_path: Path) -> None:
+    """The live page writes during a run, so a kill -9 can land in its write: the next write removes what a
+    dead process of this machine left, and keeps a live writer's and another machine's."""
+    from nst_batch.media.atomic import remove_dead_partials, temp_tag
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    host = temp_tag().rsplit("-", 2)[0]
+    names = {"dead": f"a-out-1f2e.partial-{host}-{ended.pid}-deadbeef.jpg",
+             "old": f"b.partial-{ended.pid}.png",  # an earlier version's name: the pid alone
+             "alive": f"c.partial-{host}-{os.getpid()}-deadbeef.jpg",
+             "elsewhere": f"d.partial-another-host-{ended.pid}-deadbeef.jpg"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"half a file")
+    removed = sorted(p.name for p in remove_dead_partials(tmp_path))
+    assert removed == sorted([names["dead"], names["old"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["alive"], names["elsewhere"]])

@@ -18,7 +18,8 @@ import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "remove_stale_partials", "temp_tag"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "remove_stale_partials", "remove_dead_partials",
+           "temp_tag"]
 
 PARTIAL_MARK = ".partial"
 # `x.partial-host-123-9f86d081.png` → final name `x.png` (stem "x", suffix ".png"); also the
@@ -73,6 +74,39 @@ def atomic_path(final: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def remove_dead_partials(folder: Path) -> list[Path]:
+    """Delete the temporary files in `folder` whose writer is a process of this machine that has ended.
+
+    For files that many runs share without a lock (the report's thumbnails): a live writer's file (its
+    process is running), and any other machine's, is kept. Returns what was removed.
+    """
+    host = temp_tag().rsplit("-", 2)[0]
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        tag = re.fullmatch(rf".+{re.escape(PARTIAL_MARK)}-(?:(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)-[0-9a-f]{{8}}"
+                           r"|(?P<old>\d+))(?:\.[^.]*)?", entry.name)  # HOST-PID-RANDOM, or an older PID alone
+        if tag is None or (tag["host"] or host) != host or _alive(int(tag["pid"] or tag["old"])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process (or not a pid we can ask about): leave its file
+    return True
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> None:

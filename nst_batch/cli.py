@@ -456,7 +456,7 @@ def preview(
     output: Optional[Path] = OutputOpt,
     size: int = typer.Option(256, "--size", min=16, max=4096, help="The preview's working size, px."),
     images: int = typer.Option(3, "--images", min=1, max=50, help="Pictures of each folder, spread over it."),
-    iterations: int = typer.Option(100, "--iterations", min=1, help="At most, per picture (a video's warm frames "
+    iterations: int = typer.Option(60, "--iterations", min=1, help="At most, per picture (a video's warm frames "
                                    "keep the job's own)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where the preview goes (default: "
                                            "nst-batch-preview/ beside the manifest)."),

@@ -34,7 +34,7 @@ __all__ = ["Shot", "preview", "preview_job", "spread"]
 
 SIZE = 256  # px: the preview's working size
 IMAGES = 3  # pictures of a folder, spread over it
-ITERATIONS = 100  # at most, a picture (a photo or a video's cold frame); warm frames keep the job's own
+ITERATIONS = 60  # at most, a picture (a photo or a video's cold frame); warm frames keep the job's own
 
 
 @dataclass(frozen=True)

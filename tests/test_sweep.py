@@ -130,6 +130,6 @@ def test_sweep_on_the_command_line(tree: Path) -> None:
         parse_sweeps(["style_weight=2,x"])
     with pytest.raises(ManifestError, match="expected KEY=V1,V2"):
         parse_sweeps(["style_weight"])
-    res = nst_here("validate", "p.yaml", "--weights", "random", "--sweep", "style=styles/graffiti.jpg,styles/starry.jpg",
-                   cwd=tree)
+    res = nst_here("validate", "p.yaml", "--weights", "random",
+                   "--sweep", "style=styles/graffiti.jpg,styles/starry.jpg", cwd=tree)
     assert res.returncode == 0 and "manifest OK" in res.stdout, res.stdout + res.stderr

@@ -19,7 +19,7 @@ import numpy as np
 from nst_batch.errors import NstBatchError
 from nst_batch.ledger import Ledger
 from nst_batch.media.images import read_thumbnail, resize_longest, write_image
-from nst_batch.media.video import read_frames
+from nst_batch.media.video import frames_at, read_frames
 from nst_batch.plan import plan_job, state_dir
 from nst_batch.settings import Job
 
@@ -35,6 +35,7 @@ class Cell:
     values: tuple[tuple[str, str], ...]  # (key, value) in the sweep's order
     output: Path
     done: bool
+    frames: int = 0  # a video's frames, as its ledger record says
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def contact_sheets(jobs: Sequence[Job], *, draw: bool = True) -> list[Sheet]:
                 if dst is None or job.sweep is None:
                     continue
                 record = ledger.records.get(unit.key, {})
-                cells.append(Cell(job.sweep.values, dst, record.get("status") == "done" and dst.exists()))
+                cells.append(Cell(job.sweep.values, dst, record.get("status") == "done" and dst.exists(),
+                                  int((record.get("metrics") or {}).get("frames") or 0)))
             root = members[0].sweep.root if members[0].sweep else members[0].output
             path = root / "contact-sheets" / f"{_slug(str(Path(unit.key).with_suffix('')))}.png"
             sheet = Sheet(of=of, key=unit.key, path=path, cells=tuple(cells))
@@ -103,9 +105,8 @@ def _picture(cell: Cell, *, video: bool) -> np.ndarray:
         return blank
     if not video:
         return resize_longest(read_thumbnail(cell.output, CELL), CELL)
-    frames = list(read_frames(cell.output))
-    picks = sorted({0, len(frames) // 2, len(frames) - 1})
-    small = [resize_longest(frames[i], CELL // 2) for i in picks]
+    n = cell.frames or 1
+    small = [resize_longest(frame, CELL // 2) for _, frame in frames_at(read_frames(cell.output), {0, n // 2, n - 1})]
     h = min(f.shape[0] for f in small)
     return np.concatenate([f[:h] for f in small], axis=1)
 

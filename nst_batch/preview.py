@@ -24,11 +24,12 @@ from nst_batch.context import JobContext, to_float
 from nst_batch.image_job import finish, stylize_image_file, working_picture
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, resize_longest, write_image
-from nst_batch.media.video import read_frames
+from nst_batch.media.video import frames_at, probe_video, read_frames
 from nst_batch.models import ModelCache
 from nst_batch.plan import Unit, plan_job
 from nst_batch.settings import Job
 from nst_batch.video.frames import Previous, stylize_next
+from nst_batch.video.segments import expected_frames
 
 __all__ = ["Shot", "preview", "preview_job", "spread"]
 
@@ -103,17 +104,16 @@ def _still(ctx: JobContext, job: Job, unit: Unit, folder: Path) -> Shot:
 def _video(ctx: JobContext, job: Job, unit: Unit, folder: Path) -> list[Shot]:
     """The first frame (cold) and the next (warm), and the same at the middle of the clip."""
     s = ctx.job.settings
-    frames: list[np.ndarray] = []
-    for frame in read_frames(unit.src, start=s.video.start, end=s.video.end, size=int(s.size)):
-        frames.append(frame)
-        if len(frames) > 2000:  # a preview reads no further than about a minute or two of a clip
-            break
-    starts = spread(max(1, len(frames) - 1), 2) if len(frames) > 1 else [0]
+    info = probe_video(unit.src)
+    count = expected_frames(info.frame_count, info.fps, s.video.start, s.video.end) or 2  # no count: the start
+    starts = spread(max(1, count - 1), 2) if count > 1 else [0]
+    frames = dict(frames_at(read_frames(unit.src, start=s.video.start, end=s.video.end, size=int(s.size)),
+                            {k for t in starts for k in (t, t + 1)}))  # the four frames alone, in one pass
     shots = []
     for t in starts:
         prev: Previous | None = None
         for k, how in ((t, "cold"), (t + 1, "warm")):
-            if k >= len(frames):
+            if k not in frames:
                 break
             content = working_picture(s, frames[k])
             started = time.perf_counter()

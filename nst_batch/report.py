@@ -26,7 +26,7 @@ from nst_batch.ledger import Ledger
 from nst_batch.live import EVERY, LIVE, LIVE_FRAME
 from nst_batch.media.atomic import remove_dead_partials, write_text_atomic
 from nst_batch.media.images import read_thumbnail, resize_longest, write_image
-from nst_batch.media.video import read_frames
+from nst_batch.media.video import frames_at, read_frames
 from nst_batch.plan import JobPlan, ignored_text, output_root, plan_job, state_dir
 from nst_batch.settings import Job
 from nst_batch.video.metrics import flicker_text
@@ -291,14 +291,10 @@ def _strip(frames: Callable[[], Any], picks: list[int], stem: Path) -> list[Path
     if all(p.exists() for p in paths):
         return paths
     out: list[Path] = []
-    wanted = set(picks)
-    for i, frame in enumerate(frames()):
-        if i in wanted:
-            path = stem.with_name(f"{stem.name}-{i:05d}.jpg")
-            write_image(path, resize_longest(frame, THUMB // 2), quality=85)
-            out.append(path)
-        if i >= max(picks, default=-1):
-            break
+    for i, frame in frames_at(frames(), picks):
+        path = stem.with_name(f"{stem.name}-{i:05d}.jpg")
+        write_image(path, resize_longest(frame, THUMB // 2), quality=85)
+        out.append(path)
     return out
 
 

@@ -25,8 +25,8 @@ from nst_batch.media.atomic import atomic_path
 from nst_batch.media.audio import AudioTrack
 from nst_batch.media.images import read_image, resize_longest
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "frame_index", "is_video_file",
-           "probe_video", "read_frames"]
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "frame_index", "frames_at",
+           "is_video_file", "probe_video", "read_frames"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
 
@@ -306,6 +306,20 @@ def _read_span(
     if yielded == 0:
         span = f"[{start}, {end}) s"
         raise MediaError(f"{info.path}: no frames in {span} (video: {info.duration:.3f} s at {info.fps} fps)")
+
+
+def frames_at(frames: Iterable[np.ndarray], picks: Iterable[int]) -> list[tuple[int, np.ndarray]]:
+    """(index, frame) for each of `picks` that `frames` reaches, in index order, from one pass that stops after
+    the last pick: a few frames of a clip (a strip, a contact sheet's cell, a preview) without holding it whole."""
+    wanted = set(picks)
+    last = max(wanted, default=-1)
+    found = []
+    for i, frame in enumerate(frames):
+        if i > last:
+            break
+        if i in wanted:
+            found.append((i, frame))
+    return found
 
 
 def frame_index(seconds: float, fps: Fraction | float) -> int:

@@ -214,7 +214,7 @@ class _LiveReport:
 
     def __init__(self, loaded: Manifest) -> None:
         self.jobs = {job.name: job for job in loaded.jobs}
-        self.running: dict[tuple[str, str], None] = {}  # in the order they started
+        self.running: dict[tuple[str, str], str] = {}  # (job, key) → kind, in the order they started
         self.last = float("-inf")
         self.dirty = False  # what runs has changed since the page was written
 
@@ -222,7 +222,7 @@ class _LiveReport:
         from nst_batch.events import UnitStarted
 
         if isinstance(event, UnitStarted):
-            self.running[(event.job, event.key)] = None
+            self.running[(event.job, event.key)] = event.kind
             self.dirty = True
         elif isinstance(event, UnitFinished) and (event.job, event.key) in self.running:
             del self.running[(event.job, event.key)]
@@ -234,7 +234,8 @@ class _LiveReport:
         from nst_batch.report import write_report
 
         try:
-            write_report(list(self.jobs.values()), running=[(self.jobs[j], k) for j, k in self.running])
+            now = [(self.jobs[job], key, kind) for (job, key), kind in self.running.items()]
+            write_report(list(self.jobs.values()), running=now)
         except (NstBatchError, OSError):
             pass
 

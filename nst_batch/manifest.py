@@ -543,8 +543,7 @@ def _swept_jobs(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any]
 
 
 def _sweep_values(key: Any, values: Any, where: _Where) -> list[Any]:
-    if key != "style" and (not isinstance(key, str) or (key not in SETTING_FIELDS and key not in _HINTS)
-                           or key == "video"):
+    if key != "style" and (not isinstance(key, str) or key not in _HINTS or key == "video"):
         known = ["style", *SETTING_FIELDS, *(f"video.{k}" for k in VIDEO_FIELDS)]
         raise where.error(f"cannot sweep {_shown(key)}: not a setting" + _did_you_mean(str(key), known))
     if not isinstance(values, list) or not values:

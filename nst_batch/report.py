@@ -49,8 +49,8 @@ def report_root(jobs: Sequence[Job]) -> Path:
     return roots[0] if common == Path(common.anchor) or above else common
 
 
-def write_report(jobs: Sequence[Job], *, running: Sequence[tuple[Job, str]] = ()) -> Path:
-    """Write `report.html`. With `running` (the outputs being made now, by job and key), the page is the live
+def write_report(jobs: Sequence[Job], *, running: Sequence[tuple[Job, str, str]] = ()) -> Path:
+    """Write `report.html`. With `running` (the outputs being made now: job, key, kind), the page is the live
     one a run writes as it goes: it reloads itself every `RELOAD` seconds and shows each running output's
     latest snapshot (`live.py`)."""
     root = report_root(jobs)
@@ -114,13 +114,13 @@ def _sweep_sections(sheets: Sequence[Sheet], root: Path) -> str:
     return "".join(parts)
 
 
-def _live_section(running: Sequence[tuple[Job, str]], root: Path) -> str:
+def _live_section(running: Sequence[tuple[Job, str, str]], root: Path) -> str:
     now = time.strftime("%H:%M:%S", time.localtime())
     cells = []
-    for job, key in running:
+    for job, key, kind in running:
         folder = state_dir(job)
         shots = [(LIVE, "the picture being made")]
-        if any(u.kind == "video" for u in plan_job(job).units if u.key == key):
+        if kind == "video":
             shots.append((LIVE_FRAME, "the last finished frame"))
         cells.append("".join(f"<figure><img src='{_rel(folder / name, root)}' alt='{_e(f'{job.name}/{key}')}: "
                              f"{what} (the first snapshot comes within {EVERY:g} s)'><figcaption>{_e(job.name)}/"

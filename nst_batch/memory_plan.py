@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from nst_batch.engine.memory import optimisation_bytes
 from nst_batch.engine.vgg import FeatureExtractor
 from nst_batch.errors import NstBatchError
+from nst_batch.host_memory import cpu_available
 
 __all__ = ["GIB", "MARGIN", "MIN_TILE", "MemoryPlan", "NoPlanFits", "available_bytes", "budget_bytes", "choose_plan",
            "peak_bytes"]
@@ -73,39 +73,7 @@ def available_bytes(device: torch.device) -> int:
         return int(free + cached)
     if device.type == "mps":
         return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
-    return _cpu_available()
-
-
-def _cpu_available() -> int:
-    available = _meminfo("MemAvailable")
-    limit = _cgroup_room()
-    return available if limit is None else min(available, limit)
-
-
-def _meminfo(field: str) -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import os  # not Linux: the physical memory, a generous guess
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-
-
-def _cgroup_room(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """Room left under a container's memory limit (cgroup v2, or v1), or None when there is no limit."""
-    for limit_file, used_file in (("memory.max", "memory.current"),
-                                  ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
-        try:
-            limit = (root / limit_file).read_text().strip()
-            used = int((root / used_file).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as a huge number
-            return None
-        return max(0, int(limit) - used)
-    return None
+    return cpu_available()
 
 
 def budget_bytes(device: torch.device, memory_limit: float | None) -> int:

@@ -296,7 +296,7 @@ def test_a_big_style_image_gives_its_grams_piece_by_piece(vgg19: FeatureExtracto
 
 def test_memory_limits_of_containers_and_ray_workers_are_respected(tmp_path: Path, style_image: Path) -> None:
     from nst_batch.executors.ray import _here
-    from nst_batch.memory_plan import _cgroup_room
+    from nst_batch.host_memory import _cgroup_room
 
     (tmp_path / "v2").mkdir()
     (tmp_path / "v2" / "memory.max").write_text("8589934592\n")

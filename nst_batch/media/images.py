@@ -152,8 +152,12 @@ def _read_opencv(path: Path, reduce_for: int | None = None) -> tuple[np.ndarray,
     data = np.fromfile(path, dtype=np.uint8)
     if info.get("factor", 1) > 1:  # a big JPEG for a small working size: DCT-scaled (8 bits, orientation applied)
         bgr = cv2.imdecode(data, _REDUCED[info["factor"]])
-        if bgr is not None:
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, info
+        if bgr is None and _lacks_jpeg_end(path, data):  # cut short: as below, at the reduced size
+            bgr = cv2.imdecode(np.concatenate([data, np.frombuffer(b"\xff\xd9", dtype=np.uint8)]),
+                               _REDUCED[info["factor"]])
+        if bgr is None:  # never a full-size decode: the memory check allowed the reduced one only
+            raise MediaError(f"{path}: cannot decode the image (corrupt or not an image)")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, info
     # IMREAD_COLOR applies EXIF orientation itself; with ANYDEPTH a 16-bit file stays 16-bit
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     if bgr is None and _lacks_jpeg_end(path, data):

@@ -18,6 +18,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps
 
+from nst_batch.host_memory import cpu_available
 from nst_batch.errors import MediaError
 from nst_batch.media.atomic import atomic_path
 from nst_batch.media.colour import srgb_icc, to_srgb
@@ -117,15 +118,8 @@ _DECODE_BYTES_PER_PIXEL = 16  # 16-bit RGBA decoded (8 bytes) and one converted 
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available now (Linux's MemAvailable), or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """Bytes of memory a decode may take now: MemAvailable within a container's limit (`host_memory`)."""
+    return cpu_available()
 
 
 def animation_frames(path: Path) -> int:

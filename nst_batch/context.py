@@ -8,7 +8,6 @@ already at their working size. Files are image_job.py's and the video package's.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Pro
 from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.engine.tiles import Box, blend_tiles, tile_boxes, tile_overlap
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
-from nst_batch.media.borders import find_border, trim_border
+from nst_batch.media.borders import Border, find_border, trim_border
 from nst_batch.media.images import read_image, resize_exact, resize_longest
 from nst_batch.models import ModelCache
 from nst_batch.settings import Job, working_side
@@ -186,17 +185,23 @@ def style_trims(job: Job) -> tuple[tuple[int, int, int, int], ...]:
     found = []
     for spec in job.styles:
         try:
-            stat = spec.image.stat()
-            found.append(_style_border(spec.image, stat.st_size, stat.st_mtime_ns))
+            b = _style_border(spec.image)
         except (OSError, NstBatchError):
-            found.append((0, 0, 0, 0))
+            b = Border()
+        found.append((b.top, b.bottom, b.left, b.right))
     return tuple(found)
 
 
-@functools.lru_cache(maxsize=64)
-def _style_border(path: Path, size: int, mtime_ns: int) -> tuple[int, int, int, int]:
-    border = find_border(read_image(path))
-    return border.top, border.bottom, border.left, border.right
+_BORDERS: dict[tuple[Path, int, int], Border] = {}  # by (path, size, mtime): a style file's border, found once
+
+
+def _style_border(path: Path, rgb: np.ndarray | None = None) -> Border:
+    """The border of the style file at `path` (`rgb`: its pixels, when already read), found once per version."""
+    stat = path.stat()
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _BORDERS:
+        _BORDERS[key] = find_border(read_image(path) if rgb is None else rgb)
+    return _BORDERS[key]
 
 
 def _read_style(job: Job, path: Path, log: list[str]) -> np.ndarray:
@@ -204,7 +209,7 @@ def _read_style(job: Job, path: Path, log: list[str]) -> np.ndarray:
     rgb = read_image(path)
     if job.settings.style_border == "keep":
         return rgb
-    trimmed, border = trim_border(rgb)
+    trimmed, border = trim_border(rgb, _style_border(path, rgb))  # the hash's border, not found a second time
     if border:
         log.append(f"{job.name}: style {path.name}: trimmed {border.describe()} (style_border: keep keeps it)")
     return trimmed

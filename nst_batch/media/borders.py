@@ -90,9 +90,10 @@ def find_border(rgb: np.ndarray) -> Border:
                      for side, (width, colour) in found.items()})
 
 
-def trim_border(rgb: np.ndarray) -> tuple[np.ndarray, Border]:
-    """The picture without its uniform border (contiguous), and the border that was trimmed."""
-    border = find_border(rgb)
+def trim_border(rgb: np.ndarray, border: Border | None = None) -> tuple[np.ndarray, Border]:
+    """The picture without its uniform border (contiguous), and the border that was trimmed (`border`, when
+    already found for these pixels)."""
+    border = find_border(rgb) if border is None else border
     if not border:
         return rgb, border
     h, w = rgb.shape[:2]

@@ -79,7 +79,7 @@ def test_the_report_shows_the_run_live_and_gives_way_to_the_final_one(tmp_path: 
 
 def test_a_report_or_snapshot_killed_mid_write_leaves_nothing_once_written_again(tmp_path: Path) -> None:
     """The live page writes during a run, so a kill -9 can land in its write: the next write removes what a
-    dead process of this machine left, and keeps a live writer's and another machine's."""
+    dead process of this machine left, and keeps a live writer's, another machine's and an unattributed one."""
     from nst_batch.media.atomic import remove_dead_partials, temp_tag
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -92,5 +92,5 @@ def test_a_report_or_snapshot_killed_mid_write_leaves_nothing_once_written_again
     for name in names.values():
         (tmp_path / name).write_bytes(b"half a file")
     removed = sorted(p.name for p in remove_dead_partials(tmp_path))
-    assert removed == sorted([names["dead"], names["old"]])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["alive"], names["elsewhere"]])
+    assert removed == [names["dead"]]  # the older name says no machine: it may be another's, on a shared disk
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names["alive"], names["elsewhere"], names["old"]])

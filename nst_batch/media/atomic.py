@@ -29,8 +29,11 @@ _PARTIAL_NAME = re.compile(rf"(?P<stem>.+){re.escape(PARTIAL_MARK)}-[A-Za-z0-9-]
 
 def temp_tag() -> str:
     """`HOST-PID-RANDOM`: unique across processes and machines (letters, digits and '-' only)."""
-    host = re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname()).strip("-")[:40] or "host"
-    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname()).strip("-")[:40] or "host"
 
 
 _NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, APFS)
@@ -82,16 +85,18 @@ def remove_dead_partials(folder: Path) -> list[Path]:
     For files that many runs share without a lock (the report's thumbnails): a live writer's file (its
     process is running), and any other machine's, is kept. Returns what was removed.
     """
-    host = temp_tag().rsplit("-", 2)[0]
+    host = _host()
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        tag = re.fullmatch(rf".+{re.escape(PARTIAL_MARK)}-(?:(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)-[0-9a-f]{{8}}"
-                           r"|(?P<old>\d+))(?:\.[^.]*)?", entry.name)  # HOST-PID-RANDOM, or an older PID alone
-        if tag is None or (tag["host"] or host) != host or _alive(int(tag["pid"] or tag["old"])):
+        # HOST-PID-RANDOM only: an older name's PID alone says no machine, and on a shared filesystem it may
+        # be another machine's live writer.
+        tag = re.fullmatch(rf".+{re.escape(PARTIAL_MARK)}-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)-[0-9a-f]{{8}}"
+                           r"(?:\.[^.]*)?", entry.name)
+        if tag is None or tag["host"] != host or _alive(int(tag["pid"])):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)

@@ -8,9 +8,10 @@ already at their working size. Files are image_job.py's and the video package's.
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from nst_batch.errors import NstBatchError
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, schedule,
                               style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
+from nst_batch.engine.strength import WeightSearch, search_weight
 from nst_batch.engine.tiles import Box, blend_tiles, tile_boxes, tile_overlap
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
 from nst_batch.media.borders import Border, find_border, trim_border
@@ -29,7 +31,7 @@ from nst_batch.models import ModelCache
 from nst_batch.settings import Job, working_side
 
 __all__ = ["BatchTooBig", "JobContext", "to_tensor", "to_uint8", "to_float", "stylize_frame", "stylize_batch",
-           "ProgressFn", "StopFn", "COARSE_PASS"]
+           "find_style_weight", "ProgressFn", "StopFn", "COARSE_PASS", "PROBE_ITERATIONS", "PROBE_SIDE"]
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
@@ -39,6 +41,10 @@ STYLE_PIECE = 1024  # style images bigger than this a side give their Grams piec
 # Tiles of a cold start begin from the whole picture stylized at the tile's size (BENCHMARKS.md, "Tiles":
 # it halves the seams' visibility). False: each tile begins from the content (a bench arm).
 COARSE_PASS = True
+# `strength`: each probe of the weight search is a cold start on the coarse scale (the first of `scales`,
+# at most PROBE_SIDE px a side), this many iterations (BENCHMARKS.md, "An even hand").
+PROBE_ITERATIONS = 40
+PROBE_SIDE = 384
 
 
 class BatchTooBig(Exception):
@@ -79,6 +85,7 @@ class JobContext:
     last_plan: MemoryPlan | None = None  # the memory plan of the last picture stylized (for the log and ledger)
     pinned: MemoryPlan | None = None  # a video's one plan for all its frames (set by the frame loop)
     last_warning: str | None = None  # what the last image file's output lost (for the log and ledger)
+    _searches: dict[str, WeightSearch] = field(default_factory=dict)  # `strength`: by the picture's pixels
 
     @classmethod
     def create(cls, job: Job, models: ModelCache) -> JobContext:
@@ -243,10 +250,14 @@ def _pieces(h: int, w: int) -> list[Box]:
 
 def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, init: torch.Tensor | None = None,
                   temporal: Temporal | None = None, progress: ProgressFn | None = None,
-                  should_stop: StopFn | None = None) -> Result:
-    """Stylize one picture already at working size; `init` None means a cold start."""
+                  should_stop: StopFn | None = None, style_weight: float | None = None) -> Result:
+    """Stylize one picture already at working size; `init` None means a cold start.
+
+    `style_weight`: this picture's (a video's frames share their clip's); None: the job's, or with
+    `strength` the one `find_style_weight` finds for this picture. `Result.style_weight` says which.
+    """
     return _stylize(ctx, [content_rgb], iterations=iterations, init=init, temporal=temporal, progress=progress,
-                    should_stop=should_stop)
+                    should_stop=should_stop, style_weight=style_weight)
 
 
 def stylize_batch(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int,
@@ -255,22 +266,63 @@ def stylize_batch(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterat
     return _stylize(ctx, contents_rgb, iterations=iterations, progress=progress, should_stop=should_stop)
 
 
+def find_style_weight(ctx: JobContext, content_rgb: np.ndarray, should_stop: StopFn | None = None) -> WeightSearch:
+    """`strength`: the style weight at which this picture (at working size) keeps the content distance asked.
+
+    Each probe is a cold start on the coarse scale (`PROBE_ITERATIONS`); the search starts at the job's
+    `style_weight` (engine/strength.py). Found once per picture (by its pixels) and deterministic: the
+    same photo gets the same weight on a resume, in a batch of outputs or another job.
+    """
+    s = ctx.job.settings
+    assert s.strength is not None
+    key = hashlib.sha256(np.ascontiguousarray(content_rgb).tobytes() + repr(content_rgb.shape).encode()).hexdigest()
+    if key not in ctx._searches:
+        content = to_tensor(content_rgb, ctx.device)
+        side = ctx.side(content_rgb)
+        scale = min(s.scales[0], PROBE_SIDE / max(content.shape[-2:]))
+        small = resize(content, scaled_size(content, scale))
+        grams = ctx.grams_at(scale, side)
+        config = OptimizeConfig(iterations=PROBE_ITERATIONS, optimizer=s.optimizer, learning_rate=s.learning_rate,
+                                tolerance=s.tolerance, precision=s.precision)
+
+        def distance(weight: float) -> float:
+            weights = replace(ctx.loss_weights, style=weight)
+            probe = stylize(extractor=ctx.extractor, content=small, grams=grams, weights=weights, config=config,
+                            init=ctx.initial_image(small), should_stop=should_stop)
+            return probe.terms.get("content", 0.0) / weights.content
+
+        ctx._searches[key] = search_weight(distance, s.strength, s.style_weight)
+    return ctx._searches[key]
+
+
 def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int, init: torch.Tensor | None = None,
              temporal: Temporal | None = None, progress: ProgressFn | None = None,
-             should_stop: StopFn | None = None) -> Result:
+             should_stop: StopFn | None = None, style_weight: float | None = None) -> Result:
+    search = None
+    if style_weight is None and ctx.job.settings.strength is not None:
+        if len(contents_rgb) > 1:  # the manifest refuses `strength` with `batch_size` > 1
+            raise ValueError("strength: one picture at a time (each gets its own style weight)")
+        search = find_style_weight(ctx, contents_rgb[0], should_stop)
+        style_weight = search.weight
+    weights = ctx.loss_weights if style_weight is None else replace(ctx.loss_weights, style=style_weight)
     content = torch.cat([to_tensor(rgb, ctx.device) for rgb in contents_rgb])  # (B, 3, H, W)
     side = ctx.side(contents_rgb[0])
     plan = ctx.last_plan = ctx.pinned or ctx.plan_for(content, iterations=iterations, temporal=temporal is not None)
     if plan.kind == "tiles":
         assert plan.tile is not None
-        return _stylize_tiled(ctx, content, side, plan.tile, iterations=iterations, init=init, temporal=temporal,
-                              progress=progress, should_stop=should_stop)
-    return _stylize_whole(ctx, ctx.extractor_with(memory_saving=plan.memory_saving), content, side,
-                          iterations=iterations, init=init, temporal=temporal, progress=progress,
-                          should_stop=should_stop)
+        result = _stylize_tiled(ctx, content, side, plan.tile, weights, iterations=iterations, init=init,
+                                temporal=temporal, progress=progress, should_stop=should_stop)
+    else:
+        result = _stylize_whole(ctx, ctx.extractor_with(memory_saving=plan.memory_saving), content, side, weights,
+                                iterations=iterations, init=init, temporal=temporal, progress=progress,
+                                should_stop=should_stop)
+    result.style_weight = weights.style
+    result.probes = [] if search is None else [list(p) for p in search.probes]
+    return result
 
 
-def _stylize_whole(ctx: JobContext, extractor: FeatureExtractor, content: torch.Tensor, side: int, *,
+def _stylize_whole(ctx: JobContext, extractor: FeatureExtractor, content: torch.Tensor, side: int,
+                   weights: LossWeights, *,
                    iterations: int, init: torch.Tensor | None, temporal: Temporal | None,
                    progress: ProgressFn | None, should_stop: StopFn | None, reach: float = 1.0) -> Result:
     """The whole picture in one optimisation; `reach` < 1: finished at that fraction of its size and enlarged
@@ -282,16 +334,17 @@ def _stylize_whole(ctx: JobContext, extractor: FeatureExtractor, content: torch.
         steps = schedule(s.scales, iterations) if init is None else [(1.0, iterations)]
         return stylize_multiscale(extractor=extractor, content=content,
                                   grams_at=lambda scale: ctx.grams_at(scale, side),
-                                  weights=ctx.loss_weights, config=config,
+                                  weights=weights, config=config,
                                   init=ctx.initial_image(content) if init is None else init,
                                   steps=[(f * reach, n) for f, n in steps], temporal=temporal, callback=progress,
                                   should_stop=should_stop)
-    return stylize(extractor=extractor, content=content, grams=ctx.grams_at(1.0, side), weights=ctx.loss_weights,
+    return stylize(extractor=extractor, content=content, grams=ctx.grams_at(1.0, side), weights=weights,
                    config=config, init=ctx.initial_image(content) if init is None else init,
                    temporal=temporal, callback=progress, should_stop=should_stop)
 
 
-def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int, *, iterations: int,
+def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int, weights: LossWeights, *,
+                   iterations: int,
                    init: torch.Tensor | None, temporal: Temporal | None, progress: ProgressFn | None,
                    should_stop: StopFn | None) -> Result:
     """A picture too big for memory in overlapping tiles (engine/tiles.py), all held to the whole picture's style.
@@ -312,7 +365,7 @@ def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int,
 
     history: list[float] = []
     if coarse:
-        first = _stylize_whole(ctx, ctx.extractor, content, side, iterations=iterations, init=None,
+        first = _stylize_whole(ctx, ctx.extractor, content, side, weights, iterations=iterations, init=None,
                                temporal=temporal, progress=report, should_stop=should_stop,
                                reach=min(1.0, tile / max(h, w)))
         base, done, history = first.image, first.iterations, list(first.history)
@@ -322,7 +375,7 @@ def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int,
     def one(box: Box, start: torch.Tensor) -> Result:
         nonlocal done
         crop = None if temporal is None else Temporal(box.of(temporal.warped), box.of(temporal.mask))
-        result = _stylize_whole(ctx, ctx.extractor, box.of(content), side, iterations=iterations, init=start,
+        result = _stylize_whole(ctx, ctx.extractor, box.of(content), side, weights, iterations=iterations, init=start,
                                 temporal=crop, progress=report, should_stop=should_stop)
         done += result.iterations
         return result

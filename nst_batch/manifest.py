@@ -46,6 +46,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _INT64 = 2**63
 MAX_SIZE = 16384  # px: a working image beyond this is a typo, not a photo (`size: original` has no limit)
 MAX_STYLE_SCALE = 10.0
+MAX_STRENGTH = 1.5  # a content distance: near 1 little of the photo is left (BENCHMARKS.md §0: 0.98 erased a face)
 MAX_FLOW_SCALE = 8.0  # video.flow_scale: the flow on frames up to 8x the working size
 MAX_NUMBER = 1e30  # any number setting
 MAX_LEARNING_RATE = 1.0  # Adam's step on pixels in [0, 1]
@@ -281,6 +282,9 @@ def _check_range(key: str, value: Any, where: _Where) -> None:
         raise where.error(f"must be >= 0, got {value}")
     if key == "quality" and not 1 <= value <= 100:
         raise where.error(f"must be between 1 and 100, got {value}")
+    if key == "strength" and value is not None and not 0.0 < value <= MAX_STRENGTH:
+        raise where.error(f"must be between 0 (the photo kept whole) and {MAX_STRENGTH:g} (the photo nearly gone), "
+                          f"got {value}; e.g. 0.3 mild, 0.5 even, 0.8 strong")
     if key == "video.scene_cut" and not 0.0 <= value <= 1.0:
         raise where.error(f"must be between 0 and 1, got {value}")
     if key == "video.flow_scale" and not 1.0 <= value <= MAX_FLOW_SCALE:
@@ -651,6 +655,14 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path,
             "bit_depth: auto (16 bits where the input and format have them) or 8")
     if settings.content_weight == settings.style_weight == settings.tv_weight == 0:
         raise where.error("content_weight, style_weight and tv_weight are all 0: nothing to optimise")
+    if settings.strength is not None:
+        here = (wheres or {}).get("strength", where)
+        if settings.content_weight <= 0 or settings.style_weight <= 0:
+            raise here.error("strength needs content_weight and style_weight above 0 (it finds the style weight "
+                             "that keeps that much of the photo, starting from style_weight)")
+        if settings.batch_size > 1:
+            raise here.error("strength gives each picture its own style weight, so its pictures cannot share a "
+                             "batch: set batch_size: 1, or leave strength out")
     v = settings.video
     if v.end is not None and v.end <= v.start:
         raise where.error(f"video.end ({v.end}) must be after video.start ({v.start})")

@@ -71,6 +71,10 @@ class Settings:
     # paints the style unmistakably and keeps faces and buildings recognisable (3: mild,
     # 10-30: the photo fades); tv 2 removes L-BFGS's colour speckle at no measured cost.
     style_weight: float = _f(5.0, "weight of the style loss (2-3: more of the photo; 10-30: more of the style)")
+    strength: float | None = _f(
+        None, "aim at a strength instead of a weight: the content distance each picture keeps (0.3 mild, 0.5 even, "
+              "0.8 strong), its style weight found by a short search on the coarse scale, in the ledger "
+              "(null = style_weight for every picture)")
     tv_weight: float = _f(2.0, "weight of the total-variation (smoothness) loss")
     # Gatys et al.'s features are the ReLU outputs of their Caffe net (as in jcjohnson's
     # neural-style, neural-style-pt and crowsonkb): `reluX_Y`. `convX_Y` names the
@@ -170,7 +174,8 @@ _NOT_HASHED = ("device", "memory_saving", "memory_limit", "compile")  # and vide
 # Settings added after outputs were already being written: left out of the hash while
 # at their default, so that an upgrade does not redo finished work.
 _HASHED_UNLESS_DEFAULT = {"scales": [0.5, 1.0], "precision": "tf32", "batch_size": 1, "model": "vgg19",
-                          "preprocess": "auto", "bit_depth": "auto", "padding": "zeros"}
+                          "preprocess": "auto", "bit_depth": "auto", "padding": "zeros",
+                          "strength": None}
 _VIDEO_HASHED_UNLESS_DEFAULT = {"flow_preset": "medium", "flow_scale": 1.0, "temporal_motion": 0.0}
 
 

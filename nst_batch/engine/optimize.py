@@ -67,6 +67,8 @@ class Result:
     history: list[float] = field(default_factory=list)  # total loss after each iteration
     losses: list[float] = field(default_factory=list)  # each image's own final loss (a batch: one per image)
     stages: list[int] = field(default_factory=list)  # coarse-to-fine: the index in `history` where each scale began
+    style_weight: float | None = None  # the style weight it was made with (set by the caller: `strength` finds one)
+    probes: list[list[float]] = field(default_factory=list)  # `strength`: the search's [weight, content distance]s
 
 
 def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mapping[str, torch.Tensor],

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nst_batch.engine import Interrupted, Progress
+from nst_batch.engine import Interrupted, Progress, Result
 from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
 from nst_batch.executors.attempts import fault_of, release_memory
@@ -71,7 +71,7 @@ class LocalExecutor:
         result = stylize_image_file(ctx, unit.src, unit.dst, progress=on_progress, should_stop=should_stop)
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,
                                                      "history": [round(x, 6) for x in result.history],
-                                                     "stages": result.stages,
+                                                     "stages": result.stages, **_strength(result),
                                                      **_memory(ctx), **_warning(ctx.last_warning)})
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
@@ -198,6 +198,11 @@ class LocalExecutor:
 def _memory(ctx: JobContext) -> dict[str, object]:
     """The device and the memory plan the picture ran with, for the ledger, the log and the report."""
     return {"device": str(ctx.device), **({} if ctx.last_plan is None else {"memory": ctx.last_plan.as_metrics()})}
+
+
+def _strength(result: Result) -> dict[str, object]:
+    """`strength`: the style weight found for the picture, and the probes that found it (for the ledger)."""
+    return {"style_weight": result.style_weight, "strength_probes": result.probes} if result.probes else {}
 
 
 def _warning(text: str | None) -> dict[str, str]:

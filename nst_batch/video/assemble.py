@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from collections import Counter
 from contextlib import nullcontext
@@ -18,7 +19,7 @@ from nst_batch.errors import MediaError
 from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
 from nst_batch.settings import Settings, working_side
-from nst_batch.video.frames import FrameProgress, Previous, stylize_seam_frame, video_plan
+from nst_batch.video.frames import FrameProgress, Previous, clip_style_weight, stylize_seam_frame, video_plan
 from nst_batch.video.metrics import FlickerMeter
 from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
 from nst_batch.context import JobContext
@@ -69,9 +70,12 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         chain: Previous | None = None  # (content, raw) of the previous frame, for re-optimised seams
         size = working_side(settings.size, info.height, info.width)
         total = expected_frames(info.frame_count, info.fps, v.start, v.end)
+        clip_weight = None
         for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
             if should_stop is not None and should_stop():
                 raise Interrupted()
+            if t == 0 and reoptimize and ctx is not None:
+                clip_weight = clip_style_weight(ctx, work, content)
             name = f"{t + 1:06d}.png"
             path = work / "frames" / name
             if records.get(name, {}).get("status") != "done" or not path.exists():
@@ -82,7 +86,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
                 if reoptimize and chain is not None and ctx is not None:
                     shown = None if progress is None else functools.partial(_frame_progress, progress, t + 1, total)
                     raw = stylize_seam_frame(ctx, content, chain, read_image(overlap_path), w,
-                                             progress=shown, should_stop=should_stop)
+                                             progress=shown, should_stop=should_stop, style_weight=clip_weight)
                 else:
                     raw = ((1 - w) * raw + w * read_image(overlap_path)).round().astype(np.uint8)
             chain = Previous(content, raw)
@@ -120,6 +124,9 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         "has_audio": info.has_audio,
         "audio_warning": encoded.audio_warning,
     }
+    if (work / "strength.json").exists():  # `strength`: the clip's style weight and how it was found
+        found = json.loads((work / "strength.json").read_text())
+        metrics.update(style_weight=found["style_weight"], strength_probes=found["probes"])
     if len(segments) > 1:
         seam, inside = seam_flicker.result(), flicker.result()
         metrics.update(segments=len(segments), e_warp_seam=seam.e_warp, e_warp_inside=inside.e_warp,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 from contextlib import AbstractContextManager
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +35,11 @@ from nst_batch.settings import working_side
 from nst_batch.video.cuts import frame_is_cut
 from nst_batch.video.flow import FlowResult, flow_between, warp
 from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
-from nst_batch.context import JobContext, stylize_frame, to_tensor, to_uint8
+from nst_batch.context import JobContext, find_style_weight, stylize_frame, to_tensor, to_uint8
+from nst_batch.media.atomic import write_text_atomic
 
-__all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress"]
+__all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress",
+           "clip_style_weight"]
 
 FrameProgress = Callable[[Progress, int, "int | None"], None]
 
@@ -58,13 +61,34 @@ class FrameStep:
     cut: bool  # cold because of a scene cut
 
 
+def clip_style_weight(ctx: JobContext, work: Path, first: np.ndarray | None) -> float | None:
+    """`strength`: the one style weight of every frame of a clip (segments and seams alike), found on the first
+    frame of the span processed (`first`, at working size) and kept in the work folder; None without strength.
+
+    Every segment meets the first frame (frames are decoded from the start) and finds the same weight (the
+    search is deterministic); the file spares the search to the rest and to a resumed run.
+    """
+    if ctx.job.settings.strength is None:
+        return None
+    path = work / "strength.json"
+    if path.exists():
+        return float(json.loads(path.read_text())["style_weight"])
+    if first is None:
+        raise ValueError(f"{path} is missing and no first frame was given to find the clip's style weight")
+    search = find_style_weight(ctx, first)
+    write_text_atomic(path, json.dumps({"style_weight": search.weight, "strength": ctx.job.settings.strength,
+                                        "probes": [list(p) for p in search.probes]}) + "\n")
+    return search.weight
+
+
 def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
                  flow_content: np.ndarray | None = None,
                  progress: Callable[[Progress], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> FrameStep:
+                 should_stop: Callable[[], bool] | None = None, style_weight: float | None = None) -> FrameStep:
     """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut.
 
     `flow_content`: the same frame larger (`video.flow_scale`), for the flow alone; `prev` then carries its own.
+    `style_weight`: the clip's (`clip_style_weight`), None for the job's.
     """
     v = ctx.job.settings.video
     flow: FlowResult | None = None
@@ -76,18 +100,18 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
     cold = prev is None or not v.warm_start or cut
     if cold:
         result = stylize_frame(ctx, content, iterations=v.first_iterations, progress=progress,
-                               should_stop=should_stop)
+                               should_stop=should_stop, style_weight=style_weight)
     else:
         assert prev is not None
         init, temporal = _warm_start(ctx, content, prev.raw, flow)
         result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal,
-                               progress=progress, should_stop=should_stop)
+                               progress=progress, should_stop=should_stop, style_weight=style_weight)
     return FrameStep(raw=to_uint8(result.image), result=result, cold=cold, cut=cut)
 
 
 def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt: np.ndarray, weight: float, *,
                        progress: Callable[[Progress], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+                       should_stop: Callable[[], bool] | None = None, style_weight: float | None = None) -> np.ndarray:
     """A seam frame made again: warm-started from the frame before it, held to it and, by `weight`, to `nxt`.
 
     `nxt` is the next segment's version of this frame (pixel-aligned: the same frame).
@@ -106,7 +130,7 @@ def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt
                         mask=torch.from_numpy(np.ascontiguousarray(mask[..., 0]))[None, None].to(ctx.device))
     init = to_tensor(warped_u8, ctx.device)
     result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal, progress=progress,
-                           should_stop=should_stop)
+                           should_stop=should_stop, style_weight=style_weight)
     return to_uint8(result.image)
 
 
@@ -139,8 +163,11 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     # The flow's larger frames come from a second decoder over the same span: the working frames stay exactly
     # those of flow_scale 1 (one resize from the source), not a resize of a resize.
     larger = read_frames(src, start=v.start, end=v.end, size=big) if big else itertools.repeat(None)
+    clip_weight: float | None = None
     with video_plan(ctx, info):
         for t, (content, flow_content) in enumerate(zip(frames, larger)):
+            if t == 0:
+                clip_weight = clip_style_weight(ctx, work, content)
             if t < begin:
                 continue
             if seg.last is not None and t >= seg.last:
@@ -151,7 +178,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
             else:
                 step = stylize_next(ctx, content, prev, flow_content=flow_content,
                                     progress=functools.partial(_frame_progress, progress, t + 1, expected),
-                                    should_stop=should_stop)
+                                    should_stop=should_stop, style_weight=clip_weight)
                 raw = step.raw
                 if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
                     write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
@@ -199,7 +226,8 @@ def _distances(ctx: JobContext, result: Result) -> dict[str, float]:
     """The frame's content and style losses, unweighted (relative errors): drift over a clip shows in them."""
     w = ctx.loss_weights
     out = {}
-    for name, weight in (("content", w.content), ("style", w.style)):
+    style = w.style if result.style_weight is None else result.style_weight  # `strength`: the clip's own
+    for name, weight in (("content", w.content), ("style", style)):
         if weight > 0 and name in result.terms:
             out[name] = round(result.terms[name] / weight, 6)
     return out

@@ -111,9 +111,10 @@ def main() -> None:
     for arm in ("fixed", "strength"):
         for style in styles + ["all"]:
             values = [r["content"] for r in rows if r["arm"] == arm and style in (r["style"], "all")]
-            summary[f"{arm}/{style}"] = {"min": min(values), "max": max(values), "band": round(max(values) - min(values), 4),
+            band = max(values) - min(values)
+            summary[f"{arm}/{style}"] = {"min": min(values), "max": max(values), "band": round(band, 4),
                                          "sd": round(float(np.std(values)), 4)}
-            print(f"  {arm:9s} {style:13s} {min(values):.3f} .. {max(values):.3f}  band {max(values) - min(values):.3f}  "
+            print(f"  {arm:9s} {style:13s} {min(values):.3f} .. {max(values):.3f}  band {band:.3f}  "
                   f"sd {np.std(values):.3f}")
     for style in styles + ["all"]:
         ratio = summary[f"strength/{style}"]["band"] / max(summary[f"fixed/{style}"]["band"], 1e-9)

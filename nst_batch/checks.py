@@ -13,6 +13,7 @@ from nst_batch.image_job import decode_side
 from nst_batch.media.images import read_image
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan, Unit, plan_job
+from nst_batch.regions import check_masks
 from nst_batch.settings import Job, Settings
 from nst_batch.video.segments import expected_frames
 from nst_batch.weights import check_weights
@@ -39,7 +40,7 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
         if (s.weights, s.model) not in checked_weights:
             checked_weights.add((s.weights, s.model))
             attempt(functools.partial(check_weights, fetch=False), s.weights, s.model)
-        for style in job.styles:
+        for style in [*job.styles, *(spec for region in job.regions for spec in region.styles)]:
             attempt(read_image, style.image)
         if s.init not in ("content", "noise"):
             attempt(read_image, Path(s.init))
@@ -57,6 +58,9 @@ def check_jobs(jobs: Sequence[Job]) -> tuple[list[JobPlan], list[str]]:
                     read_image(unit.src, reduce_for=decode_side(s))  # as the run reads it
             except NstBatchError as exc:
                 bad[unit] = str(exc)
+        for unit in plan.units if job.regions else ():
+            if unit not in bad:  # a mask a user got wrong: the manifest's problem, before any work
+                attempt(functools.partial(check_masks, kind=unit.kind), job, unit.src)
         if bad and job.input.is_dir() and len(bad) < len(plan.units):
             # A folder of a thousand photos always holds one that is damaged: a warning, not the manifest's failure.
             plan = dataclasses.replace(plan, units=tuple(u for u in plan.units if u not in bad),

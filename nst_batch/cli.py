@@ -170,6 +170,9 @@ def run(
     if executor not in ("local", "ray"):
         raise ManifestError(f"--executor: unknown executor '{executor}' (local | ray)")
     loaded = _load(manifest, sets, device, weights, styles, output, sweeps)
+    from nst_batch.regions import check_regions
+
+    check_regions(loaded.jobs)  # a mask a user got wrong: refused before any work
     stop = _StopFlag()
     traces: list[UnitFinished] = []  # failed units, for --debug
     live = _LiveReport(loaded)

@@ -19,8 +19,8 @@ import torch
 
 from nst_batch.device import resolve_device
 from nst_batch.errors import NstBatchError
-from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Result, Temporal, schedule,
-                              style_grams, stylize, stylize_multiscale)
+from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Regions, Result, Temporal,
+                              schedule, style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.engine.strength import WeightSearch, search_weight
 from nst_batch.engine.tiles import Box, blend_tiles, tile_boxes, tile_overlap
@@ -86,6 +86,8 @@ class JobContext:
     pinned: MemoryPlan | None = None  # a video's one plan for all its frames (set by the frame loop)
     last_warning: str | None = None  # what the last image file's output lost (for the log and ledger)
     _searches: dict[str, WeightSearch] = field(default_factory=dict)  # `strength`: by the picture's pixels
+    region_images: list[list[tuple[np.ndarray, float]]] = field(default_factory=list)  # each region's styles
+    _region_grams: dict[tuple[int, int, float], dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, job: Job, models: ModelCache) -> JobContext:
@@ -100,8 +102,11 @@ class JobContext:
             style_layers={name: w / total for name, w in zip(s.style_layers, layer_w)},
             content_layers=s.content_layers, temporal=s.video.temporal_weight,
         )
-        ctx = cls(job=job, device=device, extractor=extractor, loss_weights=weights, style_images=style_images)
-        if s.size != "original":
+        region_images = [[(_read_style(job, spec.image, models.messages), spec.weight) for spec in region.styles]
+                         for region in job.regions]
+        ctx = cls(job=job, device=device, extractor=extractor, loss_weights=weights, style_images=style_images,
+                  region_images=region_images)
+        if s.size != "original" and style_images:
             ctx.grams_at(1.0, s.size)  # once per job, now
         return ctx
 
@@ -128,6 +133,29 @@ class JobContext:
                 styles = [(resize(img, scaled_size(img, scale)), w) for img, w in styles]
             self._grams[key] = _style_grams_in_pieces(self.extractor, styles, s.style_layers, precision=s.precision)
         return self._grams[key]
+
+    def regions_for(self, masks: torch.Tensor, scale: float, side: int) -> Regions:
+        """The engine's regions for `masks` (B, R + 1, H, W; `regions.picture_masks`: the rest, then each region)
+        at a coarse-to-fine `scale`: each region's style Grams (its own `style_scale`) and weight."""
+        s = self.job.settings
+        grams: list[dict[str, torch.Tensor] | None] = [self.grams_at(scale, side) if self.style_images else None]
+        weights = [s.style_weight]
+        for r, (region, images) in enumerate(zip(self.job.regions, self.region_images)):
+            weights.append(s.style_weight if region.style_weight is None else region.style_weight)
+            if not images:
+                grams.append(None)
+                continue
+            key = (r, side, scale)
+            if key not in self._region_grams:
+                own = s.style_scale if region.style_scale is None else region.style_scale
+                style_size = max(16, round(side * own))
+                styles = [(to_tensor(resize_longest(img, style_size), self.device), w) for img, w in images]
+                if scale != 1.0:
+                    styles = [(resize(img, scaled_size(img, scale)), w) for img, w in styles]
+                self._region_grams[key] = _style_grams_in_pieces(self.extractor, styles, s.style_layers,
+                                                                 precision=s.precision)
+            grams.append(self._region_grams[key])
+        return Regions(masks=masks, grams=tuple(grams), weights=tuple(weights))
 
     def plan_for(self, content: torch.Tensor, *, iterations: int, temporal: bool) -> MemoryPlan:
         """The memory plan for `content` (B, 3, H, W) now, against what the device has free.
@@ -250,20 +278,26 @@ def _pieces(h: int, w: int) -> list[Box]:
 
 def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, init: torch.Tensor | None = None,
                   temporal: Temporal | None = None, progress: ProgressFn | None = None,
-                  should_stop: StopFn | None = None, style_weight: float | None = None) -> Result:
+                  should_stop: StopFn | None = None, style_weight: float | None = None,
+                  masks: np.ndarray | None = None) -> Result:
     """Stylize one picture already at working size; `init` None means a cold start.
+
+    `masks`: with regions, the picture's (R + 1, H, W) from `regions.picture_masks`.
 
     `style_weight`: this picture's (a video's frames share their clip's); None: the job's, or with
     `strength` the one `find_style_weight` finds for this picture. `Result.style_weight` says which.
     """
     return _stylize(ctx, [content_rgb], iterations=iterations, init=init, temporal=temporal, progress=progress,
-                    should_stop=should_stop, style_weight=style_weight)
+                    should_stop=should_stop, style_weight=style_weight, masks=None if masks is None else [masks])
 
 
 def stylize_batch(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int,
-                  progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> Result:
-    """Stylize pictures of one working size together, cold (`batch_size`); `Result.losses` has one loss each."""
-    return _stylize(ctx, contents_rgb, iterations=iterations, progress=progress, should_stop=should_stop)
+                  progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+                  masks: Sequence[np.ndarray] | None = None) -> Result:
+    """Stylize pictures of one working size together, cold (`batch_size`); `Result.losses` has one loss each.
+    `masks`: with regions, each picture's (`stylize_frame`)."""
+    return _stylize(ctx, contents_rgb, iterations=iterations, progress=progress, should_stop=should_stop,
+                    masks=masks)
 
 
 def find_style_weight(ctx: JobContext, content_rgb: np.ndarray, should_stop: StopFn | None = None) -> WeightSearch:
@@ -297,7 +331,8 @@ def find_style_weight(ctx: JobContext, content_rgb: np.ndarray, should_stop: Sto
 
 def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int, init: torch.Tensor | None = None,
              temporal: Temporal | None = None, progress: ProgressFn | None = None,
-             should_stop: StopFn | None = None, style_weight: float | None = None) -> Result:
+             should_stop: StopFn | None = None, style_weight: float | None = None,
+             masks: Sequence[np.ndarray] | None = None) -> Result:
     search = None
     if style_weight is None and ctx.job.settings.strength is not None:
         if len(contents_rgb) > 1:  # the manifest refuses `strength` with `batch_size` > 1
@@ -306,16 +341,17 @@ def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations:
         style_weight = search.weight
     weights = ctx.loss_weights if style_weight is None else replace(ctx.loss_weights, style=style_weight)
     content = torch.cat([to_tensor(rgb, ctx.device) for rgb in contents_rgb])  # (B, 3, H, W)
+    mask = None if masks is None else torch.from_numpy(np.stack(masks)).to(ctx.device)  # (B, R + 1, H, W)
     side = ctx.side(contents_rgb[0])
     plan = ctx.last_plan = ctx.pinned or ctx.plan_for(content, iterations=iterations, temporal=temporal is not None)
     if plan.kind == "tiles":
         assert plan.tile is not None
         result = _stylize_tiled(ctx, content, side, plan.tile, weights, iterations=iterations, init=init,
-                                temporal=temporal, progress=progress, should_stop=should_stop)
+                                temporal=temporal, progress=progress, should_stop=should_stop, masks=mask)
     else:
         result = _stylize_whole(ctx, ctx.extractor_with(memory_saving=plan.memory_saving), content, side, weights,
                                 iterations=iterations, init=init, temporal=temporal, progress=progress,
-                                should_stop=should_stop)
+                                should_stop=should_stop, masks=mask)
     result.style_weight = weights.style
     result.probes = [] if search is None else [list(p) for p in search.probes]
     return result
@@ -324,29 +360,33 @@ def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations:
 def _stylize_whole(ctx: JobContext, extractor: FeatureExtractor, content: torch.Tensor, side: int,
                    weights: LossWeights, *,
                    iterations: int, init: torch.Tensor | None, temporal: Temporal | None,
-                   progress: ProgressFn | None, should_stop: StopFn | None, reach: float = 1.0) -> Result:
+                   progress: ProgressFn | None, should_stop: StopFn | None, reach: float = 1.0,
+                   masks: torch.Tensor | None = None) -> Result:
     """The whole picture in one optimisation; `reach` < 1: finished at that fraction of its size and enlarged
-    back (the coarse pass of tiles)."""
+    back (the coarse pass of tiles). `masks`: regions (B, R + 1, H, W), or None."""
     s = ctx.job.settings
     config = OptimizeConfig(iterations=iterations, optimizer=s.optimizer,
                             learning_rate=s.learning_rate, tolerance=s.tolerance, precision=s.precision)
     if reach != 1.0 or (init is None and tuple(s.scales) != (1.0,)):  # coarse-to-fine for cold starts only
         steps = schedule(s.scales, iterations) if init is None else [(1.0, iterations)]
         return stylize_multiscale(extractor=extractor, content=content,
-                                  grams_at=lambda scale: ctx.grams_at(scale, side),
+                                  grams_at=lambda scale: ctx.grams_at(scale, side) if ctx.style_images else {},
                                   weights=weights, config=config,
                                   init=ctx.initial_image(content) if init is None else init,
                                   steps=[(f * reach, n) for f, n in steps], temporal=temporal, callback=progress,
-                                  should_stop=should_stop)
-    return stylize(extractor=extractor, content=content, grams=ctx.grams_at(1.0, side), weights=weights,
-                   config=config, init=ctx.initial_image(content) if init is None else init,
-                   temporal=temporal, callback=progress, should_stop=should_stop)
+                                  should_stop=should_stop,
+                                  regions_at=None if masks is None else (
+                                      lambda scale: ctx.regions_for(masks, scale, side)))
+    return stylize(extractor=extractor, content=content, grams=ctx.grams_at(1.0, side) if ctx.style_images else {},
+                   weights=weights, config=config, init=ctx.initial_image(content) if init is None else init,
+                   temporal=temporal, callback=progress, should_stop=should_stop,
+                   regions=None if masks is None else ctx.regions_for(masks, 1.0, side))
 
 
 def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int, weights: LossWeights, *,
                    iterations: int,
                    init: torch.Tensor | None, temporal: Temporal | None, progress: ProgressFn | None,
-                   should_stop: StopFn | None) -> Result:
+                   should_stop: StopFn | None, masks: torch.Tensor | None = None) -> Result:
     """A picture too big for memory in overlapping tiles (engine/tiles.py), all held to the whole picture's style.
 
     A cold start first stylizes the whole picture at the tile's size (the coarse pass: where the strokes
@@ -367,7 +407,7 @@ def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int,
     if coarse:
         first = _stylize_whole(ctx, ctx.extractor, content, side, weights, iterations=iterations, init=None,
                                temporal=temporal, progress=report, should_stop=should_stop,
-                               reach=min(1.0, tile / max(h, w)))
+                               reach=min(1.0, tile / max(h, w)), masks=masks)
         base, done, history = first.image, first.iterations, list(first.history)
     else:
         base = ctx.initial_image(content) if init is None else init
@@ -376,7 +416,8 @@ def _stylize_tiled(ctx: JobContext, content: torch.Tensor, side: int, tile: int,
         nonlocal done
         crop = None if temporal is None else Temporal(box.of(temporal.warped), box.of(temporal.mask))
         result = _stylize_whole(ctx, ctx.extractor, box.of(content), side, weights, iterations=iterations, init=start,
-                                temporal=crop, progress=report, should_stop=should_stop)
+                                temporal=crop, progress=report, should_stop=should_stop,
+                                masks=None if masks is None else box.of(masks))
         done += result.iterations
         return result
 

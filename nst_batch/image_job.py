@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nst_batch.regions import image_masks
 from nst_batch.context import JobContext, ProgressFn, StopFn, stylize_frame, to_float
 from nst_batch.engine import Result
 from nst_batch.media.images import (animation_frames, keep_colors, read_image_alpha, resize_exact, resize_longest,
@@ -63,6 +64,7 @@ def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: Progr
     original, alpha = read_image_alpha(src, reduce_for=decode_side(s))
     ctx.last_warning = depth_warning(s, original, src)
     content = working_picture(s, original)
-    result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop)
+    result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop,
+                           masks=image_masks(ctx.job, src, content.shape[:2]))
     write_image(dst, finish(s, to_float(result.image), content, original), quality=s.quality, alpha=alpha)
     return result

@@ -28,7 +28,7 @@ from nst_batch.engine.vgg import layer_names
 from nst_batch.errors import ManifestError
 from nst_batch.media.images import IMAGE_SUFFIXES, PILLOW_SUFFIXES, is_image_file
 from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
-from nst_batch.settings import Job, Settings, StyleSpec, SweepCell, VideoSettings
+from nst_batch.settings import Job, Region, Settings, StyleSpec, SweepCell, VideoSettings
 
 __all__ = ["Manifest", "load_manifest", "manifest_from_text", "one_line_manifest", "read_yaml", "parse_overrides",
            "parse_sweeps",
@@ -36,7 +36,8 @@ __all__ = ["Manifest", "load_manifest", "manifest_from_text", "one_line_manifest
 
 SUPPORTED_VERSIONS = (1,)
 TOP_KEYS = ("version", "defaults", "jobs")
-JOB_KEYS = ("name", "input", "style", "output", "exclude", "sweep")
+JOB_KEYS = ("name", "input", "style", "output", "exclude", "sweep", "regions")
+REGION_KEYS = ("mask", "style", "style_weight", "style_scale")
 MAX_SWEEP = 256  # combinations in one job's sweep: more is a typo, not a contact sheet
 SETTING_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 VIDEO_FIELDS = {f.name: f for f in dataclasses.fields(VideoSettings)}
@@ -601,7 +602,7 @@ def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], 
     # Unknown keys first: a misspelt required key (`styel:`) is a typo to name, not a missing key.
     own = _settings_layer(raw, where, allowed_extra=JOB_KEYS)
     for key in ("input", "style", "output"):
-        if key not in raw and not (key == "style" and style_from is not None):
+        if key not in raw and not (key == "style" and (style_from is not None or "regions" in raw)):
             raise where.error(f"missing required key '{key}'")
     merged = {**defaults, **own, **overrides}
     wheres = {k: w for layer in (defaults, own, overrides) for k, w in getattr(layer, "wheres", {}).items()}
@@ -611,13 +612,46 @@ def _load_job(raw: Any, where: _Where, base: Path, defaults: Mapping[str, Any], 
     output = _path(raw["output"], where.child("output", raw), base)
     _check_kinds(input_path, output, where.child("output", raw))
     styles = (_styles(style_from[0], style_from[1], base) if style_from is not None
-              else _styles(raw["style"], where.child("style", raw), base))
+              else _styles(raw["style"], where.child("style", raw), base) if "style" in raw else ())
+    regions = _regions(raw["regions"], where.child("regions", raw), base, settings) if "regions" in raw else ()
     name = raw.get("name", input_path.stem)
     if not isinstance(name, str) or not name.strip() or not name.isprintable():
         raise where.child("name", raw).error(f"must be one line of printable text, got {_shown(name)}")
     exclude = _exclude(raw.get("exclude", []), where.child("exclude", raw), input_path)
     return Job(name=name, input=input_path, styles=styles, output=output, settings=settings,
-               source=f"{where.file}:{where.line}", exclude=exclude)
+               source=f"{where.file}:{where.line}", exclude=exclude, regions=regions)
+
+
+def _regions(raw: Any, where: _Where, base: Path, settings: Settings) -> tuple[Region, ...]:
+    """`regions:` a list of {mask, style, style_weight, style_scale}: each part of the picture its own style."""
+    if not isinstance(raw, list) or not raw:
+        raise where.error("must be a list of regions, each {mask: PATH, style: IMAGE} (style_weight, style_scale "
+                          "optional), e.g. [{mask: masks/sky.png, style: styles/starry.jpg}]")
+    if settings.strength is not None:
+        raise where.error("strength finds one style weight per picture and cannot yet weigh regions: leave "
+                          "strength out, or give each region its style_weight")
+    out = []
+    for i, item in enumerate(raw):
+        w = where.child(i, raw)
+        if not isinstance(item, dict) or "mask" not in item:
+            raise w.error(f"a region must be a mapping with a mask (and a style), got {_shown(item)}")
+        for key in item:
+            if key not in REGION_KEYS:
+                raise w.child(key, item).error(f"unknown region key {_shown(key)}"
+                                               + _did_you_mean(str(key), list(REGION_KEYS)))
+        mask = _existing_path(item["mask"], w.child("mask", item), base, "mask")
+        styles = _styles(item["style"], w.child("style", item), base) if "style" in item else ()
+        weight = scale = None
+        if "style_weight" in item:
+            weight = _checked("style_weight", item["style_weight"], w.child("style_weight", item))
+        if "style_scale" in item:
+            scale = _checked("style_scale", item["style_scale"], w.child("style_scale", item))
+        if not styles and weight != 0:
+            raise w.error("a region without a style keeps the photo there: say so with style_weight: 0, or give "
+                          "it a style")
+        out.append(Region(mask=mask, styles=styles, style_weight=weight, style_scale=scale,
+                          source=f"{w.file}:{w.line}"))
+    return tuple(out)
 
 
 def _exclude(raw: Any, where: _Where, input_path: Path) -> tuple[str, ...]:

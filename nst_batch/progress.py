@@ -179,6 +179,10 @@ class ProgressView:
                 extra += ", frames in " + " and ".join(used)
             if event.metrics.get("retried"):
                 extra += f", retried after {event.metrics['retried']}"
+            if event.metrics.get("strength_probes"):  # `strength`: the weight its search found
+                extra += f", style_weight {event.metrics['style_weight']:.3g}"
+            if event.metrics.get("mask_note"):
+                extra += f", {event.metrics['mask_note']}"
             # the video is complete, its sound is not; the image is written, with fewer bits than its input
             sound = event.metrics.get("audio_warning") or event.metrics.get("image_warning")
             if sound:

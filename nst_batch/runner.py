@@ -23,7 +23,8 @@ from nst_batch.events import (Event, JobFinished, Notice, JobStarted, JobSummary
                               UnitStarted)
 from nst_batch.context import style_trims
 from nst_batch.executors import Executor
-from nst_batch.ledger import Ledger, RunLock, input_identity_now
+from nst_batch.ledger import Ledger, RunLock
+from nst_batch.regions import identity_now
 from nst_batch.media.atomic import remove_stale_partials, write_text_atomic
 from nst_batch.plan import JobPlan, PlanError, Unit, output_is_file, plan_job, state_dir, work_dirs
 from nst_batch.settings import Job, settings_hash, settings_to_dict
@@ -124,18 +125,19 @@ def _check_weights_once(jobs: Sequence[Job]) -> None:
 def _hashes(job: Job) -> dict[str, str]:
     """The settings hash of each kind of output: an image's leaves the video settings out."""
     trims = style_trims(job)  # a framed style's border, trimmed on read, is part of what decides the pixels
-    return {kind: settings_hash(job.settings, job.styles, kind=kind, trimmed=trims) for kind in ("image", "video")}
+    return {kind: settings_hash(job.settings, job.styles, kind=kind, trimmed=trims, regions=job.regions)
+            for kind in ("image", "video")}
 
 
 def _todo(plan: JobPlan, ledger: Ledger, digest: dict[str, str], force: bool) -> list[Unit]:
     if force:
         return list(plan.units)
     return [u for u in plan.units
-            if not _is_done(ledger, u, digest)]
+            if not _is_done(ledger, plan.job, u, digest)]
 
 
-def _is_done(ledger: Ledger, unit: Unit, digest: dict[str, str]) -> bool:
-    input_id = input_identity_now(unit.src)
+def _is_done(ledger: Ledger, job: Job, unit: Unit, digest: dict[str, str]) -> bool:
+    input_id = identity_now(job, unit.src)
     return input_id is not None and ledger.is_done(unit.key, settings_hash=digest[unit.kind], input_id=input_id,
                                                    output=unit.dst)
 
@@ -175,7 +177,7 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, 
         nonlocal count
         count += 1
         began[unit.key] = time.perf_counter()
-        identities[unit.key] = input_identity_now(unit.src)
+        identities[unit.key] = identity_now(job, unit.src)
         emit(UnitStarted(job=job.name, key=unit.key, kind=unit.kind, index=count, total=total))
 
     if force:  # --force redoes video frames too, not only the assembled video
@@ -214,7 +216,7 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, 
                 if fail_fast:
                     return True
                 continue
-            now = input_identity_now(unit.src)
+            now = identity_now(job, unit.src)
             if now != identity:
                 what = "was edited; a later run redoes it" if now else "was moved or deleted; the output is kept"
                 emit(Notice(f"{job.name}: {unit.src} changed while it was being stylized: {unit.key} is made from "
@@ -333,7 +335,7 @@ def job_status(job: Job) -> dict[str, list[str]]:
     digest = _hashes(job)
     for unit in plan.units:
         rec = ledger.records.get(unit.key)
-        if _is_done(ledger, unit, digest):
+        if _is_done(ledger, job, unit, digest):
             out["done"].append(unit.key)
         elif rec is not None and rec.get("status") == "failed":
             out["failed"].append(unit.key)

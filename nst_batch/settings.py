@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["VideoSettings", "Settings", "StyleSpec", "SweepCell", "Job", "settings_hash", "settings_to_dict",
+__all__ = ["VideoSettings", "Settings", "StyleSpec", "Region", "SweepCell", "Job", "settings_hash", "settings_to_dict",
            "output_bits"]
 
 
@@ -137,6 +137,23 @@ class StyleSpec:
 
 
 @dataclass(frozen=True)
+class Region:
+    """A part of each picture with a style of its own (`regions:` in the manifest; Gatys et al. 2017).
+
+    `mask`: a grayscale image (white = the region, soft edges blend), a folder mirroring a folder input's
+    paths (same stem, any image format; or for a video a mask video or a folder of numbered frames of that
+    stem), a mask video, or a folder of numbered mask frames. `styles` () with `style_weight` 0: the photo
+    kept there. `style_weight`, `style_scale`: None for the job's.
+    """
+
+    mask: Path
+    styles: tuple[StyleSpec, ...] = ()
+    style_weight: float | None = None
+    style_scale: float | None = None
+    source: str = ""  # "file:line" of the region in the manifest, for messages
+
+
+@dataclass(frozen=True)
 class SweepCell:
     """Where a job stands in a sweep (`sweep:` in the manifest, `--sweep` on the command line): the job it
     was made from, the folder that holds every combination's outputs, and its own values, in the sweep's
@@ -160,6 +177,7 @@ class Job:
     exclude: tuple[str, ...] = ()  # globs of files a folder input leaves out, relative to the folder
     memory_share: float = 1.0  # of the memory budget its pictures may plan with: halved by a retry after out-of-memory
     sweep: SweepCell | None = None  # one combination of a sweep: a job of its own, in a folder of its own
+    regions: tuple[Region, ...] = ()  # parts of each picture with styles of their own; `styles` paints the rest
 
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:
@@ -191,12 +209,13 @@ VIDEO_VERSION = 2
 
 def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None, *,
                   kind: Literal["image", "video"] = "video",
-                  trimmed: Sequence[tuple[int, int, int, int]] = ()) -> str:
+                  trimmed: Sequence[tuple[int, int, int, int]] = (), regions: Sequence[Region] = ()) -> str:
     """A short hash of everything that decides the pixels of an output of `kind`.
 
     An image's leaves out the video settings, so that tuning them does not redo finished photos.
     `trimmed`: the border (top, bottom, left, right px) each style image loses on read (`style_border`);
     `style_border` itself is not hashed, its effect is: a style without a border hashes as it always did.
+    `regions`: their styles and weights (each input's mask file is part of its input's identity, ledger.py).
     """
     data = settings_to_dict(settings)
     if kind == "image":
@@ -224,6 +243,10 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
     for entry, border in zip(data["styles"], trimmed):
         if any(border):
             entry["trimmed"] = list(border)
+    if regions:
+        data["regions"] = [{"mask": str(r.mask), "styles": [{"image": _file_identity(s.image), "weight": s.weight}
+                                                            for s in r.styles],
+                            "style_weight": r.style_weight, "style_scale": r.style_scale} for r in regions]
     data["extra"] = extra or {}
     data["objective"] = OBJECTIVE_VERSION
     if settings.weights not in ("imagenet", "random") and Path(settings.weights).is_file():

@@ -8,6 +8,7 @@ from nst_batch.engine.optimize import (
     NonFiniteLoss,
     OptimizeConfig,
     Progress,
+    Regions,
     Result,
     Temporal,
     content_targets,
@@ -22,6 +23,6 @@ from nst_batch.engine.vgg import (LAYER_NAMES, FeatureExtractor, build_features,
 
 __all__ = ["content_loss", "gram", "relative_error", "Objective", "build_objective", "optimize", "style_loss",
            "temporal_loss", "tv_loss", "Interrupted", "LossWeights", "NonFiniteLoss", "OptimizeConfig", "Progress",
-           "Result", "Temporal", "content_targets", "style_grams", "stylize", "schedule", "stylize_multiscale",
-           "PRECISIONS", "forward_precision", "LAYER_NAMES", "FeatureExtractor", "build_vgg19_features",
-           "build_vgg16_features", "build_features", "layer_names"]
+           "Regions", "Result", "Temporal", "content_targets", "style_grams", "stylize", "schedule",
+           "stylize_multiscale", "PRECISIONS", "forward_precision", "LAYER_NAMES", "FeatureExtractor",
+           "build_vgg19_features", "build_vgg16_features", "build_features", "layer_names"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["gram", "relative_error", "content_loss", "style_loss", "tv_loss", "temporal_loss"]
+__all__ = ["gram", "guided_gram", "relative_error", "content_loss", "style_loss", "guided_style_loss", "tv_loss",
+           "temporal_loss"]
 
 _TINY = 1e-30  # keeps an all-zero target (a black frame through random weights) finite
 
@@ -25,6 +26,20 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     b, c, h, w = features.shape
     flat = features.reshape(b, c, h * w)
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The Gram of a region (Gatys et al. 2017, guided Grams): (B, C, H, W) and its mask (B, 1, H, W) in [0,1]
+    -> (B, C, C), the mask-weighted mean of the outer products, normalised by C times the mask's mass.
+
+    A mask of ones gives `gram`; a uniform soft mask gives it too (a region's statistics do not fade with
+    its opacity); an empty mask gives zeros.
+    """
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    weights = mask.reshape(b, 1, h * w)
+    mass = weights.sum(-1, keepdim=True).clamp_min(_TINY)  # (B, 1, 1)
+    return torch.bmm(flat * weights, flat.transpose(1, 2)) / (c * mass)
 
 
 def relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -42,6 +57,19 @@ def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tenso
     """Relative squared error of the Gram of `features` (B, C, H, W) against a target Gram (1 or B, C, C)."""
     g = gram(features)
     return relative_error(g, target_gram.expand_as(g))
+
+
+def guided_style_loss(features: torch.Tensor, mask: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """A region's style loss: the relative error of its guided Gram against the target (1 or B, C, C), times
+    the region's share of the picture (its mask's mean), per image, averaged over the batch.
+
+    The share makes a region's pixels feel the pull a whole-picture style gives its pixels (the guided Gram
+    is a mean over the region alone); the regions' losses of one picture then sum to about one style loss.
+    """
+    g = guided_gram(features, mask)
+    target = target_gram.expand_as(g)
+    error = (g - target).pow(2).sum((1, 2)) / target.pow(2).sum((1, 2)).clamp_min(_TINY)  # (B,)
+    return (error * mask.mean((1, 2, 3))).mean()
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:

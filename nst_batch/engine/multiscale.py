@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from nst_batch.engine.optimize import LossWeights, OptimizeConfig, Progress, Result, Temporal, stylize
+from nst_batch.engine.optimize import LossWeights, OptimizeConfig, Progress, Regions, Result, Temporal, stylize
 from nst_batch.engine.vgg import FeatureExtractor
 
 __all__ = ["MIN_SIDE", "schedule", "scaled_size", "resize", "stylize_multiscale"]
@@ -50,11 +50,13 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
                        grams_at: Callable[[float], Mapping[str, torch.Tensor]], weights: LossWeights,
                        config: OptimizeConfig, init: torch.Tensor, steps: Sequence[tuple[float, int]],
                        temporal: Temporal | None = None, callback: Callable[[Progress], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> Result:
+                       should_stop: Callable[[], bool] | None = None,
+                       regions_at: Callable[[float], Regions] | None = None) -> Result:
     """Run `stylize` at each (scale, iterations) of `steps` in order; each starts from the last, enlarged.
 
     content, init: (B, 3, H, W) at full size. `grams_at(scale)` gives the style targets for
-    that scale. The result is at full size (the last step should be scale 1.0); its loss and
+    that scale; `regions_at(scale)`, with regional styles, the regions (masks at full size, shrunk here).
+    The result is at full size (the last step should be scale 1.0); its loss and
     terms are those of the last step; `history` and `iterations` run over all steps.
     """
     if not steps:
@@ -77,9 +79,13 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
 
         scaled_temporal = None if temporal is None else Temporal(resize(temporal.warped, size),
                                                                  resize(temporal.mask, size))
+        scaled_regions = None
+        if regions_at is not None:
+            at_scale = regions_at(scale)
+            scaled_regions = replace(at_scale, masks=resize(at_scale.masks, size))
         result = stylize(extractor=extractor, content=resize(content, size), grams=grams_at(scale), weights=weights,
                          config=replace(config, iterations=iterations), init=resize(image, size),
-                         temporal=scaled_temporal, callback=report, should_stop=should_stop)
+                         temporal=scaled_temporal, callback=report, should_stop=should_stop, regions=scaled_regions)
         done += result.iterations
         history += result.history
         image = result.image

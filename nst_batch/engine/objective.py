@@ -5,6 +5,10 @@
           + w_tv      * (mean (dx)^2 + mean (dy)^2)                      (pixels in [0,1])
           + w_temp    * mean c * (x - warp(prev))^2                      (pixels; video only)
 
+With regions (Gatys et al. 2017, spatial control), the style term is one per region instead:
+w_r * sum_l a_l * share_r * ||G_r(F_l) - A_rl||^2 / ||A_rl||^2, with G_r the Gram guided by the
+region's mask at the layer's resolution (`guided_gram`) and share_r the mask's mean.
+
 F_l: the image's activations, P_l: the content's, G: Gram / (C*H*W), A_l: the style's
 (blended) Gram. Every norm is per image. A new term is one more `Term` in the tuple; the
 optimiser (optimize.py) sees only `Objective.__call__`.
@@ -17,13 +21,14 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 import torch
+import torch.nn.functional as F
 
-from nst_batch.engine.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
+from nst_batch.engine.losses import content_loss, gram, guided_style_loss, style_loss, temporal_loss, tv_loss
 from nst_batch.engine.precision import forward_precision
 from nst_batch.engine.vgg import FeatureExtractor
 
-__all__ = ["LossWeights", "Temporal", "Term", "ContentTerm", "StyleTerm", "TVTerm", "TemporalTerm", "Objective",
-           "build_objective", "style_grams", "content_targets"]
+__all__ = ["LossWeights", "Temporal", "Regions", "Term", "ContentTerm", "StyleTerm", "RegionStyleTerm", "TVTerm",
+           "TemporalTerm", "Objective", "build_objective", "style_grams", "content_targets"]
 
 Features = Mapping[str, torch.Tensor]
 
@@ -49,6 +54,20 @@ class Temporal:
 
     warped: torch.Tensor  # (1, 3, H, W) in [0,1]
     mask: torch.Tensor  # (1, 1, H, W) in [0,1]
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Where each style goes (regional styles): the picture's masks and each region's targets and weight.
+
+    masks: (B, R, H, W) in [0,1] at the picture's size, summing to at most 1 at each pixel (overlaps shared
+    by weight; what no region covers gets no style). grams[r]: region r's style Grams {layer: (1, C, C)},
+    None for a region without a style (the photo kept there). weights[r]: its style weight.
+    """
+
+    masks: torch.Tensor
+    grams: tuple[Mapping[str, torch.Tensor] | None, ...]
+    weights: tuple[float, ...]
 
 
 class Term(Protocol):
@@ -82,6 +101,28 @@ class StyleTerm:
 
     def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
         return total(style_loss(feats[n], self.grams[n]) * w for n, w in self.layer_weights.items())
+
+
+@dataclass(frozen=True)
+class RegionStyleTerm:
+    """The style term of a picture in regions: each region's guided-Gram loss, by its own weight (folded in:
+    the term's own weight is 1). One forward pass serves every region; only the Gram arithmetic grows."""
+
+    regions: Regions
+    layer_weights: Mapping[str, float]
+    weight: float = 1.0
+    name: str = "style"
+
+    def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
+        masks = self.regions.masks[rows]
+        losses = []
+        for layer, a in self.layer_weights.items():
+            f = feats[layer]
+            at_layer = F.adaptive_avg_pool2d(masks, (f.shape[-2], f.shape[-1]))  # (B, R, h, w) at the layer's size
+            for r, (grams, w) in enumerate(zip(self.regions.grams, self.regions.weights)):
+                if grams is not None and w > 0:
+                    losses.append(guided_style_loss(f, at_layer[:, r:r + 1], grams[layer]) * (a * w))
+        return total(losses) if losses else image.new_zeros(())
 
 
 @dataclass(frozen=True)
@@ -119,13 +160,20 @@ class Objective:
 
 
 def build_objective(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mapping[str, torch.Tensor],
-                    weights: LossWeights, temporal: Temporal | None = None, precision: str = "tf32") -> Objective:
-    """The Gatys objective for `content` (B, 3, H, W) with fixed style targets; terms of weight 0 are left out."""
+                    weights: LossWeights, temporal: Temporal | None = None, precision: str = "tf32",
+                    regions: Regions | None = None) -> Objective:
+    """The Gatys objective for `content` (B, 3, H, W) with fixed style targets; terms of weight 0 are left out.
+
+    `regions`: a style per region instead of `grams` and `weights.style` everywhere (`RegionStyleTerm`).
+    """
     terms: list[Term] = []
     if weights.content > 0:
         terms.append(ContentTerm(content_targets(extractor, content, weights.content_layers, precision=precision),
                                  weights.content))
-    if weights.style > 0:
+    if regions is not None:
+        if any(g is not None and w > 0 for g, w in zip(regions.grams, regions.weights)):
+            terms.append(RegionStyleTerm(regions, weights.style_layers))
+    elif weights.style > 0:
         terms.append(StyleTerm(grams, weights.style_layers, weights.style))
     if weights.tv > 0:
         terms.append(TVTerm(weights.tv))

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nst_batch.engine.objective import (LossWeights, Objective, Temporal, build_objective, content_targets,
+from nst_batch.engine.objective import (LossWeights, Objective, Regions, Temporal, build_objective, content_targets,
                                         style_grams, total)
 from nst_batch.engine.precision import precision_flags
 from nst_batch.engine.vgg import FeatureExtractor
 
-__all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Temporal", "Interrupted",
+__all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Regions", "Temporal", "Interrupted",
            "NonFiniteLoss", "style_grams", "content_targets", "optimize", "stylize"]
 
 _PATIENCE = 10  # iterations the relative change must stay under `tolerance` to stop early
@@ -74,10 +74,11 @@ class Result:
 def stylize(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mapping[str, torch.Tensor],
             weights: LossWeights, config: OptimizeConfig, init: torch.Tensor,
             temporal: Temporal | None = None, callback: Callable[[Progress], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> Result:
-    """The Gatys objective for `content` with fixed style `grams`, minimised from `init` (B, 3, H, W) in [0,1]."""
+            should_stop: Callable[[], bool] | None = None, regions: Regions | None = None) -> Result:
+    """The Gatys objective for `content` with fixed style `grams` (or `regions`), minimised from `init`
+    (B, 3, H, W) in [0,1]."""
     objective = build_objective(extractor=extractor, content=content, grams=grams, weights=weights,
-                                temporal=temporal, precision=config.precision)
+                                temporal=temporal, precision=config.precision, regions=regions)
     return optimize(objective, init=init, config=config, callback=callback, should_stop=should_stop)
 
 

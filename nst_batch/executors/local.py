@@ -12,7 +12,7 @@ from nst_batch.engine import Interrupted, Progress, Result
 from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
 from nst_batch.executors.attempts import fault_of, release_memory
-from nst_batch.ledger import input_identity_now
+from nst_batch.regions import identity_now, image_masks, missing_masks_note
 from nst_batch.live import Snapshots
 from nst_batch.plan import Unit, state_dir
 from nst_batch.settings import Job
@@ -62,7 +62,8 @@ class LocalExecutor:
 
             video = stylize_video(ctx, unit.src, unit.dst, work=work, progress=on_frame_progress,
                                   should_stop=should_stop)
-            return UnitResult(loss=video.loss, metrics={**video.metrics, "device": str(ctx.device)})
+            return UnitResult(loss=video.loss, metrics={**video.metrics, "device": str(ctx.device),
+                                                        **_mask_note(job, unit.src)})
 
         def on_progress(p: Progress) -> None:
             progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
@@ -72,6 +73,7 @@ class LocalExecutor:
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,
                                                      "history": [round(x, 6) for x in result.history],
                                                      "stages": result.stages, **_strength(result),
+                                                     **_mask_note(job, unit.src),
                                                      **_memory(ctx), **_warning(ctx.last_warning)})
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
@@ -106,7 +108,7 @@ class LocalExecutor:
         def run_batch(batch: list[_Read]) -> Iterator[Outcome]:
             for unit, *_ in batch:
                 started(unit)  # the runner takes the input's identity now: it must be the pixels we hold
-            same = [input_identity_now(unit.src) == read_as[unit.key] for unit, *_ in batch]
+            same = [identity_now(job, unit.src) == read_as[unit.key] for unit, *_ in batch]
             for (unit, *_), unchanged in zip(batch, same):
                 if not unchanged:  # edited (or gone) since it was read: alone, from the file as it is now
                     yield unit, self._run_one(job, unit, progress=progress, should_stop=should_stop)
@@ -120,8 +122,10 @@ class LocalExecutor:
                     progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
 
             try:
+                masks = [image_masks(job, read.unit.src, read.content.shape[:2]) for read in batch]
                 result = stylize_batch(ctx, [read.content for read in batch], iterations=s.iterations,
-                                       progress=on_progress, should_stop=should_stop)
+                                       progress=on_progress, should_stop=should_stop,
+                                       masks=None if job.regions == () else [m for m in masks if m is not None])
             except Exception as exc:  # noqa: BLE001 - Interrupted, or a fault of the whole batch
                 if fault_of(exc) is None and not isinstance(exc, BatchTooBig):
                     for unit, *_ in batch:
@@ -142,7 +146,7 @@ class LocalExecutor:
                 yield unit, UnitResult(loss=result.losses[i], metrics={
                     "iterations": result.iterations, "batch": len(batch),
                     "history": [round(x, 6) for x in result.history], "stages": result.stages, **_memory(ctx),
-                    **_warning(depth_warning(s, original, unit.src))})
+                    **_mask_note(job, unit.src), **_warning(depth_warning(s, original, unit.src))})
 
         stopped = False
 
@@ -161,7 +165,7 @@ class LocalExecutor:
                     return
                 continue
             try:
-                read_as[unit.key] = input_identity_now(unit.src)
+                read_as[unit.key] = identity_now(job, unit.src)
                 original, alpha = read_image_alpha(unit.src, reduce_for=decode_side(s))
             except Exception as exc:  # noqa: BLE001 - an unreadable image fails alone
                 started(unit)
@@ -203,6 +207,12 @@ def _memory(ctx: JobContext) -> dict[str, object]:
 def _strength(result: Result) -> dict[str, object]:
     """`strength`: the style weight found for the picture, and the probes that found it (for the ledger)."""
     return {"style_weight": result.style_weight, "strength_probes": result.probes} if result.probes else {}
+
+
+def _mask_note(job: Job, src: Path) -> dict[str, str]:
+    """Regions a mirrored mask folder has no mask of `src` for (the job's style alone there), for the log line."""
+    note = missing_masks_note(job, src) if job.regions else None
+    return {} if note is None else {"mask_note": note}
 
 
 def _warning(text: str | None) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import shutil
 from collections import Counter
@@ -16,11 +17,12 @@ import numpy as np
 
 from nst_batch.engine import Interrupted, Progress
 from nst_batch.errors import MediaError
-from nst_batch.media.images import read_image, resize_exact, write_image
+from nst_batch.media.images import longest_side_shape, read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, probe_video, read_frames
 from nst_batch.settings import Settings, working_side
 from nst_batch.video.frames import FrameProgress, Previous, clip_style_weight, stylize_seam_frame, video_plan
 from nst_batch.video.metrics import FlickerMeter
+from nst_batch.regions import video_masks
 from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
 from nst_batch.context import JobContext
 from nst_batch.image_job import finish
@@ -71,7 +73,10 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
         size = working_side(settings.size, info.height, info.width)
         total = expected_frames(info.frame_count, info.fps, v.start, v.end)
         clip_weight = None
-        for t, content in enumerate(read_frames(src, start=v.start, end=v.end, size=size)):
+        # With regions, each re-optimised seam frame keeps its own masks.
+        masks = (video_masks(ctx.job, src, longest_side_shape(info.height, info.width, size, even=True))
+                 if reoptimize and ctx is not None else itertools.repeat(None))
+        for t, (content, mask) in enumerate(zip(read_frames(src, start=v.start, end=v.end, size=size), masks)):
             if should_stop is not None and should_stop():
                 raise Interrupted()
             if t == 0 and reoptimize and ctx is not None:
@@ -86,7 +91,8 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
                 if reoptimize and chain is not None and ctx is not None:
                     shown = None if progress is None else functools.partial(_frame_progress, progress, t + 1, total)
                     raw = stylize_seam_frame(ctx, content, chain, read_image(overlap_path), w,
-                                             progress=shown, should_stop=should_stop, style_weight=clip_weight)
+                                             progress=shown, should_stop=should_stop, style_weight=clip_weight,
+                                             masks=mask)
                 else:
                     raw = ((1 - w) * raw + w * read_image(overlap_path)).round().astype(np.uint8)
             chain = Previous(content, raw)

@@ -37,6 +37,7 @@ from nst_batch.video.flow import FlowResult, flow_between, warp
 from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
 from nst_batch.context import JobContext, find_style_weight, stylize_frame, to_tensor, to_uint8
 from nst_batch.media.atomic import write_text_atomic
+from nst_batch.regions import video_masks
 
 __all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress",
            "clip_style_weight"]
@@ -84,11 +85,12 @@ def clip_style_weight(ctx: JobContext, work: Path, first: np.ndarray | None) -> 
 def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
                  flow_content: np.ndarray | None = None,
                  progress: Callable[[Progress], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, style_weight: float | None = None) -> FrameStep:
+                 should_stop: Callable[[], bool] | None = None, style_weight: float | None = None,
+                 masks: np.ndarray | None = None) -> FrameStep:
     """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut.
 
     `flow_content`: the same frame larger (`video.flow_scale`), for the flow alone; `prev` then carries its own.
-    `style_weight`: the clip's (`clip_style_weight`), None for the job's.
+    `style_weight`: the clip's (`clip_style_weight`), None for the job's. `masks`: the frame's regions.
     """
     v = ctx.job.settings.video
     flow: FlowResult | None = None
@@ -100,18 +102,19 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
     cold = prev is None or not v.warm_start or cut
     if cold:
         result = stylize_frame(ctx, content, iterations=v.first_iterations, progress=progress,
-                               should_stop=should_stop, style_weight=style_weight)
+                               should_stop=should_stop, style_weight=style_weight, masks=masks)
     else:
         assert prev is not None
         init, temporal = _warm_start(ctx, content, prev.raw, flow)
         result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal,
-                               progress=progress, should_stop=should_stop, style_weight=style_weight)
+                               progress=progress, should_stop=should_stop, style_weight=style_weight, masks=masks)
     return FrameStep(raw=to_uint8(result.image), result=result, cold=cold, cut=cut)
 
 
 def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt: np.ndarray, weight: float, *,
                        progress: Callable[[Progress], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None, style_weight: float | None = None) -> np.ndarray:
+                       should_stop: Callable[[], bool] | None = None, style_weight: float | None = None,
+                       masks: np.ndarray | None = None) -> np.ndarray:
     """A seam frame made again: warm-started from the frame before it, held to it and, by `weight`, to `nxt`.
 
     `nxt` is the next segment's version of this frame (pixel-aligned: the same frame).
@@ -130,7 +133,7 @@ def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt
                         mask=torch.from_numpy(np.ascontiguousarray(mask[..., 0]))[None, None].to(ctx.device))
     init = to_tensor(warped_u8, ctx.device)
     result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal, progress=progress,
-                           should_stop=should_stop, style_weight=style_weight)
+                           should_stop=should_stop, style_weight=style_weight, masks=masks)
     return to_uint8(result.image)
 
 
@@ -163,9 +166,10 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     # The flow's larger frames come from a second decoder over the same span: the working frames stay exactly
     # those of flow_scale 1 (one resize from the source), not a resize of a resize.
     larger = read_frames(src, start=v.start, end=v.end, size=big) if big else itertools.repeat(None)
+    masks = video_masks(ctx.job, src, longest_side_shape(info.height, info.width, size, even=True))
     clip_weight: float | None = None
     with video_plan(ctx, info):
-        for t, (content, flow_content) in enumerate(zip(frames, larger)):
+        for t, (content, flow_content, mask) in enumerate(zip(frames, larger, masks)):
             if t == 0:
                 clip_weight = clip_style_weight(ctx, work, content)
             if t < begin:
@@ -178,7 +182,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
             else:
                 step = stylize_next(ctx, content, prev, flow_content=flow_content,
                                     progress=functools.partial(_frame_progress, progress, t + 1, expected),
-                                    should_stop=should_stop, style_weight=clip_weight)
+                                    should_stop=should_stop, style_weight=clip_weight, masks=mask)
                 raw = step.raw
                 if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
                     write_image(segment_dir(work, seg) / "overlap" / path.name, raw)

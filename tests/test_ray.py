@@ -174,3 +174,42 @@ def test_a_bad_video_fails_alone_on_ray(tmp_path: Path, cluster: dict[str, str])
     assert "failed: photos/broken.mp4" in res.stdout and "Traceback" not in res.stdout + res.stderr
     assert "4 done, 0 skipped, 1 failed" in res.stdout
     assert len(list((tmp_path / "out" / "photos").glob("*.png"))) == 4
+
+
+REGIONS = """
+version: 1
+jobs:
+  - name: photos
+    input: photos
+    style: styles/starry.jpg
+    output: out/photos
+    regions: [{mask: half.png, style_weight: 0}]
+  - name: clip
+    input: clip.mp4
+    style: styles/starry.jpg
+    output: out/clip.mp4
+    regions: [{mask: half.png, style_weight: 0}]
+    video: {segment_frames: 4, overlap: 2}
+"""
+
+
+def test_regions_on_ray_give_what_they_give_locally(tmp_path: Path, cluster: dict[str, str]) -> None:
+    import numpy as np
+
+    outputs = []
+    for arm in ("local", "ray"):
+        root = tmp_path / arm
+        manifest = _project(root, REGIONS)
+        mask = np.zeros((36, 48), np.uint8)
+        mask[:, :24] = 255  # one still mask serves the 48x36 clip and the photos (close enough in shape)
+        for i, name in enumerate(("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg")):
+            (root / "photos" / f"{i}_{name.replace('.jpg', '.png')}").unlink()
+        for i in range(2):
+            write_rgb(root / "photos" / f"{i}.png", cv2.resize(sample_photo("astronaut.jpg", 56), (48, 36)))
+        cv2.imwrite(str(root / "half.png"), mask)
+        extra = _ray(cluster) if arm == "ray" else []
+        res = nst_here("run", manifest, *FAST, *extra, cwd=root)
+        assert res.returncode == 0, res.stdout + res.stderr
+        outputs.append(output_files(root))
+    assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) == 3
+    assert outputs[0] == outputs[1]

@@ -65,14 +65,25 @@ def manifest_schema() -> dict[str, Any]:
                          "description": "video settings"}
     style_item = {"type": "object", "additionalProperties": False, "required": ["image"],
                   "properties": {"image": {"type": "string"}, "weight": {"type": "number", "exclusiveMinimum": 0}}}
+    style = {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1,
+                                            "items": {"anyOf": [{"type": "string"}, style_item]}}]}
+    region = {"type": "object", "additionalProperties": False, "required": ["mask"],
+              "properties": {"mask": {"type": "string", "description": "a grayscale mask image (white = the region), "
+                                      "a mask video, a folder of numbered mask frames, or a folder mirroring the "
+                                      "input folder"},
+                             "style": {**style, "description": "the region's style (none: the photo kept, with "
+                                                               "style_weight 0)"},
+                             "style_weight": {"type": "number", "minimum": 0},
+                             "style_scale": {"type": "number", "exclusiveMinimum": 0}}}
     job = {
-        "type": "object", "additionalProperties": False, "required": ["input", "style", "output"],
+        "type": "object", "additionalProperties": False, "required": ["input", "output"],
         "properties": {
             "name": {"type": "string", "description": "the job's name (default: the input's file name)"},
             "input": {"type": "string", "description": "an image, a video, or a folder of them"},
-            "style": {"description": "a style image, or a list of {image, weight}",
-                      "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1,
-                                                     "items": {"anyOf": [{"type": "string"}, style_item]}}]},
+            "style": {**style, "description": "a style image, or a list of {image, weight} (required unless the "
+                                                "job has regions)"},
+            "regions": {"type": "array", "minItems": 1, "items": region,
+                        "description": "parts of each picture with styles of their own"},
             "output": {"type": "string", "description": "a folder, or an .mp4 file for a video input"},
             "sweep": {"type": "object", "additionalProperties": {"type": "array", "minItems": 1},
                       "description": "settings (or style) to try, each a list of values: one output folder per "
@@ -81,7 +92,7 @@ def manifest_schema() -> dict[str, Any]:
                         "description": "globs of files a folder input leaves out, relative to the folder"},
             **settings,
         },
-        "allOf": _model_layers(),
+        "allOf": [*_model_layers(), {"anyOf": [{"required": ["style"]}, {"required": ["regions"]}]}],
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -20,9 +20,13 @@ def test_schema_accepts_good_and_rejects_bad(tmp_path: Path) -> None:
     schema = json.loads(res.stdout)
     jsonschema.validate(read_yaml((REPO / "pipeline.yaml").read_text()), schema)
     jsonschema.validate(read_yaml(CONTRACT), schema)
+    jsonschema.validate({"version": 1, "jobs": [{"input": "a", "output": "c", "strength": 0.5, "regions": [
+        {"mask": "m.png", "style": "s.jpg", "style_weight": 8}, {"mask": "f/", "style_weight": 0}]}]}, schema)
     for bad in ({"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "optimizer": "sgd"}]},
                 {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "sise": 3}]},
                 {"version": 1, "jobs": [{"input": "a", "output": "c"}]},
+                {"version": 1, "jobs": [{"input": "a", "output": "c", "regions": [{"style": "s.jpg"}]}]},
+                {"version": 1, "jobs": [{"input": "a", "output": "c", "regions": [{"mask": "m", "colour": 1}]}]},
                 {"version": 1, "defaults": {"style_layers": ["conv9_1"]},
                  "jobs": [{"input": "a", "style": "b", "output": "c"}]}):
         with pytest.raises(jsonschema.ValidationError):

@@ -45,12 +45,7 @@ _HINTS = {**typing.get_type_hints(Settings),
           **{f"video.{k}": v for k, v in typing.get_type_hints(VideoSettings).items()}}
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _INT64 = 2**63
-MAX_SIZE = 16384  # px: a working image beyond this is a typo, not a photo (`size: original` has no limit)
-MAX_STYLE_SCALE = 10.0
-MAX_STRENGTH = 1.5  # a content distance: near 1 little of the photo is left (BENCHMARKS.md §0: 0.98 erased a face)
-MAX_FLOW_SCALE = 8.0  # video.flow_scale: the flow on frames up to 8x the working size
 MAX_NUMBER = 1e30  # any number setting
-MAX_LEARNING_RATE = 1.0  # Adam's step on pixels in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -258,38 +253,16 @@ def _kind(value: Any) -> str:
 
 
 def _check_range(key: str, value: Any, where: _Where) -> None:
-    """Constraints beyond the type, by setting name."""
-    positive = {"size", "learning_rate", "style_scale", "batch_size", "memory_limit", "video.first_iterations",
-                "video.segment_frames"}
-    non_negative = {"iterations", "content_weight", "style_weight", "tv_weight", "tolerance",
-                    "video.iterations", "video.temporal_weight", "video.start", "video.overlap",
-                    "video.temporal_motion"}
+    """Constraints beyond the type: a number's range from its field (`settings.Bounds`), then the rules of
+    the settings that are not numbers."""
     if key == "size" and value == "original":
         return
-    if key in positive and value <= 0:
-        raise where.error(f"must be > 0, got {value}")
-    if key in non_negative and value < 0:
-        raise where.error(f"must be >= 0, got {value}")
-    if key == "size" and value < 16:
-        raise where.error(f"must be at least 16 px, got {value}")
-    if key == "size" and value > MAX_SIZE:
-        raise where.error(f"must be at most {MAX_SIZE} px (`original` works at each input's own size), got {value}")
-    if key == "style_scale" and value > MAX_STYLE_SCALE:
-        raise where.error(f"must be at most {MAX_STYLE_SCALE:g} (the style image at that many times the working "
-                          f"size), got {value}")
-    if key == "learning_rate" and value > MAX_LEARNING_RATE:
-        raise where.error(f"must be at most {MAX_LEARNING_RATE:g} (a step on pixels in [0, 1]), got {value}")
-    if key == "seed" and value < 0:
-        raise where.error(f"must be >= 0, got {value}")
-    if key == "quality" and not 1 <= value <= 100:
-        raise where.error(f"must be between 1 and 100, got {value}")
-    if key == "strength" and value is not None and not 0.0 < value <= MAX_STRENGTH:
-        raise where.error(f"must be between 0 (the photo kept whole) and {MAX_STRENGTH:g} (the photo nearly gone), "
-                          f"got {value}; e.g. 0.3 mild, 0.5 even, 0.8 strong")
-    if key == "video.scene_cut" and not 0.0 <= value <= 1.0:
-        raise where.error(f"must be between 0 and 1, got {value}")
-    if key == "video.flow_scale" and not 1.0 <= value <= MAX_FLOW_SCALE:
-        raise where.error(f"must be between 1 (the working size) and {MAX_FLOW_SCALE:g}, got {value}")
+    field = VIDEO_FIELDS[key[6:]] if key.startswith("video.") else SETTING_FIELDS[key]
+    bounds = field.metadata.get("bounds")
+    if bounds is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        problem = bounds.problem(value)
+        if problem is not None:
+            raise where.error(problem)
     if key in ("content_layers", "style_layers") and not value:  # the names depend on `model`: _check_layers
         raise where.error("must name at least one layer")
     if key == "scales":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nst_batch.engine.vgg import MODELS, layer_names
-from nst_batch.settings import Settings, VideoSettings
+from nst_batch.settings import Bounds, Settings, VideoSettings
 
 __all__ = ["OneJob", "manifest_schema", "starter_manifest"]
 
@@ -42,11 +42,30 @@ def _properties(cls: type) -> dict[str, Any]:
     for f in dataclasses.fields(cls):
         if f.name == "video":
             continue
-        prop = {**_type(hints[f.name], f.name), "description": f.metadata["help"]}
+        prop = _ranged(_type(hints[f.name], f.name), f.metadata.get("bounds"))
+        prop["description"] = f.metadata["help"]
         if f.default is not dataclasses.MISSING:
             prop["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
         props[f.name] = prop
     return props
+
+
+def _ranged(schema: dict[str, Any], bounds: Bounds | None) -> dict[str, Any]:
+    """`schema` with the field's range (`settings.Bounds`) on its number (the number branch of an anyOf)."""
+    if bounds is None:
+        return schema
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [_ranged(branch, bounds) for branch in schema["anyOf"]]}
+    if schema.get("type") not in ("number", "integer"):
+        return schema
+    out = dict(schema)
+    if bounds.at_least is not None:  # a floor above `low` (size: > 0, and at least 16 px)
+        out["minimum"] = bounds.at_least
+    elif bounds.low is not None:
+        out["exclusiveMinimum" if bounds.open_low else "minimum"] = bounds.low
+    if bounds.high is not None:
+        out["maximum"] = bounds.high
+    return out
 
 
 def _model_layers() -> list[dict[str, Any]]:

@@ -20,11 +20,21 @@ def test_schema_accepts_good_and_rejects_bad(tmp_path: Path) -> None:
     schema = json.loads(res.stdout)
     jsonschema.validate(read_yaml((REPO / "pipeline.yaml").read_text()), schema)
     jsonschema.validate(read_yaml(CONTRACT), schema)
+    ranges = schema["properties"]["defaults"]["properties"]
+    assert ranges["size"]["anyOf"][0] == {"type": "integer", "minimum": 16, "maximum": 16384}
+    assert ranges["strength"]["anyOf"][0] == {"type": "number", "exclusiveMinimum": 0, "maximum": 1.5}
+    jsonschema.validate({"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "size": "original",
+                                             "strength": 1.5}]},
+                        schema)
     jsonschema.validate({"version": 1, "jobs": [{"input": "a", "output": "c", "strength": 0.5, "regions": [
         {"mask": "m.png", "style": "s.jpg", "style_weight": 8}, {"mask": "f/", "style_weight": 0}]}]}, schema)
     for bad in ({"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "optimizer": "sgd"}]},
                 {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "sise": 3}]},
                 {"version": 1, "jobs": [{"input": "a", "output": "c"}]},
+                {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "size": 8}]},
+                {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "strength": 0}]},
+                {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "quality": 101}]},
+                {"version": 1, "jobs": [{"input": "a", "style": "b", "output": "c", "video": {"scene_cut": 2}}]},
                 {"version": 1, "jobs": [{"input": "a", "output": "c", "regions": [{"style": "s.jpg"}]}]},
                 {"version": 1, "jobs": [{"input": "a", "output": "c", "regions": [{"mask": "m", "colour": 1}]}]},
                 {"version": 1, "defaults": {"style_layers": ["conv9_1"]},

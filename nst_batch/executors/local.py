@@ -122,10 +122,11 @@ class LocalExecutor:
                     progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
 
             try:
-                masks = [image_masks(job, read.unit.src, read.content.shape[:2]) for read in batch]
+                # With regions every picture has its masks (zeros for a region a mirrored folder lacks).
+                masks = [m for read in batch if (m := image_masks(job, read.unit.src, read.content.shape[:2]))
+                         is not None]
                 result = stylize_batch(ctx, [read.content for read in batch], iterations=s.iterations,
-                                       progress=on_progress, should_stop=should_stop,
-                                       masks=None if job.regions == () else [m for m in masks if m is not None])
+                                       progress=on_progress, should_stop=should_stop, masks=masks or None)
             except Exception as exc:  # noqa: BLE001 - Interrupted, or a fault of the whole batch
                 if fault_of(exc) is None and not isinstance(exc, BatchTooBig):
                     for unit, *_ in batch:

@@ -28,7 +28,7 @@ from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_p
 from nst_batch.media.borders import Border, find_border, trim_border
 from nst_batch.media.images import read_image, resize_exact, resize_longest
 from nst_batch.models import ModelCache
-from nst_batch.settings import Job, working_side
+from nst_batch.settings import Job, StyleSpec, working_side
 
 __all__ = ["BatchTooBig", "JobContext", "to_tensor", "to_uint8", "to_float", "stylize_frame", "stylize_batch",
            "find_style_weight", "ProgressFn", "StopFn", "COARSE_PASS", "PROBE_ITERATIONS", "PROBE_SIDE"]
@@ -147,6 +147,8 @@ class JobContext:
                 continue
             key = (r, side, scale)
             if key not in self._region_grams:
+                if any(k[1] != side for k in self._region_grams):  # `size: original`: one size of targets kept
+                    self._region_grams = {k: v for k, v in self._region_grams.items() if k[1] == side}
                 own = s.style_scale if region.style_scale is None else region.style_scale
                 style_size = max(16, round(side * own))
                 styles = [(to_tensor(resize_longest(img, style_size), self.device), w) for img, w in images]
@@ -210,15 +212,24 @@ class JobContext:
         return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device).expand_as(content).clone()
 
 
+def region_trims(job: Job) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
+    """`style_trims` of each region's styles (`settings_hash(region_trims=)`)."""
+    return tuple(_trims(job, region.styles) for region in job.regions)
+
+
 def style_trims(job: Job) -> tuple[tuple[int, int, int, int], ...]:
     """The border (top, bottom, left, right px) each of the job's style images loses on read, for the
     settings hash (`settings_hash(trimmed=)`): what the style contributes is its pixels less that border.
     Read once per version of each file; () with `style_border: keep`. An unreadable style gives no border
     here (the job then fails on reading it, saying why)."""
+    return _trims(job, job.styles)
+
+
+def _trims(job: Job, styles: Sequence[StyleSpec]) -> tuple[tuple[int, int, int, int], ...]:
     if job.settings.style_border == "keep":
         return ()
     found = []
-    for spec in job.styles:
+    for spec in styles:
         try:
             b = _style_border(spec.image)
         except (OSError, NstBatchError):

@@ -601,8 +601,8 @@ def _regions(raw: Any, where: _Where, base: Path, settings: Settings) -> tuple[R
         raise where.error("must be a list of regions, each {mask: PATH, style: IMAGE} (style_weight, style_scale "
                           "optional), e.g. [{mask: masks/sky.png, style: styles/starry.jpg}]")
     if settings.strength is not None:
-        raise where.error("strength finds one style weight per picture and cannot yet weigh regions: leave "
-                          "strength out, or give each region its style_weight")
+        raise where.error("strength (set for this job, in defaults or by --set) finds one style weight per picture "
+                          "and cannot weigh regions: set strength: null for this job")
     out = []
     for i, item in enumerate(raw):
         w = where.child(i, raw)
@@ -670,6 +670,9 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path,
         if settings.batch_size > 1:
             raise here.error("strength gives each picture its own style weight, so its pictures cannot share a "
                              "batch: set batch_size: 1, or leave strength out")
+        if settings.init != "content":
+            raise here.error("strength measures how much of the photo each probe keeps, starting from the photo: "
+                             "it needs init: content")
     v = settings.video
     if v.end is not None and v.end <= v.start:
         raise where.error(f"video.end ({v.end}) must be after video.start ({v.start})")

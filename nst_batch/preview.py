@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nst_batch.context import JobContext, to_float
+from nst_batch.context import JobContext, find_style_weight, to_float
 from nst_batch.image_job import finish, stylize_image_file, working_picture
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, resize_longest, write_image
@@ -29,6 +29,7 @@ from nst_batch.models import ModelCache
 from nst_batch.plan import Unit, plan_job
 from nst_batch.settings import Job
 from nst_batch.video.frames import Previous, stylize_next
+from nst_batch.regions import video_masks
 from nst_batch.video.segments import expected_frames
 
 __all__ = ["Shot", "preview", "preview_job", "spread"]
@@ -107,8 +108,15 @@ def _video(ctx: JobContext, job: Job, unit: Unit, folder: Path) -> list[Shot]:
     info = probe_video(unit.src)
     count = expected_frames(info.frame_count, info.fps, s.video.start, s.video.end) or 2  # no count: the start
     starts = spread(max(1, count - 1), 2) if count > 1 else [0]
+    picks = {k for t in starts for k in (t, t + 1)}
     frames = dict(frames_at(read_frames(unit.src, start=s.video.start, end=s.video.end, size=int(s.size)),
-                            {k for t in starts for k in (t, t + 1)}))  # the four frames alone, in one pass
+                            picks))  # the four frames alone, in one pass
+    shape = next(iter(frames.values())).shape[:2] if frames else (0, 0)
+    masks = dict(frames_at((m for m in video_masks(ctx.job, unit.src, shape) if m is not None), picks)) if (
+        job.regions) else {}
+    # `strength`: one weight for the clip, as the run finds it (on the first frame of the span)
+    weight = (find_style_weight(ctx, working_picture(s, frames[min(frames)])).weight
+              if s.strength is not None and frames else None)
     shots = []
     for t in starts:
         prev: Previous | None = None
@@ -117,7 +125,7 @@ def _video(ctx: JobContext, job: Job, unit: Unit, folder: Path) -> list[Shot]:
                 break
             content = working_picture(s, frames[k])
             started = time.perf_counter()
-            step = stylize_next(ctx, content, prev)
+            step = stylize_next(ctx, content, prev, style_weight=weight, masks=masks.get(k))
             seconds = time.perf_counter() - started
             label = f"{unit.key} frame {k + 1} ({'cold' if step.cold else how})"
             name = _slug(str(Path(unit.key).with_suffix("")))

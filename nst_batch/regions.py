@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,7 +30,7 @@ import numpy as np
 
 from nst_batch.errors import ManifestError, MediaError
 from nst_batch.ledger import input_identity, input_identity_now
-from nst_batch.media.images import IMAGE_SUFFIXES, read_image
+from nst_batch.media.images import IMAGE_SUFFIXES, image_shape, read_image
 from nst_batch.media.video import VIDEO_EXTENSIONS, frame_index, probe_video, read_frames
 from nst_batch.settings import Job, Region, Settings
 
@@ -52,7 +53,13 @@ class MaskSource:
     kind: Literal["image", "video", "frames"]
 
     def frame_files(self) -> list[Path]:
-        return sorted(p for p in self.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        """The numbered mask frames in number order (`2.png` before `10.png`: ffmpeg's `%d.png` too)."""
+        return sorted((p for p in self.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                      key=_natural)
+
+
+def _natural(path: Path) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 def unit_masks(job: Job, src: Path) -> list[MaskSource | None]:
@@ -78,11 +85,31 @@ def _mirrored(folder: Path, rel: Path, *, is_video: bool) -> MaskSource | None:
     if is_video and (parent / rel.stem).is_dir():
         return MaskSource(parent / rel.stem, "frames")
     suffixes = IMAGE_SUFFIXES + (tuple(VIDEO_EXTENSIONS) if is_video else ())
-    if parent.is_dir():
-        for candidate in sorted(parent.iterdir()):
-            if candidate.stem == rel.stem and candidate.is_file() and candidate.suffix.lower() in suffixes:
-                return MaskSource(candidate, "video" if candidate.suffix.lower() in VIDEO_EXTENSIONS else "image")
+    for candidate in _listing(parent).get(rel.stem, ()):
+        if candidate.suffix.lower() in suffixes and candidate.is_file():
+            return MaskSource(candidate, "video" if candidate.suffix.lower() in VIDEO_EXTENSIONS else "image")
     return None
+
+
+_LISTINGS: dict[tuple[Path, int], dict[str, list[Path]]] = {}
+
+
+def _listing(folder: Path) -> dict[str, list[Path]]:
+    """A mask folder's files by stem, listed once per version of the folder (a lookup per input of a big
+    folder would otherwise list it again each time)."""
+    try:
+        version = folder.stat().st_mtime_ns
+    except OSError:
+        return {}
+    key = (folder, version)
+    if key not in _LISTINGS:
+        if len(_LISTINGS) > 4096:
+            _LISTINGS.clear()
+        by_stem: dict[str, list[Path]] = {}
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            by_stem.setdefault(path.stem, []).append(path)
+        _LISTINGS[key] = by_stem
+    return _LISTINGS[key]
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -154,22 +181,33 @@ def video_masks(job: Job, src: Path, shape: tuple[int, int]) -> Iterator[np.ndar
 
 def check_masks(job: Job, src: Path, *, kind: str) -> None:
     """Each region's mask for `src` can serve it: readable, not empty, the input's aspect ratio within 1 %,
-    and for a video as many mask frames as the frames processed. Raises MaskError naming the region."""
-    if kind == "video":
-        info = probe_video(src)
-        height, width = info.height, info.width
-        from nst_batch.video.segments import expected_frames  # the video package sits above this module
+    and for a video as many mask frames as the frames processed, a mask video at the input's frame rate.
+    Raises MaskError naming the region. An input that cannot be read itself is not checked here: the run
+    fails it alone, as it fails any damaged input."""
+    try:
+        if kind == "video":
+            info = probe_video(src)
+            height, width, fps = info.height, info.width, info.fps
+            from nst_batch.video.segments import expected_frames  # the video package sits above this module
 
-        needed = expected_frames(info.frame_count, info.fps, job.settings.video.start, job.settings.video.end)
-    else:
-        height, width = _image_shape(src)
-        needed = None
+            needed = expected_frames(info.frame_count, fps, job.settings.video.start, job.settings.video.end)
+        else:
+            height, width = image_shape(src)
+            fps, needed = None, None
+    except (MediaError, OSError):
+        return
     for i, (region, source) in enumerate(zip(job.regions, unit_masks(job, src))):
         if source is None:
             continue
         where = f"{region.source}: region {i + 1}'s mask {source.path}"
         try:
-            first, count = _mask_shape(source, job.settings, info.fps if kind == "video" else None)
+            first, count = _mask_shape(source, job.settings, fps)
+            if source.kind == "video" and fps:
+                own = probe_video(source.path).fps
+                if abs(float(own) / float(fps) - 1.0) > 0.01:
+                    raise MaskError(f"{where}: {float(own):g} frames a second, {src.name} has {float(fps):g}: a "
+                                    "mask video is read frame by frame in step with its video, at the same rate")
+            empty = float(first.max()) < _EMPTY and not _any_mask(source, job.settings, fps)
         except (MediaError, OSError) as exc:
             raise MaskError(f"{where}: unreadable ({exc})") from None
         if source.kind == "frames" and count == 0:
@@ -178,10 +216,21 @@ def check_masks(job: Job, src: Path, *, kind: str) -> None:
         if abs((mw / mh) / (width / height) - 1.0) > ASPECT_TOLERANCE:
             raise MaskError(f"{where}: {mw}x{mh} is not the shape of {src.name} ({width}x{height}): the aspect "
                             f"ratios differ by more than {ASPECT_TOLERANCE:.0%}")
-        if float(first.max()) < _EMPTY:
-            raise MaskError(f"{where}: empty (black everywhere): it covers nothing of {src.name}")
+        if empty:
+            every = "" if source.kind == "image" else " in every frame"
+            raise MaskError(f"{where}: empty (black everywhere{every}): it covers nothing of {src.name}")
         if kind == "video" and source.kind != "image" and needed is not None and count < needed:
             raise MaskError(f"{where}: {count} mask frames for the {needed} frames of {src.name} processed")
+
+
+def _any_mask(source: MaskSource, settings: Settings, fps: Fraction | float | None) -> bool:
+    """A mask video or frame folder that covers something in some frame (a region may enter the shot late)."""
+    if source.kind == "image":
+        return False
+    start = settings.video.start
+    frames = (read_frames(source.path, start=start, end=settings.video.end) if source.kind == "video"
+              else (read_image(p) for p in source.frame_files()[frame_index(start, fps) if fps else 0:]))
+    return any(float(_gray(rgb).max()) >= _EMPTY for rgb in frames)
 
 
 def check_regions(jobs: Sequence[Job]) -> None:
@@ -195,11 +244,6 @@ def check_regions(jobs: Sequence[Job]) -> None:
                     check_masks(job, unit.src, kind=unit.kind)
                 except MaskError as exc:
                     raise MaskError(f"job '{job.name}': {exc}") from None
-
-
-def _image_shape(src: Path) -> tuple[int, int]:
-    rgb = read_image(src)
-    return rgb.shape[0], rgb.shape[1]
 
 
 def _mask_shape(source: MaskSource, settings: Settings, fps: Fraction | float | None) -> tuple[np.ndarray, int]:
@@ -250,4 +294,5 @@ def missing_masks_note(job: Job, src: Path) -> str | None:
     if not missing:
         return None
     which = ", ".join(str(i) for i in missing)
-    return f"no mask for region {which} in its mask folder: the job's style alone there"
+    alone = "the job's style alone there" if job.styles else "no style there (the job has none): the photo kept"
+    return f"no mask for region {which} in its mask folder: {alone}"

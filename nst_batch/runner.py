@@ -21,7 +21,7 @@ from nst_batch.engine import Interrupted
 from nst_batch.errors import LockedError, NstBatchError, WeightsError, describe
 from nst_batch.events import (Event, JobFinished, Notice, JobStarted, JobSummary, RunStarted, RunSummary, UnitFinished,
                               UnitStarted)
-from nst_batch.context import style_trims
+from nst_batch.context import region_trims, style_trims
 from nst_batch.executors import Executor
 from nst_batch.ledger import Ledger, RunLock
 from nst_batch.regions import identity_now
@@ -125,8 +125,8 @@ def _check_weights_once(jobs: Sequence[Job]) -> None:
 def _hashes(job: Job) -> dict[str, str]:
     """The settings hash of each kind of output: an image's leaves the video settings out."""
     trims = style_trims(job)  # a framed style's border, trimmed on read, is part of what decides the pixels
-    return {kind: settings_hash(job.settings, job.styles, kind=kind, trimmed=trims, regions=job.regions)
-            for kind in ("image", "video")}
+    return {kind: settings_hash(job.settings, job.styles, kind=kind, trimmed=trims, regions=job.regions,
+                                region_trims=region_trims(job)) for kind in ("image", "video")}
 
 
 def _todo(plan: JobPlan, ledger: Ledger, digest: dict[str, str], force: bool) -> list[Unit]:

@@ -275,13 +275,15 @@ VIDEO_VERSION = 2
 
 def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None, *,
                   kind: Literal["image", "video"] = "video",
-                  trimmed: Sequence[tuple[int, int, int, int]] = (), regions: Sequence[Region] = ()) -> str:
+                  trimmed: Sequence[tuple[int, int, int, int]] = (), regions: Sequence[Region] = (),
+                  region_trims: Sequence[Sequence[tuple[int, int, int, int]]] = ()) -> str:
     """A short hash of everything that decides the pixels of an output of `kind`.
 
     An image's leaves out the video settings, so that tuning them does not redo finished photos.
     `trimmed`: the border (top, bottom, left, right px) each style image loses on read (`style_border`);
     `style_border` itself is not hashed, its effect is: a style without a border hashes as it always did.
-    `regions`: their styles and weights (each input's mask file is part of its input's identity, ledger.py).
+    `regions`: their styles and weights (each input's mask file is part of its input's identity, ledger.py);
+    `region_trims`: the border each region's styles lose on read, as `trimmed`.
     """
     data = settings_to_dict(settings)
     if kind == "image":
@@ -313,6 +315,10 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
         data["regions"] = [{"mask": str(r.mask), "styles": [{"image": _file_identity(s.image), "weight": s.weight}
                                                             for s in r.styles],
                             "style_weight": r.style_weight, "style_scale": r.style_scale} for r in regions]
+        for entry, borders in zip(data["regions"], region_trims):
+            for style, border in zip(entry["styles"], borders):
+                if any(border):
+                    style["trimmed"] = list(border)
     data["extra"] = extra or {}
     data["objective"] = OBJECTIVE_VERSION
     if settings.weights not in ("imagenet", "random") and Path(settings.weights).is_file():

@@ -253,3 +253,70 @@ def test_a_mask_a_user_got_wrong_is_refused_before_any_work(tmp_path: Path, styl
     assert r.returncode != 0 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and "p.yaml:" in r.stderr
     assert not (tmp_path / "out/clip.mp4").exists()
+
+
+# --- found in review -----------------------------------------------------------------------------------------
+
+
+def test_a_damaged_photo_in_a_folder_with_regions_fails_alone(tree: Path) -> None:
+    (tree / "pics" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    r = nst_here("run", "p.yaml", *FAST, cwd=tree)
+    assert r.returncode == 1 and "3 done, 0 skipped, 1 failed" in r.stdout, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_preview_of_a_clip_in_regions_alone(tmp_path: Path, style_image: Path) -> None:
+    make_clip(tmp_path / "clip.mp4", frames=6, size=(48, 36))
+    mask = np.zeros((36, 48), np.uint8)
+    mask[:, :24] = 255
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    write_manifest(tmp_path / "p.yaml", "version: 1\njobs:\n"
+                   "  - {name: clip, input: clip.mp4, output: out/clip.mp4,\n"
+                   "     regions: [{mask: mask.png, style: styles/starry.jpg}]}\n")
+    r = nst_here("preview", "p.yaml", "--weights", "random", "--device", "cpu", "--size", "32", "--iterations", "3",
+                 cwd=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert len(list((tmp_path / "nst-batch-preview").rglob("*.png"))) >= 4
+
+
+def test_a_mask_video_at_another_frame_rate_is_refused_and_one_that_starts_black_is_not(
+        tmp_path: Path, style_image: Path) -> None:
+    from nst_batch.media.video import encode_video
+
+    make_clip(tmp_path / "clip.mp4", frames=6, fps=12, size=(48, 36))
+    make_clip(tmp_path / "fast.mp4", frames=12, fps=24, size=(48, 36), audio=False)
+    frames = [np.zeros((36, 48, 3), np.uint8) for _ in range(6)]
+    for t in range(2, 6):
+        frames[t][:, : 8 * t] = 255  # the region enters the shot at frame 3
+    encode_video(iter(frames), tmp_path / "enter.mp4", fps=12)
+    for mask, ok in (("fast.mp4", False), ("enter.mp4", True)):
+        write_manifest(tmp_path / "p.yaml", "version: 1\njobs:\n"
+                       "  - {name: clip, input: clip.mp4, style: styles/starry.jpg, output: out/clip.mp4,\n"
+                       f"     regions: [{{mask: {mask}, style_weight: 0}}]}}\n")
+        r = nst_here("run", "p.yaml", *FAST, cwd=tmp_path)
+        if ok:
+            assert r.returncode == 0, r.stdout + r.stderr
+        else:
+            assert r.returncode == 2 and "24 frames a second, clip.mp4 has 12" in r.stderr, r.stderr
+
+
+def test_numbered_mask_frames_go_by_number(tmp_path: Path) -> None:
+    from nst_batch.regions import MaskSource
+
+    (tmp_path / "m").mkdir()
+    for n in (1, 2, 10, 11, 3):
+        cv2.imwrite(str(tmp_path / "m" / f"{n}.png"), np.zeros((2, 2), np.uint8))
+    assert [p.stem for p in MaskSource(tmp_path / "m", "frames").frame_files()] == ["1", "2", "3", "10", "11"]
+
+
+def test_a_framed_region_style_s_border_is_in_the_hash(tmp_path: Path, style_image: Path) -> None:
+    """The sample Starry Night has a black frame: trimmed or kept, a region's style gives other pixels."""
+    from nst_batch.runner import _hashes
+
+    write_rgb(tmp_path / "in.png", sample_photo("coffee.jpg", 32))
+    cv2.imwrite(str(tmp_path / "m.png"), np.full((24, 32), 255, np.uint8))
+    manifest = write_manifest(tmp_path / "p.yaml", "version: 1\njobs:\n"
+                              "  - {input: in.png, output: out.png, regions: [{mask: m.png, style: styles/starry.jpg}]}\n")
+    trim = load_manifest(manifest).jobs[0]
+    keep = load_manifest(manifest, {"style_border": "keep"}).jobs[0]
+    assert _hashes(trim)["image"] != _hashes(keep)["image"]

@@ -162,3 +162,11 @@ def test_bad_strength_is_a_manifest_error(tmp_path: Path, style_image: Path, lin
     r = nst_here("run", "p.yaml", *FAST, cwd=tmp_path)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert "p.yaml:" in r.stderr
+
+
+def test_strength_needs_the_photo_as_its_start(tmp_path: Path, style_image: Path) -> None:
+    write_rgb(tmp_path / "pics" / "a.png", sample_photo("coffee.jpg", 32))
+    write_manifest(tmp_path / "p.yaml", "version: 1\ndefaults: {strength: 0.5, init: noise}\njobs:\n"
+                   "  - {name: pics, input: pics, style: styles/starry.jpg, output: out}\n")
+    r = nst_here("run", "p.yaml", *FAST, cwd=tmp_path)
+    assert r.returncode == 2 and "it needs init: content" in r.stderr, r.stderr

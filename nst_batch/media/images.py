@@ -24,7 +24,7 @@ from nst_batch.media.atomic import atomic_path
 from nst_batch.media.colour import srgb_icc, to_srgb
 
 __all__ = ["IMAGE_SUFFIXES", "PILLOW_SUFFIXES", "is_image_file", "read_image", "read_image_alpha", "read_thumbnail",
-           "available_memory", "animation_frames", "write_image",
+           "image_shape", "available_memory", "animation_frames", "write_image",
            "resize_longest", "longest_side_shape", "resize_exact", "keep_colors", "to_bits",
            "DEEP_SUFFIXES"]
 
@@ -120,6 +120,20 @@ _DECODE_BYTES_PER_PIXEL = 16  # 16-bit RGBA decoded (8 bytes) and one converted 
 def available_memory() -> int | None:
     """Bytes of memory a decode may take now: MemAvailable within a container's limit (`host_memory`)."""
     return cpu_available()
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file as `read_image` gives it (EXIF orientation applied), from its header
+    where Pillow reads one, else by decoding it."""
+    try:
+        with _quiet(), Image.open(path) as im:
+            width, height = im.size
+            if path.suffix.lower() in (".jpg", ".jpeg") and im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                width, height = height, width  # turned a quarter by its orientation
+            return height, width
+    except Exception:  # noqa: BLE001 - what Pillow cannot open, OpenCV may (or says why not)
+        rgb = read_image(path)
+        return rgb.shape[0], rgb.shape[1]
 
 
 def animation_frames(path: Path) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import time
 from contextlib import AbstractContextManager
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nst_batch.engine import Progress, Result, Temporal
+from nst_batch.engine import Interrupted, Progress, Result, Temporal
 from nst_batch.media.images import longest_side_shape, read_image, write_image
 from nst_batch.media.video import VideoInfo, probe_video, read_frames
 from nst_batch.memory_plan import MemoryPlan
@@ -62,16 +63,27 @@ class FrameStep:
     cut: bool  # cold because of a scene cut
 
 
-def clip_style_weight(ctx: JobContext, work: Path, first: np.ndarray | None) -> float | None:
+STRENGTH_WAIT = 600.0  # s a later segment waits for the first segment's clip weight before finding its own
+
+
+def clip_style_weight(ctx: JobContext, work: Path, first: np.ndarray | None, *, wait: bool = False,
+                      should_stop: Callable[[], bool] | None = None) -> float | None:
     """`strength`: the one style weight of every frame of a clip (segments and seams alike), found on the first
     frame of the span processed (`first`, at working size) and kept in the work folder; None without strength.
 
-    Every segment meets the first frame (frames are decoded from the start) and finds the same weight (the
-    search is deterministic); the file spares the search to the rest and to a resumed run.
+    The first segment finds it; a later one (`wait`), which may run at once on another worker, waits for its
+    file (up to STRENGTH_WAIT, then finds it itself: the search is deterministic on one device, but another
+    GPU's rounding could steer it elsewhere). The file also spares the search to a resumed run.
     """
     if ctx.job.settings.strength is None:
         return None
     path = work / "strength.json"
+    waited = 0.0
+    while wait and not path.exists() and waited < STRENGTH_WAIT:
+        if should_stop is not None and should_stop():
+            raise Interrupted
+        time.sleep(0.5)
+        waited += 0.5
     if path.exists():
         return float(json.loads(path.read_text())["style_weight"])
     if first is None:
@@ -171,7 +183,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, pro
     with video_plan(ctx, info):
         for t, (content, flow_content, mask) in enumerate(zip(frames, larger, masks)):
             if t == 0:
-                clip_weight = clip_style_weight(ctx, work, content)
+                clip_weight = clip_style_weight(ctx, work, content, wait=seg.first > 0, should_stop=should_stop)
             if t < begin:
                 continue
             if seg.last is not None and t >= seg.last:
@@ -231,7 +243,8 @@ def _distances(ctx: JobContext, result: Result) -> dict[str, float]:
     w = ctx.loss_weights
     out = {}
     style = w.style if result.style_weight is None else result.style_weight  # `strength`: the clip's own
-    for name, weight in (("content", w.content), ("style", style)):
+    # With regions the style term sums each region's by its own weight: no one weight unweights it.
+    for name, weight in (("content", w.content), ("style", 0.0 if ctx.job.regions else style)):
         if weight > 0 and name in result.terms:
             out[name] = round(result.terms[name] / weight, 6)
     return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from nst_batch.context import style_trims
+from nst_batch.context import region_trims, style_trims
 from nst_batch.ledger import Ledger, input_identity
 from nst_batch.regions import identity_now
 from nst_batch.media.atomic import write_text_atomic
@@ -63,7 +63,7 @@ def prepare_video_work(job: Job, src: Path, work: Path) -> None:
     Call it once per video before its segments run (they may run at once, on several workers).
     """
     digest = settings_hash(job.settings, job.styles, extra={"video": identity_now(job, src) or input_identity(src)},
-                           trimmed=style_trims(job), regions=job.regions)
+                           trimmed=style_trims(job), regions=job.regions, region_trims=region_trims(job))
     meta = work / "meta.json"
     if meta.exists() and json.loads(meta.read_text()).get("hash") != digest:
         shutil.rmtree(work)

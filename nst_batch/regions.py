@@ -31,7 +31,7 @@ import numpy as np
 from nst_batch.errors import ManifestError, MediaError
 from nst_batch.ledger import input_identity, input_identity_now
 from nst_batch.media.images import IMAGE_SUFFIXES, image_shape, read_image
-from nst_batch.media.video import VIDEO_EXTENSIONS, frame_index, probe_video, read_frames
+from nst_batch.media.video import VIDEO_EXTENSIONS, expected_frames, frame_index, probe_video, read_frames
 from nst_batch.settings import Job, Region, Settings
 
 __all__ = ["MaskError", "MaskSource", "check_regions", "unit_masks", "mask_frames", "picture_masks", "image_masks",
@@ -188,8 +188,6 @@ def check_masks(job: Job, src: Path, *, kind: str) -> None:
         if kind == "video":
             info = probe_video(src)
             height, width, fps = info.height, info.width, info.fps
-            from nst_batch.video.segments import expected_frames  # the video package sits above this module
-
             needed = expected_frames(info.frame_count, fps, job.settings.video.start, job.settings.video.end)
         else:
             height, width = image_shape(src)
@@ -252,8 +250,6 @@ def _mask_shape(source: MaskSource, settings: Settings, fps: Fraction | float | 
         return _gray(read_image(source.path)), 1
     if source.kind == "video":
         info = probe_video(source.path)
-        from nst_batch.video.segments import expected_frames
-
         count = expected_frames(info.frame_count, info.fps, settings.video.start, settings.video.end) or 0
         first = next(iter(read_frames(source.path, start=settings.video.start, end=settings.video.end)))
         return _gray(first), count

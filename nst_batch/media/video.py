@@ -25,8 +25,8 @@ from nst_batch.media.atomic import atomic_path
 from nst_batch.media.audio import AudioTrack
 from nst_batch.media.images import read_image, resize_longest
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "frame_index", "frames_at",
-           "is_video_file", "probe_video", "read_frames"]
+__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "EncodeResult", "encode_video", "expected_frames", "frame_index",
+           "frames_at", "is_video_file", "probe_video", "read_frames"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
 
@@ -470,3 +470,11 @@ def _as_fraction(fps: Fraction | float | int) -> Fraction:
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
+
+def expected_frames(count: int, fps: Fraction | float, start: float, end: float | None) -> int | None:
+    """Frames i with start <= i / fps < end among `count` (the container's count; None when it has none):
+    the frames `read_frames(start=start, end=end)` yields, counted by its own rule (`frame_index`)."""
+    if count <= 0 or fps <= 0:
+        return None
+    last = count if end is None else min(count, frame_index(end, fps))
+    return max(0, last - frame_index(start, fps))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from nst_batch.context import region_trims, style_trims
 from nst_batch.ledger import Ledger, input_identity
 from nst_batch.regions import identity_now
 from nst_batch.media.atomic import write_text_atomic
-from nst_batch.media.video import frame_index, probe_video
+from nst_batch.media.video import expected_frames, probe_video
 from nst_batch.settings import Job, Settings, settings_hash
 
 __all__ = ["Segment", "video_segments", "prepare_video_work", "expected_frames", "segment_dir", "segment_ledger"]
@@ -31,15 +30,6 @@ class Segment:
     first: int = 0
     last: int | None = None
     overlap: int = 0
-
-
-def expected_frames(count: int, fps: Fraction | float, start: float, end: float | None) -> int | None:
-    """Frames i with start <= i / fps < end among `count` (the container's count; None when it has none):
-    the frames `read_frames(start=start, end=end)` yields, counted by its own rule (`frame_index`)."""
-    if count <= 0 or fps <= 0:
-        return None
-    last = count if end is None else min(count, frame_index(end, fps))
-    return max(0, last - frame_index(start, fps))
 
 
 def video_segments(settings: Settings, src: Path) -> list[Segment]:

@@ -316,7 +316,8 @@ def test_a_framed_region_style_s_border_is_in_the_hash(tmp_path: Path, style_ima
     write_rgb(tmp_path / "in.png", sample_photo("coffee.jpg", 32))
     cv2.imwrite(str(tmp_path / "m.png"), np.full((24, 32), 255, np.uint8))
     manifest = write_manifest(tmp_path / "p.yaml", "version: 1\njobs:\n"
-                              "  - {input: in.png, output: out.png, regions: [{mask: m.png, style: styles/starry.jpg}]}\n")
+                              "  - {input: in.png, output: out.png,\n"
+                              "     regions: [{mask: m.png, style: styles/starry.jpg}]}\n")
     trim = load_manifest(manifest).jobs[0]
     keep = load_manifest(manifest, {"style_border": "keep"}).jobs[0]
     assert _hashes(trim)["image"] != _hashes(keep)["image"]

@@ -42,6 +42,8 @@ class Bounds:
 
     def problem(self, value: float) -> str | None:
         """What is wrong with `value`, as the manifest says it ("must be ..., got ..."), or None."""
+        if value != value:  # NaN compares false with every end
+            return f"must be a number, got {value}"
         low = self.low is not None and (value <= self.low if self.open_low else value < self.low)
         high = self.high is not None and value > self.high
         if self.between and (low or high):

@@ -29,17 +29,17 @@ def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
 
 
 def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
-           original: np.ndarray | None = None) -> np.ndarray:
+           original: np.ndarray | None = None, *, video: bool = False) -> np.ndarray:
     """The picture as written, from the stylized float pixels (H, W, 3) in [0, 1]: at the original size if
     asked (bicubic), colours kept if asked (from the original, 16-bit where it is), then quantized to the bits
-    per channel of `bit_depth` (uint8 or uint16)."""
+    per channel of `bit_depth` (uint8 or uint16); a video's frame (`video`) to 8, what H.264 here holds."""
     source = content if original is None else original
     if settings.output_size == "original" and original is not None:
         stylized = resize_exact(stylized, original.shape[1], original.shape[0])
         content = original
     if settings.preserve_colors:
         stylized = keep_colors(stylized, content)
-    return to_bits(stylized, output_bits(settings, 16 if source.dtype == np.uint16 else 8))
+    return to_bits(stylized, 8 if video else output_bits(settings, 16 if source.dtype == np.uint16 else 8))
 
 
 def depth_warning(settings: Settings, original: np.ndarray, src: Path | None = None) -> str | None:

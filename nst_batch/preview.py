@@ -132,7 +132,7 @@ def _video(ctx: JobContext, job: Job, unit: Unit, folder: Path) -> list[Shot]:
             before = folder / f"{name}-{k + 1:06d}-before.jpg"
             after = folder / f"{name}-{k + 1:06d}.png"
             write_image(before, content, quality=90)
-            write_image(after, finish(s, to_float(step.result.image), content))
+            write_image(after, finish(s, to_float(step.result.image), content, video=True))
             shots.append(Shot(job.name, label, before, after, seconds))
             prev = Previous(content=content, raw=step.raw)
     return shots

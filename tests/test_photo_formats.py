@@ -256,3 +256,17 @@ def test_a_16_bit_input_written_at_8_bits_says_so(tmp_path: Path, style_image: P
     ProgressView(console)(UnitFinished(job="photos", key="deep.jpg", status="done", seconds=1.0, loss=0.5,
                                        metrics=records["deep.jpg"]["metrics"]))
     assert "WARNING: a 16-bit input written at 8 bits" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_bit_depth_16_leaves_a_video_8_bit(tmp_path: Path, style_image: Path) -> None:
+    """Found by the fuzz: `bit_depth: 16` on a folder with a clip sent 16-bit frames to the H.264 encoder."""
+    from videogen import make_clip
+
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "clip.mp4", frames=3, size=(32, 24), audio=False)
+    cv2.imwrite(str(tmp_path / "in" / "plain.png"), sample_photo("astronaut.jpg", 48))
+    out = _run(tmp_path, "bit_depth=16", "video.first_iterations=2", "video.iterations=1")
+    assert _read(out / "plain.png").dtype == np.uint16
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()

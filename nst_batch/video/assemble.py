@@ -96,7 +96,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, segment
                 else:
                     raw = ((1 - w) * raw + w * read_image(overlap_path)).round().astype(np.uint8)
             chain = Previous(content, raw)
-            out = finish(settings, raw, content)
+            out = finish(settings, raw, content, video=True)
             if prev is not None:
                 meter = seam_flicker if t in seam_pairs else flicker
                 if records[name].get("cut"):

@@ -79,7 +79,6 @@ class JobContext:
     extractor: FeatureExtractor
     loss_weights: LossWeights
     style_images: list[tuple[np.ndarray, float]]  # as read, with their blend weights
-    _styles: dict[int, list[tuple[torch.Tensor, float]]] = field(default_factory=dict)  # by working side
     _grams: dict[tuple[int, float], dict[str, torch.Tensor]] = field(default_factory=dict)  # by (side, scale)
     _saving: FeatureExtractor | None = None  # the extractor with the other `memory_saving`, made when a plan asks
     last_plan: MemoryPlan | None = None  # the memory plan of the last picture stylized (for the log and ledger)
@@ -121,17 +120,8 @@ class JobContext:
         """
         key = (side, scale)
         if key not in self._grams:
-            s = self.job.settings
-            if side not in self._styles:
-                self._styles.clear()  # `size: original`: keep one size of style pixels, not one per photo
-                self._grams = {k: v for k, v in self._grams.items() if k[0] == side}
-                style_size = max(16, round(side * s.style_scale))
-                self._styles[side] = [(to_tensor(resize_longest(img, style_size), self.device), w)
-                                      for img, w in self.style_images]
-            styles = self._styles[side]
-            if scale != 1.0:
-                styles = [(resize(img, scaled_size(img, scale)), w) for img, w in styles]
-            self._grams[key] = _style_grams_in_pieces(self.extractor, styles, s.style_layers, precision=s.precision)
+            self._grams = {k: v for k, v in self._grams.items() if k[0] == side}  # `size: original`: one size kept
+            self._grams[key] = self._targets(self.style_images, self.job.settings.style_scale, side, scale)
         return self._grams[key]
 
     def regions_for(self, masks: torch.Tensor, scale: float, side: int) -> Regions:
@@ -147,17 +137,21 @@ class JobContext:
                 continue
             key = (r, side, scale)
             if key not in self._region_grams:
-                if any(k[1] != side for k in self._region_grams):  # `size: original`: one size of targets kept
-                    self._region_grams = {k: v for k, v in self._region_grams.items() if k[1] == side}
+                self._region_grams = {k: v for k, v in self._region_grams.items() if k[1] == side}
                 own = s.style_scale if region.style_scale is None else region.style_scale
-                style_size = max(16, round(side * own))
-                styles = [(to_tensor(resize_longest(img, style_size), self.device), w) for img, w in images]
-                if scale != 1.0:
-                    styles = [(resize(img, scaled_size(img, scale)), w) for img, w in styles]
-                self._region_grams[key] = _style_grams_in_pieces(self.extractor, styles, s.style_layers,
-                                                                 precision=s.precision)
+                self._region_grams[key] = self._targets(images, own, side, scale)
             grams.append(self._region_grams[key])
         return Regions(masks=masks, grams=tuple(grams), weights=tuple(weights))
+
+    def _targets(self, images: Sequence[tuple[np.ndarray, float]], style_scale: float, side: int,
+                 scale: float) -> dict[str, torch.Tensor]:
+        """The blended Grams of style `images` at `style_scale` x `side`, shrunk by a coarse `scale`."""
+        s = self.job.settings
+        style_size = max(16, round(side * style_scale))
+        styles = [(to_tensor(resize_longest(img, style_size), self.device), w) for img, w in images]
+        if scale != 1.0:
+            styles = [(resize(img, scaled_size(img, scale)), w) for img, w in styles]
+        return _style_grams_in_pieces(self.extractor, styles, s.style_layers, precision=s.precision)
 
     def plan_for(self, content: torch.Tensor, *, iterations: int, temporal: bool) -> MemoryPlan:
         """The memory plan for `content` (B, 3, H, W) now, against what the device has free.

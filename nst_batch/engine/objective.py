@@ -17,7 +17,7 @@ optimiser (optimize.py) sees only `Objective.__call__`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import torch
@@ -112,13 +112,17 @@ class RegionStyleTerm:
     layer_weights: Mapping[str, float]
     weight: float = 1.0
     name: str = "style"
+    # The masks at each layer's size, (B, R, h, w) by (h, w): pooled on the first evaluation, not every one.
+    _at_size: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        masks = self.regions.masks[rows]
         losses = []
         for layer, a in self.layer_weights.items():
             f = feats[layer]
-            at_layer = F.adaptive_avg_pool2d(masks, (f.shape[-2], f.shape[-1]))  # (B, R, h, w) at the layer's size
+            size = (f.shape[-2], f.shape[-1])
+            if size not in self._at_size:
+                self._at_size[size] = F.adaptive_avg_pool2d(self.regions.masks, size)
+            at_layer = self._at_size[size][rows]
             for r, (grams, w) in enumerate(zip(self.regions.grams, self.regions.weights)):
                 if grams is not None and w > 0:
                     losses.append(guided_style_loss(f, at_layer[:, r:r + 1], grams[layer]) * (a * w))

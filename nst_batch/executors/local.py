@@ -12,7 +12,7 @@ from nst_batch.engine import Interrupted, Progress, Result
 from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
 from nst_batch.executors.attempts import fault_of, release_memory
-from nst_batch.regions import identity_now, image_masks, missing_masks_note
+from nst_batch.regions import identity_now, image_masks, mask_note
 from nst_batch.live import Snapshots
 from nst_batch.plan import Unit, state_dir
 from nst_batch.settings import Job
@@ -63,7 +63,7 @@ class LocalExecutor:
             video = stylize_video(ctx, unit.src, unit.dst, work=work, progress=on_frame_progress,
                                   should_stop=should_stop)
             return UnitResult(loss=video.loss, metrics={**video.metrics, "device": str(ctx.device),
-                                                        **_mask_note(job, unit.src)})
+                                                        **mask_note(job, unit.src)})
 
         def on_progress(p: Progress) -> None:
             progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss))
@@ -73,7 +73,7 @@ class LocalExecutor:
         return UnitResult(loss=result.loss, metrics={"iterations": result.iterations, "terms": result.terms,
                                                      "history": [round(x, 6) for x in result.history],
                                                      "stages": result.stages, **_strength(result),
-                                                     **_mask_note(job, unit.src),
+                                                     **mask_note(job, unit.src),
                                                      **_memory(ctx), **_warning(ctx.last_warning)})
 
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
@@ -147,7 +147,7 @@ class LocalExecutor:
                 yield unit, UnitResult(loss=result.losses[i], metrics={
                     "iterations": result.iterations, "batch": len(batch),
                     "history": [round(x, 6) for x in result.history], "stages": result.stages, **_memory(ctx),
-                    **_mask_note(job, unit.src), **_warning(depth_warning(s, original, unit.src))})
+                    **mask_note(job, unit.src), **_warning(depth_warning(s, original, unit.src))})
 
         stopped = False
 
@@ -208,12 +208,6 @@ def _memory(ctx: JobContext) -> dict[str, object]:
 def _strength(result: Result) -> dict[str, object]:
     """`strength`: the style weight found for the picture, and the probes that found it (for the ledger)."""
     return {"style_weight": result.style_weight, "strength_probes": result.probes} if result.probes else {}
-
-
-def _mask_note(job: Job, src: Path) -> dict[str, str]:
-    """Regions a mirrored mask folder has no mask of `src` for (the job's style alone there), for the log line."""
-    note = missing_masks_note(job, src) if job.regions else None
-    return {} if note is None else {"mask_note": note}
 
 
 def _warning(text: str | None) -> dict[str, str]:

@@ -35,7 +35,7 @@ from nst_batch.events import UnitProgress
 from nst_batch.executors import Outcome, UnitResult, run_with_retry
 from nst_batch.executors.attempts import fault_of, next_attempt
 from nst_batch.plan import Unit, work_dirs
-from nst_batch.regions import missing_masks_note
+from nst_batch.regions import mask_note
 from nst_batch.settings import Job
 
 try:
@@ -136,8 +136,7 @@ class _Worker:
                                    should_stop=self._should_stop, progress=lambda p, f, n: self._progress(
                                        UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss, frame=f,
                                                     frames=n)))
-            note = missing_masks_note(job, unit.src) if job.regions else None
-            return UnitResult(loss=video.loss, metrics={**video.metrics, **({"mask_note": note} if note else {})})
+            return UnitResult(loss=video.loss, metrics={**video.metrics, **mask_note(job, unit.src)})
 
         return self._guard(make)
 

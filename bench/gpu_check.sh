@@ -31,7 +31,7 @@ import cv2, numpy as np, torch
 sys.path.insert(0, "bench")
 from common import CONTENT, STYLE, save
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings
-from nst_batch.video import stylize_video
+from nst_batch.work.video import stylize_video
 from nst_batch.context import JobContext
 from nst_batch.models import ModelCache
 

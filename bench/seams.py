@@ -32,7 +32,7 @@ from bench.video import TRAINED, _settings  # noqa: E402
 from nst_batch.media.images import read_image, resize_longest  # noqa: E402
 from nst_batch.media.video import probe_video, read_frames  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
-from nst_batch.video import stylize_video  # noqa: E402
+from nst_batch.work.video import stylize_video  # noqa: E402
 from nst_batch.context import JobContext, to_tensor  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 
@@ -75,7 +75,7 @@ def main() -> None:
                     for c, o in zip(contents, outs)]
             inside_c = np.mean([d[0] for t, d in enumerate(dist) if t not in seam])
             inside_s = np.mean([d[1] for t, d in enumerate(dist) if t not in seam])
-            m = result.metrics
+            m = result.metrics.record()
             rows.append({"mode": mode, "seconds": seconds,
                          "flicker_seam": m["flicker_ratio_seam"], "flicker_inside": m["flicker_ratio_inside"],
                          "style_seam_vs_inside": float(np.mean([dist[t][1] for t in seam]) / inside_s),

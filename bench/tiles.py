@@ -91,7 +91,7 @@ def main() -> None:
             t0 = time.perf_counter()
             result = stylize_frame(ctx, photo, iterations=args.iterations)
             seconds = time.perf_counter() - t0
-            plan = ctx.last_plan
+            plan = result.plan
             assert plan is not None and (plan.kind == "tiles") == (arm != "whole"), plan
             content_d, style_d = dist(result.image)
             whole = whole or {"content": content_d, "style": style_d}

@@ -15,7 +15,7 @@ from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan, Unit, plan_job
 from nst_batch.regions import check_masks
 from nst_batch.settings import Job, Settings
-from nst_batch.video.segments import expected_frames
+from nst_batch.media.video import expected_frames
 from nst_batch.weights import check_weights
 
 __all__ = ["check_jobs"]

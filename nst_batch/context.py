@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,9 @@ from nst_batch.media.images import read_image, resize_exact, resize_longest
 from nst_batch.models import ModelCache
 from nst_batch.settings import Job, StyleSpec, working_side
 
-__all__ = ["BatchTooBig", "JobContext", "to_tensor", "to_uint8", "to_float", "stylize_frame", "stylize_batch",
-           "find_style_weight", "ProgressFn", "StopFn", "COARSE_PASS", "PROBE_ITERATIONS", "PROBE_SIDE"]
+__all__ = ["BatchTooBig", "JobContext", "Stylized", "to_tensor", "to_uint8", "to_float", "stylize_frame",
+           "stylize_batch", "find_style_weight", "ProgressFn", "StopFn", "COARSE_PASS", "PROBE_ITERATIONS",
+           "PROBE_SIDE"]
 
 ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
@@ -81,9 +81,6 @@ class JobContext:
     style_images: list[tuple[np.ndarray, float]]  # as read, with their blend weights
     _grams: dict[tuple[int, float], dict[str, torch.Tensor]] = field(default_factory=dict)  # by (side, scale)
     _saving: FeatureExtractor | None = None  # the extractor with the other `memory_saving`, made when a plan asks
-    last_plan: MemoryPlan | None = None  # the memory plan of the last picture stylized (for the log and ledger)
-    pinned: MemoryPlan | None = None  # a video's one plan for all its frames (set by the frame loop)
-    last_warning: str | None = None  # what the last image file's output lost (for the log and ledger)
     _searches: dict[str, WeightSearch] = field(default_factory=dict)  # `strength`: by the picture's pixels
     region_images: list[list[tuple[np.ndarray, float]]] = field(default_factory=list)  # each region's styles
     _region_grams: dict[tuple[int, int, float], dict[str, torch.Tensor]] = field(default_factory=dict)
@@ -173,15 +170,9 @@ class JobContext:
                 raise BatchTooBig(str(exc)) from None
             raise
 
-    @contextmanager
-    def one_plan(self, shape: tuple[int, int], *, iterations: int, temporal: bool) -> Iterator[MemoryPlan]:
-        """Within: every picture uses the one plan made now for pictures of `shape` (h, w) (a video's frames)."""
-        self.pinned = self.plan_for(torch.empty((1, 3, *shape), device="meta"), iterations=iterations,
-                                    temporal=temporal)
-        try:
-            yield self.pinned
-        finally:
-            self.pinned = None
+    def plan_for_shape(self, shape: tuple[int, int], *, iterations: int, temporal: bool) -> MemoryPlan:
+        """The memory plan now for one picture of `shape` (h, w): a video's one plan for all its frames."""
+        return self.plan_for(torch.empty((1, 3, *shape), device="meta"), iterations=iterations, temporal=temporal)
 
     def extractor_with(self, *, memory_saving: bool) -> FeatureExtractor:
         """The job's extractor, recomputing activations in the backward pass or not (the same weights)."""
@@ -281,24 +272,33 @@ def _pieces(h: int, w: int) -> list[Box]:
     return [Box(top, left, bh, bw) for top, bh in cuts(h) for left, bw in cuts(w)]
 
 
+@dataclass
+class Stylized(Result):
+    """The engine's result, and the memory plan it was made with (for the log, the ledger and the report)."""
+
+    plan: MemoryPlan | None = None
+
+
 def stylize_frame(ctx: JobContext, content_rgb: np.ndarray, *, iterations: int, init: torch.Tensor | None = None,
                   temporal: Temporal | None = None, progress: ProgressFn | None = None,
                   should_stop: StopFn | None = None, style_weight: float | None = None,
-                  masks: np.ndarray | None = None) -> Result:
+                  masks: np.ndarray | None = None, plan: MemoryPlan | None = None) -> Stylized:
     """Stylize one picture already at working size; `init` None means a cold start.
 
     `masks`: with regions, the picture's (R + 1, H, W) from `regions.picture_masks`.
 
     `style_weight`: this picture's (a video's frames share their clip's); None: the job's, or with
     `strength` the one `find_style_weight` finds for this picture. `Result.style_weight` says which.
+    `plan`: the memory plan to use (a video's one plan for all its frames); None: one made now.
     """
     return _stylize(ctx, [content_rgb], iterations=iterations, init=init, temporal=temporal, progress=progress,
-                    should_stop=should_stop, style_weight=style_weight, masks=None if masks is None else [masks])
+                    should_stop=should_stop, style_weight=style_weight, masks=None if masks is None else [masks],
+                    plan=plan)
 
 
 def stylize_batch(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int,
                   progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-                  masks: Sequence[np.ndarray] | None = None) -> Result:
+                  masks: Sequence[np.ndarray] | None = None) -> Stylized:
     """Stylize pictures of one working size together, cold (`batch_size`); `Result.losses` has one loss each.
     `masks`: with regions, each picture's (`stylize_frame`)."""
     return _stylize(ctx, contents_rgb, iterations=iterations, progress=progress, should_stop=should_stop,
@@ -337,7 +337,7 @@ def find_style_weight(ctx: JobContext, content_rgb: np.ndarray, should_stop: Sto
 def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations: int, init: torch.Tensor | None = None,
              temporal: Temporal | None = None, progress: ProgressFn | None = None,
              should_stop: StopFn | None = None, style_weight: float | None = None,
-             masks: Sequence[np.ndarray] | None = None) -> Result:
+             masks: Sequence[np.ndarray] | None = None, plan: MemoryPlan | None = None) -> Stylized:
     search = None
     if style_weight is None and ctx.job.settings.strength is not None:
         if len(contents_rgb) > 1:  # the manifest refuses `strength` with `batch_size` > 1
@@ -348,7 +348,8 @@ def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations:
     content = torch.cat([to_tensor(rgb, ctx.device) for rgb in contents_rgb])  # (B, 3, H, W)
     mask = None if masks is None else torch.from_numpy(np.stack(masks)).to(ctx.device)  # (B, R + 1, H, W)
     side = ctx.side(contents_rgb[0])
-    plan = ctx.last_plan = ctx.pinned or ctx.plan_for(content, iterations=iterations, temporal=temporal is not None)
+    if plan is None:
+        plan = ctx.plan_for(content, iterations=iterations, temporal=temporal is not None)
     if plan.kind == "tiles":
         assert plan.tile is not None
         result = _stylize_tiled(ctx, content, side, plan.tile, weights, iterations=iterations, init=init,
@@ -359,7 +360,7 @@ def _stylize(ctx: JobContext, contents_rgb: Sequence[np.ndarray], *, iterations:
                                 should_stop=should_stop, masks=mask)
     result.style_weight = weights.style
     result.probes = [] if search is None else [list(p) for p in search.probes]
-    return result
+    return Stylized(**{f.name: getattr(result, f.name) for f in fields(Result)}, plan=plan)
 
 
 def _stylize_whole(ctx: JobContext, extractor: FeatureExtractor, content: torch.Tensor, side: int,

@@ -14,13 +14,11 @@ from nst_batch.device import resolve_device
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, build_features, schedule, style_grams,
                               stylize)
 from nst_batch.engine.tiles import tile_boxes, tile_overlap
-from nst_batch.image_job import decode_side
-from nst_batch.media.images import longest_side_shape, read_image
-from nst_batch.media.video import probe_video
+from nst_batch.image_job import decode_side, working_shape
+from nst_batch.media.images import read_image
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
 from nst_batch.plan import JobPlan
-from nst_batch.settings import working_side
-from nst_batch.video.segments import expected_frames
+from nst_batch.video.geometry import VideoGeometry
 from nst_batch.weights import load_features
 
 __all__ = ["OutputEstimate", "JobEstimate", "estimate"]
@@ -64,23 +62,20 @@ def estimate(plans: Sequence[JobPlan]) -> list[JobEstimate]:
         outputs = []
         for unit in plan.units:
             if unit.kind == "video":
-                info = probe_video(unit.src)
-                # The frames a run reads and the size it reads them at (read_frames: even sides).
-                frames = max(1, expected_frames(info.frame_count, info.fps, s.video.start, s.video.end) or 0)
+                geometry = VideoGeometry.of(s, unit.src)  # what the run computes: its frames and their shape
+                frames = max(1, geometry.expected or 0)
                 cold = _cost(s.scales, s.video.first_iterations)
                 n = cold + (frames - 1) * (s.video.iterations if s.video.warm_start else cold)
-                side = working_side(s.size, info.height, info.width)
-                h, w = longest_side_shape(info.height, info.width, side, even=True)
+                (h, w), planned = geometry.shape, geometry.plan_iterations
             else:
                 height, width = read_image(unit.src, reduce_for=decode_side(s)).shape[:2]  # as the run reads it
-                h, w = longest_side_shape(height, width, working_side(s.size, height, width))
-                n = _cost(s.scales, s.iterations)
+                h, w = working_shape(s, height, width)
+                n, planned = _cost(s.scales, s.iterations), s.iterations
             try:
                 memory: MemoryPlan | str = choose_plan(
                     extractor, height=h, width=w, budget=budget, device=device, optimizer=s.optimizer,
-                    iterations=s.iterations if unit.kind == "image" else max(s.video.first_iterations,
-                                                                             s.video.iterations),
-                    content_layers=s.content_layers, temporal=unit.kind == "video", memory_saving=s.memory_saving)
+                    iterations=planned, content_layers=s.content_layers, temporal=unit.kind == "video",
+                    memory_saving=s.memory_saving)
             except NoPlanFits as exc:
                 memory = str(exc)
             outputs.append(OutputEstimate(unit.key, h, w, memory))

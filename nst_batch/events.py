@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from nst_batch.results import UnitMetrics, VideoMetrics
 
 __all__ = ["Event", "Notice", "RunStarted", "JobStarted", "UnitStarted", "UnitProgress", "UnitFinished",
            "JobFinished", "JobSummary", "RunSummary", "Status"]
@@ -60,7 +62,7 @@ class UnitFinished:
     seconds: float = 0.0
     loss: float | None = None
     error: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. frames, e_warp, e_warp_input, cuts
+    metrics: UnitMetrics | None = None  # a done unit's: iterations, memory plan; a video's frames, flicker, cuts
     trace: str | None = None  # a failure's traceback (the ledger keeps it; `--debug` prints it)
 
 
@@ -74,7 +76,7 @@ class JobSummary:
     seconds: float = 0.0
     frames: int = 0  # video frames stylized in this run
     failures: list[tuple[str, str]] = field(default_factory=list)  # (unit key, reason)
-    videos: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit key -> metrics
+    videos: dict[str, VideoMetrics] = field(default_factory=dict)  # unit key -> metrics
     ignored: dict[str, int] = field(default_factory=dict)  # input-folder files not read: suffix -> count
 
 

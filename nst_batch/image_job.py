@@ -1,4 +1,4 @@
-"""One image through the engine and onto disk: read, working size, stylize, finish, write."""
+"""A picture's way to and from the engine: decoded size, working size, and the pixels as written (`finish`)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nst_batch.regions import image_masks
-from nst_batch.context import JobContext, ProgressFn, StopFn, stylize_frame, to_float
-from nst_batch.engine import Result
-from nst_batch.media.images import (animation_frames, keep_colors, read_image_alpha, resize_exact, resize_longest,
-                                    to_bits, write_image)
+from nst_batch.media.images import (animation_frames, keep_colors, longest_side_shape, resize_exact, resize_longest,
+                                    to_bits)
 from nst_batch.settings import Settings, output_bits, working_side
 
-__all__ = ["working_picture", "finish", "stylize_image_file", "depth_warning", "decode_side"]
+__all__ = ["working_picture", "working_shape", "finish", "depth_warning", "decode_side"]
 
 
 def decode_side(settings: Settings) -> int | None:
@@ -24,8 +21,14 @@ def decode_side(settings: Settings) -> int | None:
 
 
 def working_picture(settings: Settings, original: np.ndarray) -> np.ndarray:
-    """A picture resized to its working size."""
+    """A picture resized to its working size (`working_shape`)."""
     return resize_longest(original, working_side(settings.size, *original.shape[:2]))
+
+
+def working_shape(settings: Settings, height: int, width: int) -> tuple[int, int]:
+    """(h, w) of the working picture of a `height` x `width` picture, as `working_picture` makes it (`plan`,
+    `estimate`)."""
+    return longest_side_shape(height, width, working_side(settings.size, height, width))
 
 
 def finish(settings: Settings, stylized: np.ndarray, content: np.ndarray,
@@ -55,16 +58,3 @@ def depth_warning(settings: Settings, original: np.ndarray, src: Path | None = N
         lost.append(f"an animated {kind} of {frames} frames: only its first frame is stylized (as a video, .mp4, "
                     "it would be stylized whole)")
     return "; ".join(lost) or None
-
-
-def stylize_image_file(ctx: JobContext, src: Path, dst: Path, *, progress: ProgressFn | None = None,
-                       should_stop: StopFn | None = None) -> Result:
-    """Read `src`, stylize at the working size, write `dst` atomically (with `src`'s transparency)."""
-    s = ctx.job.settings
-    original, alpha = read_image_alpha(src, reduce_for=decode_side(s))
-    ctx.last_warning = depth_warning(s, original, src)
-    content = working_picture(s, original)
-    result = stylize_frame(ctx, content, iterations=s.iterations, progress=progress, should_stop=should_stop,
-                           masks=image_masks(ctx.job, src, content.shape[:2]))
-    write_image(dst, finish(s, to_float(result.image), content, original), quality=s.quality, alpha=alpha)
-    return result

@@ -18,6 +18,7 @@ once with the numbers, rather than the night ending in the kernel's out-of-memor
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,13 @@ class MemoryPlan:
     def name(self) -> str:
         """"plain", "memory_saving" or "tiles of 1024 px"."""
         return f"tiles of {self.tile} px" if self.kind == "tiles" else self.kind
+
+    @classmethod
+    def from_metrics(cls, data: Mapping[str, object]) -> MemoryPlan:
+        """A plan as `as_metrics` recorded it (its bytes to the nearest MiB)."""
+        tile = data.get("tile")
+        return cls(kind=str(data.get("plan", "plain")), estimate=int(float(str(data.get("estimate_gib", 0))) * GIB),
+                   budget=int(float(str(data.get("budget_gib", 0))) * GIB), tile=int(str(tile)) if tile else None)
 
     def as_metrics(self) -> dict[str, object]:
         out: dict[str, object] = {"plan": self.kind, "estimate_gib": round(self.estimate / GIB, 3),

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from nst_batch.context import JobContext, find_style_weight, to_float
-from nst_batch.image_job import finish, stylize_image_file, working_picture
+from nst_batch.image_job import finish, working_picture
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, resize_longest, write_image
 from nst_batch.media.video import frames_at, probe_video, read_frames
@@ -30,7 +30,8 @@ from nst_batch.plan import Unit, plan_job
 from nst_batch.settings import Job
 from nst_batch.video.frames import Previous, stylize_next
 from nst_batch.regions import video_masks
-from nst_batch.video.segments import expected_frames
+from nst_batch.work.image import stylize_image_file
+from nst_batch.media.video import expected_frames
 
 __all__ = ["Shot", "preview", "preview_job", "spread"]
 

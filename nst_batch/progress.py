@@ -18,6 +18,7 @@ from rich.text import Text
 from nst_batch.events import (Event, JobFinished, JobStarted, Notice, RunStarted, RunSummary, UnitFinished,
                               UnitProgress, UnitStarted)
 from nst_batch.plan import ignored_text
+from nst_batch.results import VideoMetrics
 from nst_batch.video.metrics import flicker_text
 
 __all__ = ["ProgressView", "print_summary", "shown_path"]
@@ -169,22 +170,24 @@ class ProgressView:
         if event.status == "failed":
             self._log(f"FAILED {event.job}/{event.key}: {event.error}", "bold red")
         elif event.status == "done":
-            flicker = flicker_text(event.metrics)
-            extra = f", {flicker}" if flicker else ""
-            plan = event.metrics.get("memory") or {}
-            if plan.get("plan", "plain") != "plain":  # the usual plan goes to the ledger only
-                extra += f", tiles of {plan['tile']} px" if plan.get("tile") else f", {plan['plan']}"
-            used = [k for k in event.metrics.get("memory_plans") or {} if k != "plain"]
-            if used:
-                extra += ", frames in " + " and ".join(used)
-            if event.metrics.get("retried"):
-                extra += f", retried after {event.metrics['retried']}"
-            if event.metrics.get("strength_probes"):  # `strength`: the weight its search found
-                extra += f", style_weight {event.metrics['style_weight']:.3g}"
-            if event.metrics.get("mask_note"):
-                extra += f", {event.metrics['mask_note']}"
+            m = event.metrics
+            extra = ""
+            if isinstance(m, VideoMetrics):
+                flicker = flicker_text(m)
+                extra += f", {flicker}" if flicker else ""
+                used = [k for k in m.memory_plans if k != "plain"]
+                if used:
+                    extra += ", frames in " + " and ".join(used)
+            elif m is not None and m.memory is not None and m.memory.kind != "plain":  # the usual plan: ledger only
+                extra += f", {m.memory.name}"
+            if m is not None and m.retried:
+                extra += f", retried after {m.retried}"
+            if m is not None and m.strength_probes:  # `strength`: the weight its search found
+                extra += f", style_weight {m.style_weight:.3g}"
+            if m is not None and m.mask_note:
+                extra += f", {m.mask_note}"
             # the video is complete, its sound is not; the image is written, with fewer bits than its input
-            sound = event.metrics.get("audio_warning") or event.metrics.get("image_warning")
+            sound = None if m is None else m.warning
             if sound:
                 extra += f", WARNING: {sound}"
             self._log(f"done {event.job}/{event.key} in {event.seconds:.1f}s, loss {event.loss:.4g}{extra}",
@@ -243,8 +246,8 @@ def print_summary(console: Console, summary: RunSummary, *, out: TextIO | None =
         console.print(f"failed: {job}/{key}: {why}", style="red", highlight=False, soft_wrap=True)
     for js in summary.jobs:  # done, with every frame, but the sound is not whole
         for key, metrics in js.videos.items():
-            if metrics.get("audio_warning"):
-                console.print(f"sound: {js.job}/{key}: {metrics['audio_warning']}", style="yellow", highlight=False,
+            if metrics.audio_warning:
+                console.print(f"sound: {js.job}/{key}: {metrics.audio_warning}", style="yellow", highlight=False,
                               soft_wrap=True)
     for js in summary.jobs:  # never silent about what an input folder holds that is not read
         if js.ignored:

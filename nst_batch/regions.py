@@ -35,7 +35,7 @@ from nst_batch.media.video import VIDEO_EXTENSIONS, expected_frames, frame_index
 from nst_batch.settings import Job, Region, Settings
 
 __all__ = ["MaskError", "MaskSource", "check_regions", "unit_masks", "mask_frames", "picture_masks", "image_masks",
-           "video_masks", "check_masks", "identity_now", "mask_note", "missing_masks_note", "ASPECT_TOLERANCE"]
+           "video_masks", "check_masks", "identity_now", "missing_masks_note", "ASPECT_TOLERANCE"]
 
 ASPECT_TOLERANCE = 0.01  # a mask's aspect ratio may differ from its input's by at most this share
 _EMPTY = 1.0 / 255  # a mask whose brightest pixel is below this covers nothing
@@ -282,12 +282,6 @@ def _masks_identity(job: Job, src: Path) -> str:
         else:
             parts.append(input_identity(source.path))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def mask_note(job: Job, src: Path) -> dict[str, str]:
-    """For a unit's metrics: {"mask_note": ...} when a mirrored mask folder lacks `src`'s mask, else {}."""
-    note = missing_masks_note(job, src) if job.regions else None
-    return {} if note is None else {"mask_note": note}
 
 
 def missing_masks_note(job: Job, src: Path) -> str | None:

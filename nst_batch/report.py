@@ -29,6 +29,7 @@ from nst_batch.media.images import read_thumbnail, resize_longest, write_image
 from nst_batch.media.video import frames_at, read_frames
 from nst_batch.plan import JobPlan, ignored_text, output_root, plan_job, state_dir
 from nst_batch.settings import Job
+from nst_batch.results import VideoMetrics, metrics_from_record
 from nst_batch.video.metrics import flicker_text
 
 __all__ = ["report_root", "write_report"]
@@ -173,9 +174,9 @@ def _job_section(plan: JobPlan, root: Path, files: Path, tally: _Tally) -> str:
             continue
         done += 1
         seconds += float(rec.get("seconds", 0.0))
-        metrics: dict[str, Any] = rec.get("metrics", {})
-        tally.devices.add(str(metrics.get("device") or job.settings.device))
-        if unit.kind == "video":
+        metrics = metrics_from_record(rec.get("metrics"), video=unit.kind == "video")
+        tally.devices.add(metrics.device or job.settings.device)
+        if isinstance(metrics, VideoMetrics):
             rows.append(_video_block(job, unit.src, unit.dst, rec, metrics, root, files, f"{slug}-{i}"))
         else:
             before = _thumb(unit.src, files / f"{slug}-{i}-in.jpg")
@@ -187,7 +188,7 @@ def _job_section(plan: JobPlan, root: Path, files: Path, tally: _Tally) -> str:
                 f"alt='{_e(unit.key)}, after'></a>"
                 f"<figcaption>after · final loss {float(rec.get('loss', 0)):.4g} (the best evaluated) · "
                 f"{float(rec.get('seconds', 0)):.1f}s</figcaption></figure>"
-                f"{_svg_curve(metrics.get('history', []), stages=metrics.get('stages') or [])}</div></div>")
+                f"{_svg_curve(metrics.history, stages=metrics.stages)}</div></div>")
     tally.done, tally.failed = tally.done + done, tally.failed + failed
     tally.pending += len(plan.units) - done - failed
     ignored = (f"<p class=warn>ignored: {_e(ignored_text(plan.ignored))} (not images or videos nst-batch reads)</p>"
@@ -227,25 +228,25 @@ def _made_with(plan: JobPlan, ledger: Ledger, tally: _Tally) -> str:
     return "".join(f"<p class=made>{_e(line)}</p>" for line in lines)
 
 
-def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: dict[str, Any], root: Path,
+def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: VideoMetrics, root: Path,
                  files: Path, slug: str) -> str:
-    n = int(metrics.get("frames", 0))
+    n = metrics.frames
     picks = sorted({round(k * (n - 1) / max(STRIP - 1, 1)) for k in range(STRIP)}) if n else []
     v = job.settings.video
     before = _strip(lambda: read_frames(src, start=v.start, end=v.end, size=max(_frame_size(dst))), picks,
                     files / f"{slug}-in-{_version_tag(src, f'{v.start}:{v.end}:{_version_tag(dst)}')}")
     after = _strip(lambda: read_frames(dst), picks, files / f"{slug}-out-{_version_tag(dst)}")
     flicker = _e(flicker_text(metrics) or "flicker -")
-    cuts = metrics.get("cuts") or []
+    cuts = metrics.cuts
     cut_text = f"scene cuts at frames {', '.join(map(str, cuts))}" if cuts else "no scene cuts"
-    fps = float(metrics.get("fps") or 0.0)
+    fps = metrics.fps
 
     def row(paths: list[Path], label: str) -> str:
         cells = "".join(f"<figure><img src='{_rel(p, root)}' alt='{_e(dst.name)}, {label}, frame {t + 1}'>"
                         f"<figcaption>{_timestamp(t, fps)}</figcaption></figure>" for p, t in zip(paths, picks))
         return f"<div class=strip><span class=label>{label}</span>{cells}</div>"
 
-    sound = metrics.get("audio_warning")  # the video is done; its sound is not whole
+    sound = metrics.audio_warning  # the video is done; its sound is not whole
     sound_note = f"<p class=warn>sound: {_e(sound)}</p>" if sound else ""
     return (f"<div class=unit><h3><a href='{_rel(dst, root)}'>{_e(dst.name)}</a></h3>"
             f"<p>{n} frames · {flicker} · {cut_text} · "
@@ -269,11 +270,12 @@ def _source_name(job: Job, src: Path) -> str:
         return src.name
 
 
-def _per_frame(metrics: dict[str, Any]) -> str:
+def _per_frame(metrics: VideoMetrics) -> str:
     """Each frame's content and style losses over the clip: a video that drifts or loses its style shows."""
     curves = []
-    for key, label in (("content_per_frame", "content loss per frame"), ("style_per_frame", "style loss per frame")):
-        values = [v for v in metrics.get(key) or [] if v is not None]
+    for series, label in ((metrics.content_per_frame, "content loss per frame"),
+                          (metrics.style_per_frame, "style loss per frame")):
+        values = [v for v in series if v is not None]
         if len(values) >= 2:
             curves.append(_svg_curve(values, label=label.replace(" per frame", ""), unit="frame"))
     return f"<div class=plots>{''.join(curves)}</div>" if curves else ""

@@ -27,6 +27,7 @@ from nst_batch.ledger import Ledger, RunLock
 from nst_batch.regions import identity_now
 from nst_batch.media.atomic import remove_stale_partials, write_text_atomic
 from nst_batch.plan import JobPlan, PlanError, Unit, output_is_file, plan_job, state_dir, work_dirs
+from nst_batch.results import VideoMetrics
 from nst_batch.settings import Job, settings_hash, settings_to_dict
 from nst_batch.weights import check_weights
 
@@ -207,7 +208,7 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, 
                 continue
             identity = identities.get(unit.key)
             unrecorded = _record(ledger, unit.key, "done", hash=digest[unit.kind], input=identity, loss=outcome.loss,
-                                 seconds=round(seconds, 3), **({"metrics": outcome.metrics} if outcome.metrics else {}))
+                                 seconds=round(seconds, 3), metrics=outcome.metrics.record())
             if unrecorded:  # made, but a resume would not know it: it fails, and the next run makes it again
                 reason = f"{unit.dst}: made, but {unrecorded}; the next run makes it again"
                 js.failed += 1
@@ -224,9 +225,9 @@ def _run_job(plan: JobPlan, todo: list[Unit], ledger: Ledger, digest: dict[str, 
             # Only now: a kill between the output's rename and its record must find the frames.
             _remove_work(job, unit)
             js.done += 1
-            if unit.kind == "video":
+            if isinstance(outcome.metrics, VideoMetrics):
                 js.videos[unit.key] = outcome.metrics
-                js.frames += int(outcome.metrics.get("frames_stylized", 0))
+                js.frames += outcome.metrics.frames_stylized
             emit(UnitFinished(job=job.name, key=unit.key, status="done", seconds=seconds, loss=outcome.loss,
                               metrics=outcome.metrics))
     finally:

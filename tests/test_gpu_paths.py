@@ -24,7 +24,8 @@ from conftest import sample_photo, write_manifest, write_rgb
 from nst_batch.engine import FeatureExtractor, LossWeights, NonFiniteLoss, OptimizeConfig, style_grams, stylize
 from nst_batch.engine import precision as precision_module
 from nst_batch.events import Event
-from nst_batch.executors import attempts, local
+from nst_batch.work import attempts
+from nst_batch.work import image as local
 from nst_batch.executors.local import LocalExecutor
 from nst_batch.ledger import Ledger
 from nst_batch.manifest import load_manifest, parse_overrides
@@ -223,11 +224,11 @@ def test_a_batch_out_of_memory_on_mps_is_split_into_single_images(tmp_path: Path
 
 
 def test_a_ray_worker_reports_mps_out_of_memory_as_retryable() -> None:
-    from nst_batch.executors.ray import _Worker
-
     def out_of_memory() -> None:
         raise RuntimeError(MPS_OOM)
 
-    worker = _Worker.__new__(_Worker)  # _guard needs no cluster
-    status, message, _, fault = worker._guard(out_of_memory)
-    assert (status, message, fault) == ("retryable", f"RuntimeError: {MPS_OOM}", attempts.Fault(True, message))
+    from nst_batch.work.tasks import Failed, answer_of
+
+    answer = answer_of(out_of_memory, keep_error=False)  # what a Ray worker answers (_Worker.run)
+    assert isinstance(answer, Failed) and answer.error is None  # plain data: it crosses to the driver
+    assert (answer.message, answer.fault) == (f"RuntimeError: {MPS_OOM}", attempts.Fault(True, answer.message))

@@ -192,14 +192,14 @@ def test_a_video_frame_in_tiles_is_held_to_its_warped_previous_frame(tmp_path: P
     prev = torch.rand(1, 3, h, w)
     temporal = Temporal(prev, torch.ones(1, 1, h, w))
     result = stylize_frame(ctx, content, iterations=2, init=prev.clone(), temporal=temporal)
-    assert ctx.last_plan is not None and ctx.last_plan.kind == "tiles"
+    assert result.plan is not None and result.plan.kind == "tiles"
     assert result.image.shape == (1, 3, h, w) and "temporal" in result.terms
-    tile = ctx.last_plan.tile or 0
+    tile = result.plan.tile or 0
     assert result.iterations == 2 * len(tile_boxes(h, w, tile, tile_overlap(tile)))  # no coarse pass
 
 
 def test_a_retry_after_out_of_memory_plans_with_half_the_memory(tmp_path: Path, style_image: Path) -> None:
-    from nst_batch.executors.attempts import Fault, next_attempt
+    from nst_batch.work.attempts import Fault, next_attempt
 
     job = _job(tmp_path, "size=64", "memory_limit=4")
     retry = next_attempt(job, Fault(True, "OutOfMemoryError"), 1)
@@ -235,7 +235,7 @@ def test_batched_pictures_waiting_for_partners_are_bounded(tmp_path: Path, style
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """batch_size 2 over pictures of six different sizes: none finds a partner, and yet at most
     WAITING x batch_size pictures are held before one runs (memory does not grow with the folder)."""
-    import nst_batch.executors.local as local
+    import nst_batch.work.image as local
 
     for i in range(6):
         write_rgb(tmp_path / "in" / f"p{i}.png", sample_photo("astronaut.jpg", 40 + 8 * i))

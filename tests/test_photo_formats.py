@@ -243,6 +243,7 @@ def test_a_16_bit_input_written_at_8_bits_says_so(tmp_path: Path, style_image: P
 
     from nst_batch.events import UnitFinished
     from nst_batch.progress import ProgressView
+    from nst_batch.results import ImageMetrics
 
     _write16(tmp_path / "in" / "deep.png", _deep())
     cv2.imwrite(str(tmp_path / "in" / "plain.png"), sample_photo("astronaut.jpg", 48))
@@ -254,7 +255,7 @@ def test_a_16_bit_input_written_at_8_bits_says_so(tmp_path: Path, style_image: P
     assert "image_warning" not in records["plain.jpg"]["metrics"]
     console = Console(file=io.StringIO(), width=300)
     ProgressView(console)(UnitFinished(job="photos", key="deep.jpg", status="done", seconds=1.0, loss=0.5,
-                                       metrics=records["deep.jpg"]["metrics"]))
+                                       metrics=ImageMetrics.from_record(records["deep.jpg"]["metrics"])))
     assert "WARNING: a 16-bit input written at 8 bits" in console.file.getvalue()  # type: ignore[attr-defined]
 
 

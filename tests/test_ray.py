@@ -22,6 +22,7 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 import pytest
 
 from cli_helpers import nst, nst_here, output_files
@@ -194,8 +195,6 @@ jobs:
 
 
 def test_regions_on_ray_give_what_they_give_locally(tmp_path: Path, cluster: dict[str, str]) -> None:
-    import numpy as np
-
     outputs = []
     for arm in ("local", "ray"):
         root = tmp_path / arm
@@ -213,3 +212,26 @@ def test_regions_on_ray_give_what_they_give_locally(tmp_path: Path, cluster: dic
         outputs.append(output_files(root))
     assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) == 3
     assert outputs[0] == outputs[1]
+
+
+def test_batches_run_on_ray_as_they_run_locally(tmp_path: Path, cluster: dict[str, str]) -> None:
+    """`batch_size` is the same task on a Ray actor: the same batches, so the same bytes (with L-BFGS a
+    batched picture differs from one made alone: an executor that took them one at a time would show)."""
+    outputs, batches = [], []
+    for arm in ("local", "ray"):
+        root = tmp_path / arm
+        manifest = _project(root, PHOTOS_ONLY)
+        for i in range(2):  # two more pictures of one shape: at least two full batches
+            write_rgb(root / "photos" / f"x{i}.png", np.roll(sample_photo("astronaut.jpg", 56), 7 * i, axis=1))
+        extra = _ray(cluster) if arm == "ray" else []
+        res = nst_here("run", manifest, *FAST, "--set", "batch_size=2", "--set", "optimizer=lbfgs", *extra,
+                       cwd=root)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "6 done, 0 skipped, 0 failed" in res.stdout
+        outputs.append(output_files(root))
+        ledger = root / "out" / "photos" / ".nst-batch" / "ledger.jsonl"
+        records = [json.loads(line) for line in ledger.read_text().splitlines()]
+        batches.append(sorted((r["key"], r["metrics"].get("batch")) for r in records if r["status"] == "done"))
+    assert batches[0] == batches[1] and sum(b == 2 for _, b in batches[0]) >= 4, batches
+    assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) == 6
+    assert outputs[0] == outputs[1], [k for k in outputs[0] if outputs[0][k] != outputs[1][k]]

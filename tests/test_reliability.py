@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ import torch
 from cli_helpers import nst, nst_here, output_files
 from conftest import SAMPLES, sample_photo, write_manifest, write_rgb
 from nst_batch.events import Event, Notice, RunSummary
-from nst_batch.executors import UnitResult
 from nst_batch.executors.local import LocalExecutor
 from nst_batch.ledger import Ledger
 from nst_batch.manifest import load_manifest, parse_overrides
@@ -48,6 +46,9 @@ from nst_batch.media import images as images_module
 from nst_batch.media.atomic import atomic_path, remove_stale_partials
 from nst_batch.plan import Unit, state_dir
 from nst_batch.runner import job_status, run
+from nst_batch.work.image import ImageTask
+from nst_batch.work.tasks import Answer, Bench, Done, Task, answer_of
+from nst_batch.work.video import AssemblyTask, SegmentTask
 from nst_batch.settings import Job
 from nst_batch.context import JobContext
 from videogen import make_clip
@@ -173,28 +174,31 @@ def _mtimes(paths: list[Path]) -> dict[Path, int]:
 # --- subprocesses -------------------------------------------------------------------------------
 
 _SHIM = '''\
-"""Fault injection for tests/test_reliability.py: wraps LocalExecutor.run_unit when NST_TEST_FAULTS is set."""
+"""Fault injection for tests/test_reliability.py: wraps work.tasks.Bench.run when NST_TEST_FAULTS is set."""
 import os
 import time
 from pathlib import Path
 
 if os.environ.get("NST_TEST_FAULTS"):
-    import nst_batch.executors.local as _local
+    import nst_batch.work.tasks as _tasks
 
-    _real_run_unit = _local.LocalExecutor.run_unit
+    _real_run = _tasks.Bench.run
 
-    def _run_unit(self, job, unit, **kwargs):
-        gate = os.environ.get("NST_TEST_GATE")
-        if gate and os.environ.get("NST_TEST_GATE_AT", unit.key) == unit.key:
-            # Hold the run (and its locks) here, before the unit, while the gate file exists.
-            Path(gate + ".waiting").write_text(unit.key)
-            while Path(gate).exists():
-                time.sleep(0.02)
-        if unit.key in os.environ.get("NST_TEST_RAISE", "").split(","):
-            raise RuntimeError(f"injected fault in {unit.key}")
-        return _real_run_unit(self, job, unit, **kwargs)
+    def _run(self, task, **kwargs):
+        for unit in task.units:
+            gate = os.environ.get("NST_TEST_GATE")
+            if gate and os.environ.get("NST_TEST_GATE_AT", unit.key) == unit.key:
+                # Hold the run (and its locks) here, before the unit's task, while the gate file exists.
+                Path(gate + ".waiting").write_text(unit.key)
+                while Path(gate).exists():
+                    time.sleep(0.02)
+            if unit.key in os.environ.get("NST_TEST_RAISE", "").split(","):
+                def fail(key=unit.key):
+                    raise RuntimeError(f"injected fault in {key}")
+                return _tasks.answer_of(fail, keep_error=True)
+        return _real_run(self, task, **kwargs)
 
-    _local.LocalExecutor.run_unit = _run_unit
+    _tasks.Bench.run = _run
 '''
 
 
@@ -461,20 +465,42 @@ def test_changed_input_redoes_that_output_only_and_force_redoes_all(tree: Path, 
 Fault = Callable[[Job, Unit, int], None]  # (job, unit, attempt) → may raise
 
 
+class _FaultyBench(Bench):
+    """The real bench; before the first task of each attempt at a unit (a picture alone, a video's first
+    segment) it remembers the call and runs the unit's fault, as part of the task."""
+
+    def __init__(self, executor: FaultyExecutor) -> None:
+        super().__init__()
+        self.executor = executor
+
+    def run(self, task: Task, **kwargs: Any) -> Answer:
+        e = self.executor
+        begins = isinstance(task, ImageTask) or (isinstance(task, SegmentTask) and task.segment.first == 0)
+        if begins:
+            (unit,) = task.units
+            e.calls.append((unit.key, task.job))
+            attempt = sum(1 for key, _ in e.calls if key == unit.key)
+            if unit.key in e.faults:
+                answer = answer_of(lambda: e.faults[unit.key](task.job, unit, attempt), keep_error=True)
+                if not isinstance(answer, Done):
+                    return answer
+        answer = super().run(task, **kwargs)
+        if isinstance(task, (ImageTask, AssemblyTask)) and isinstance(answer, Done):
+            e.made(task.unit)
+        return answer
+
+
 class FaultyExecutor(LocalExecutor):
-    """The real LocalExecutor, with faults injected before chosen units; it remembers every call."""
+    """The real LocalExecutor, with faults injected before chosen units; it remembers every attempt."""
 
     def __init__(self, faults: dict[str, Fault] | None = None) -> None:
         super().__init__()
+        self.bench = _FaultyBench(self)
         self.faults = faults or {}
         self.calls: list[tuple[str, Job]] = []
 
-    def run_unit(self, job: Job, unit: Unit, **kwargs: Any) -> UnitResult:
-        self.calls.append((unit.key, job))
-        attempt = sum(1 for key, _ in self.calls if key == unit.key)
-        if unit.key in self.faults:
-            self.faults[unit.key](job, unit, attempt)
-        return super().run_unit(job, unit, **kwargs)
+    def made(self, unit: Unit) -> None:
+        """A unit's output is written (not yet recorded)."""
 
 
 def _jobs(root: Path, manifest: str = "images.yaml", *extra: str) -> tuple[Job, ...]:
@@ -734,7 +760,7 @@ def test_killed_between_a_video_and_its_record(tree: Path, monkeypatch: pytest.M
 
     def stylized(summary: RunSummary) -> int:
         assert summary.jobs[0].done == 1
-        return int(summary.jobs[0].videos["clip.mp4"]["frames_stylized"])
+        return summary.jobs[0].videos["clip.mp4"].frames_stylized
 
     made = killed_run()
     assert "clip.mp4" not in _ledger(job)
@@ -768,11 +794,9 @@ class AfterExecutor(FaultyExecutor):
         super().__init__()
         self.after = after
 
-    def run_unit(self, job: Job, unit: Unit, **kwargs: Any) -> UnitResult:
-        result = super().run_unit(job, unit, **kwargs)
+    def made(self, unit: Unit) -> None:
         if unit.key in self.after:
             self.after[unit.key](unit)
-        return result
 
 
 def _edit(path: Path) -> None:
@@ -811,7 +835,7 @@ def test_inputs_moved_deleted_or_edited_during_the_night(tree: Path) -> None:
 def test_a_batched_image_edited_after_it_was_read_is_made_from_its_new_version(
         tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`batch_size` reads images ahead of their batch: one edited in between is read again and made alone."""
-    import nst_batch.executors.local as local_module
+    import nst_batch.work.image as local_module
 
     real_read = local_module.read_image_alpha
 
@@ -878,11 +902,12 @@ def test_temporary_names_differ_across_hosts_and_writers_of_one_pid(tmp_path: Pa
 
 
 def test_one_attempt_policy_serves_every_executor(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The local executor, a Ray worker (which runs the local executor's attempts) and the Ray driver (a
-    segment's fault) all ask `executors.attempts`: change the policy there and every path follows."""
-    from nst_batch.executors import attempts
-    from nst_batch.executors.ray import RayExecutor, RemoteError, _Task, _UnitState
+    """Both executors feed every task's answer to `JobWork.settle`, which asks `work.attempts`: a fault met in
+    this process or on a Ray worker (its answer plain data) has the same retry. Change the policy there and
+    every path follows."""
     from nst_batch.plan import plan_job
+    from nst_batch.work import attempts
+    from nst_batch.work.tasks import Failed, JobWork, TaskError
 
     def oom(job: Job, unit: Unit, attempt: int) -> None:
         raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected, attempt {attempt})")
@@ -894,27 +919,23 @@ def test_one_attempt_policy_serves_every_executor(tree: Path, monkeypatch: pytes
     assert attempts.fault_of(RuntimeError("no")) is None and attempts.next_attempt(job, None, 1) is None
 
     def driver(max_attempts: int) -> tuple[list[float], Any]:
-        """The Ray driver's view of a segmented video whose segments run out of memory on a worker."""
+        """The scheduler's view of a unit whose every task runs out of memory on a Ray worker."""
         monkeypatch.setattr(attempts, "MAX_ATTEMPTS", max_attempts)
-        state, sizes, outcome = _UnitState(unit, job, attempt=1), [], None
-        ray_executor = RayExecutor.__new__(RayExecutor)  # _settle needs no cluster
-
-        def plan(s: _UnitState) -> None:
-            s.attempt += 1
-            sizes.append(s.job.memory_share)
-
-        while outcome is None and len(sizes) < 5:
-            outcome = ray_executor._settle(_Task(state, "segment", state.attempt),
-                                           ("retryable", fault.message, "trace", fault), deque(), plan)
-        return sizes, outcome
+        work = JobWork(job, [unit], started=lambda u: None)
+        sizes, outcomes = [], []
+        while not outcomes and (task := work.pull()) is not None:
+            assert not isinstance(task, tuple)
+            sizes.append(task.job.memory_share)
+            outcomes = work.settle(task, Failed(fault.message, "trace", fault))
+        return sizes[1:], outcomes[0]
 
     sizes, outcome = driver(2)
-    assert sizes == [0.5] and isinstance(outcome[1], RemoteError) and "out of memory" in str(outcome[1])
+    assert sizes == [0.5] and isinstance(outcome[1], TaskError) and "out of memory" in str(outcome[1])
     summary, _ = _run(jobs, executor := FaultyExecutor({"p1.png": oom}))
     assert [j.memory_share for key, j in executor.calls if key == "p1.png"] == [1.0, 0.5]
 
     sizes, outcome = driver(1)  # one attempt: no retry anywhere
-    assert sizes == [] and isinstance(outcome[1], RemoteError)
+    assert sizes == [] and isinstance(outcome[1], TaskError)
     summary, _ = _run(jobs, executor := FaultyExecutor({"p2.png": oom}), force=True)
     assert [key for key, _ in executor.calls].count("p2.png") == 1
     assert dict(summary.jobs[0].failures) == {"p2.png": "OutOfMemoryError: CUDA out of memory (injected, attempt 1)"}

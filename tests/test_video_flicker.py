@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nst_batch.manifest import load_manifest, parse_overrides
-from nst_batch.video import stylize_video
+from nst_batch.work.video import stylize_video
 from nst_batch.context import JobContext
 from nst_batch.models import ModelCache
 from videogen import clip_project
@@ -33,7 +33,7 @@ def _run(root: Path, job, name: str, **video: object) -> dict[str, object]:  # t
     ctx = JobContext.create(job, ModelCache())
     result = stylize_video(ctx, job.input, root / f"{name}.mp4", work=root / f"work-{name}",
                            progress=lambda *a: None, should_stop=lambda: False)
-    return result.metrics
+    return result.metrics.record()
 
 
 def test_warm_start_flow_and_temporal_loss_reduce_flicker(clip_job) -> None:  # type: ignore[no-untyped-def]

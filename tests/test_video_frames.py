@@ -13,7 +13,7 @@ import nst_batch.video.frames as frames
 from nst_batch.manifest import load_manifest, parse_overrides
 from nst_batch.media.images import keep_colors, read_image
 from nst_batch.media.video import read_frames
-from nst_batch.video import stylize_video
+from nst_batch.work.video import stylize_video
 from nst_batch.context import JobContext
 from nst_batch.models import ModelCache
 from videogen import clip_project
@@ -32,7 +32,7 @@ def _run(root: Path, manifest: Path, name: str, *sets: str) -> tuple[dict[str, A
     work = root / f"work-{name}"
     result = stylize_video(JobContext.create(job, ModelCache()), job.input, root / f"{name}.mp4", work=work,
                            progress=lambda *a: None, should_stop=lambda: False)
-    return result.metrics, work
+    return result.metrics.record(), work
 
 
 def test_preserve_colors_chains_the_raw_frame_and_keeps_colours_at_output(

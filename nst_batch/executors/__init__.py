@@ -1,32 +1,21 @@
-"""Executors run units of work; the runner talks to every executor through `Executor`.
+"""Executors schedule a job's tasks (`work.tasks`); the runner talks to every executor through `Executor`.
 
-`local` runs units one after another in this process; `ray` spreads them over the
-actors of a Ray cluster. Both make the same outputs from the same units.
+`local` runs the tasks one after another in this process; `ray` spreads them over the actors of
+a Ray cluster. Neither knows what an image, a batch or a video is: `JobWork` hands out the tasks
+and turns their answers into outcomes, so both make the same outputs from the same units.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from nst_batch.events import UnitProgress
-from nst_batch.executors.attempts import release_memory, run_attempts, safer_settings
-from nst_batch.plan import Unit, work_dirs
+from nst_batch.plan import Unit
 from nst_batch.settings import Job
+from nst_batch.work.tasks import Outcome
 
-__all__ = ["Executor", "UnitResult", "Outcome", "make_executor", "run_with_retry", "safer_settings",
-           "release_memory"]
-
-
-@dataclass
-class UnitResult:
-    loss: float
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-Outcome = tuple[Unit, "UnitResult | BaseException"]
+__all__ = ["Executor", "Outcome", "make_executor"]
 
 
 class Executor(Protocol):
@@ -62,12 +51,3 @@ def make_executor(name: str, *, address: str | None = None, workers: int | None 
 
         return RayExecutor(address=address, workers=workers, temp_dir=temp_dir)
     raise ValueError(f"unknown executor {name!r}")
-
-
-def run_with_retry(run: Callable[[Job, Path], UnitResult], job: Job, unit: Unit) -> UnitResult:
-    """`run(job, work)` under the attempt policy (`attempts.py`): after out-of-memory or a NaN/inf loss,
-    once more with safer settings and fresh state; the retry's cause is recorded as `retried`."""
-    result, retried = run_attempts(lambda j, attempt: run(j, work_dirs(job, unit)[attempt - 1]), job)
-    if retried is not None:
-        result.metrics["retried"] = retried.message
-    return result

@@ -1,9 +1,10 @@
 """The Ray executor: the same units, spread over actors on every GPU (or CPU worker) of a Ray cluster.
 
 One actor per GPU (or per `--workers` CPU worker) keeps VGG19 and the job's style
-targets loaded. The driver hands a unit to whichever actor is idle, so images and
-different videos run side by side; a video with `video.segment_frames` is split into
-segments that run on different actors and are then assembled. The driver alone writes
+targets loaded (a `Bench`). The driver hands the job's tasks (`work.tasks.JobWork`) to
+whichever actor is idle, so images, batches and different videos run side by side, and a
+video with `video.segment_frames` has its segments run on different actors before its
+assembly. The same tasks as the local executor's, so the same outputs. The driver alone writes
 the run's ledger (the runner does, from the outcomes yielded here); workers write the
 outputs and a video's frames, atomically, to the shared filesystem.
 
@@ -21,29 +22,24 @@ import secrets
 import signal
 import socket
 import time
-import traceback
 import uuid
-from collections import deque
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nst_batch.engine import Interrupted
-from nst_batch.errors import ExecutorError, NstBatchError, describe
+from nst_batch.errors import ExecutorError
 from nst_batch.events import UnitProgress
-from nst_batch.executors import Outcome, UnitResult, run_with_retry
-from nst_batch.executors.attempts import fault_of, next_attempt
-from nst_batch.plan import Unit, work_dirs
-from nst_batch.regions import mask_note
+from nst_batch.plan import Unit
 from nst_batch.settings import Job
+from nst_batch.work.tasks import Answer, Done, Failed, JobWork, Outcome, Stopped, Task, TaskError, answer_of
 
 try:
     import ray
 except ImportError:  # the extra is optional; RayExecutor says how to get it
     ray = None  # type: ignore[assignment]
 
-__all__ = ["RayExecutor", "RemoteError", "CHAOS_ENV"]
+__all__ = ["RayExecutor", "CHAOS_ENV"]
 
 # Tests set this to a file path: the first worker to reach iteration 2 of a unit creates the
 # file and kills itself with SIGKILL (once), to prove that a lost worker loses nothing.
@@ -51,14 +47,6 @@ CHAOS_ENV = "NST_BATCH_CHAOS_KILL"
 # How often workers send progress and look for a stop request, seconds.
 _REPORT_EVERY = 0.5
 _POLL_STOP_EVERY = 1.0
-
-
-class RemoteError(NstBatchError):
-    """A unit failed on a Ray worker; `trace` is the worker's traceback."""
-
-    def __init__(self, message: str, trace: str = "") -> None:
-        super().__init__(message)
-        self.trace = trace
 
 
 class _Hub:
@@ -83,17 +71,17 @@ class _Hub:
 
 
 class _Worker:
-    """One per GPU or CPU share: a LocalExecutor that keeps the model and style targets between units."""
+    """One per GPU or CPU share: a `Bench` that keeps the model and style targets between tasks."""
 
     def __init__(self, hub_name: str, threads: int, chaos: str | None, gpu_share: float | None = None,
                  cpus: float = 1.0) -> None:
         import torch
 
-        from nst_batch.executors.local import LocalExecutor
+        from nst_batch.work.tasks import Bench
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the driver, which asks us to stop
         torch.set_num_threads(threads)
-        self.local = LocalExecutor()
+        self.bench = Bench()
         self.hub = ray.get_actor(hub_name)
         self.chaos = chaos
         self._sent = 0.0
@@ -103,55 +91,16 @@ class _Worker:
         # (other workers on the same device plan against the same free memory).
         self.share = gpu_share if gpu_share is not None else min(1.0, cpus / (os.cpu_count() or 1))
 
-    def _here(self, job: Job) -> Job:
-        return _here(job, self.share)
+    # -- what the driver calls: answers, never exceptions (ours need not cross the process boundary)
 
-    # -- what the driver calls; every method returns (status, payload...) rather than raising,
-    # -- so that our exceptions never need to cross the process boundary.
+    def prepare(self, job: Job) -> Answer:
+        return answer_of(lambda: self.bench.prepare(_here(job, self.share)), keep_error=False)
 
-    def prepare(self, job: Job) -> tuple:
-        return self._guard(lambda: self.local.prepare(self._here(job)))
-
-    def run(self, job: Job, unit: Unit) -> tuple:
-        job = self._here(job)
-        return self._guard(lambda: run_with_retry(lambda j, work: self.local.run_unit(
-            j, unit, work=work, progress=self._progress, should_stop=self._should_stop), job, unit))
-
-    def segment(self, job: Job, unit: Unit, work: Path, seg: Any) -> tuple:
-        from nst_batch.video import stylize_segment
-
-        job = self._here(job)
-        return self._guard(lambda: stylize_segment(
-            self.local.context(job), unit.src, work, seg, should_stop=self._should_stop,
-            progress=lambda p, f, n: self._progress(UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss,
-                                                                 frame=f, frames=n))))
-
-    def assemble(self, job: Job, unit: Unit, work: Path, segments: list[Any], stylized: int) -> tuple:
-        from nst_batch.video import assemble_video
-
-        def make() -> UnitResult:
-            reoptimize = job.settings.video.seam == "reoptimize" and len(segments) > 1  # else no engine needed
-            video = assemble_video(job.settings, unit.src, unit.dst, work, segments, stylized=stylized,
-                                   ctx=self.local.context(self._here(job)) if reoptimize else None,
-                                   should_stop=self._should_stop, progress=lambda p, f, n: self._progress(
-                                       UnitProgress(job.name, unit.key, p.iteration, p.total, p.loss, frame=f,
-                                                    frames=n)))
-            return UnitResult(loss=video.loss, metrics={**video.metrics, **mask_note(job, unit.src)})
-
-        return self._guard(make)
-
-    def _guard(self, fn: Callable[[], Any]) -> tuple:
+    def run(self, task: Task) -> Answer:
         self._stop = False
         self._polled = 0.0
-        try:
-            return ("ok", fn())
-        except Interrupted:
-            return ("interrupted",)
-        except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
-            fault = fault_of(exc)
-            if fault is not None:
-                return ("retryable", fault.message, traceback.format_exc(), fault)
-            return ("failed", describe(exc), traceback.format_exc())
+        here = dataclasses.replace(task, job=_here(task.job, self.share))
+        return self.bench.run(here, progress=self._progress, should_stop=self._should_stop, keep_error=False)
 
     def _progress(self, event: UnitProgress) -> None:
         if self.chaos and event.iteration >= 2 and not os.path.exists(self.chaos):
@@ -214,29 +163,6 @@ def _here(job: Job, share: float = 1.0) -> Job:
     return dataclasses.replace(job, memory_share=job.memory_share * share) if share != 1.0 else job
 
 
-@dataclass
-class _UnitState:
-    """A unit in flight on the driver: its job (safer after a retry), and a segmented video's progress."""
-
-    unit: Unit
-    job: Job
-    attempt: int = 0
-    work: Path | None = None
-    segments: list[Any] = field(default_factory=list)
-    remaining: int = 0
-    stylized: int = 0
-    retried: str | None = None
-    over: bool = False
-
-
-@dataclass
-class _Task:
-    state: _UnitState
-    kind: str  # run | segment | assemble
-    attempt: int
-    segment: Any = None
-
-
 class RayExecutor:
     def __init__(self, *, address: str | None = None, workers: int | None = None, temp_dir: str | None = None) -> None:
         if ray is None:
@@ -277,7 +203,7 @@ class RayExecutor:
 
     def prepare(self, job: Job) -> list[str]:
         refs = {w: w.prepare.remote(job) for w in self.workers}
-        answers = []
+        answers: list[Answer] = []
         for worker, ref in refs.items():
             try:
                 answers.append(ray.get(ref))
@@ -286,9 +212,11 @@ class RayExecutor:
         if not answers:
             raise ExecutorError("--executor ray: no Ray worker is left")
         for answer in answers:
-            if answer[0] != "ok":
-                raise RemoteError(answer[1], answer[2] if len(answer) > 2 else "")
-        lines = list(answers[0][1])
+            if isinstance(answer, Failed):
+                raise answer.exception()
+        first = answers[0]
+        assert isinstance(first, Done) and isinstance(first.value, list)
+        lines = [str(line) for line in first.value]
         if not self._described:
             self._described = True
             lines.insert(0, self.description)
@@ -297,47 +225,23 @@ class RayExecutor:
     def run_units(self, job: Job, units: Sequence[Unit], *, started: Callable[[Unit], None],
                   progress: Callable[[UnitProgress], None], should_stop: Callable[[], bool]
                   ) -> Generator[Outcome, None, None]:
-        from nst_batch.video import prepare_video_work, video_segments
-
-        tasks: deque[_Task] = deque()
-
-        def plan(state: _UnitState) -> None:
-            """Queue a unit's work: a segmented video as its segments, anything else as one task."""
-            state.attempt += 1
-            segments = video_segments(state.job.settings, state.unit.src) if state.unit.kind == "video" else []
-            if len(segments) <= 1:
-                tasks.append(_Task(state, "run", state.attempt))
-                return
-            state.work = work_dirs(state.job, state.unit)[0 if state.attempt == 1 else 1]
-            prepare_video_work(state.job, state.unit.src, state.work)
-            state.segments, state.remaining, state.stylized = segments, len(segments), 0
-            tasks.extend(_Task(state, "segment", state.attempt, seg) for seg in segments)
-
-        for unit in units:
-            try:
-                plan(_UnitState(unit, job))
-            except Exception as exc:  # noqa: BLE001 - e.g. a video that does not open: that unit fails
-                yield unit, exc
+        work = JobWork(job, units, started=started)
         self._tell_hub(stop=False)
         idle = list(self.workers)
-        pending: dict[Any, tuple[Any, _Task]] = {}
-        begun: set[str] = set()
+        pending: dict[Any, tuple[Any, Task]] = {}
         held: list[Outcome] = []
         interrupted = False
         try:
-            while tasks or pending:
+            while True:
                 if not interrupted and should_stop():
                     interrupted = True
                     self._tell_hub(stop=True)
-                while tasks and idle and not interrupted:
-                    task = tasks.popleft()
-                    if task.state.over:
+                while idle and not interrupted and (step := work.pull()) is not None:
+                    if isinstance(step, tuple):  # a unit that failed before any task
+                        held.append(step)
                         continue
                     worker = idle.pop()
-                    pending[self._submit(worker, task)] = (worker, task)
-                    if task.state.unit.key not in begun:
-                        begun.add(task.state.unit.key)
-                        started(task.state.unit)
+                    pending[worker.run.remote(step)] = (worker, step)
                 if not pending:
                     break
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=_REPORT_EVERY)
@@ -345,30 +249,28 @@ class RayExecutor:
                 for ref in ready:
                     worker, task = pending.pop(ref)
                     try:
-                        answer = ray.get(ref)
+                        answer: Answer = ray.get(ref)
                         idle.append(worker)
                     except ray.exceptions.RayActorError as exc:  # restarts used up: this worker is gone
                         self.workers.remove(worker)
-                        answer = ("failed", f"Ray worker died: {exc.__class__.__name__}", str(exc))
+                        answer = Failed(f"Ray worker died: {exc.__class__.__name__}", str(exc))
                     except ray.exceptions.RayError as exc:
                         idle.append(worker)
-                        answer = ("failed", f"Ray task failed: {exc.__class__.__name__}", str(exc))
-                    if answer[0] == "interrupted":
+                        answer = Failed(f"Ray task failed: {exc.__class__.__name__}", str(exc))
+                    if isinstance(answer, Stopped):
                         interrupted = True
-                    outcome = self._settle(task, answer, tasks, plan)
-                    if outcome is not None:
-                        held.append(outcome)
-                busy = {t.state.unit.key for _, t in pending.values()}
+                    held.extend(work.settle(task, answer))
                 # A unit's outcome waits until none of its tasks runs: the runner then removes its
                 # work folder, which a task of an earlier attempt could otherwise write into again.
+                busy = work.busy_keys([t for _, t in pending.values()])
                 for outcome in [o for o in held if o[0].key not in busy]:
                     held.remove(outcome)
                     yield outcome
-                if not idle and not pending and tasks:  # every worker is gone
-                    for state in {id(t.state): t.state for t in tasks if not t.state.over}.values():
-                        state.over = True
-                        yield state.unit, RemoteError("no Ray worker left to run it")
-                    tasks.clear()
+                if not self.workers and not pending:  # every worker is gone
+                    while (step := work.pull()) is not None:
+                        for unit in ([step[0]] if isinstance(step, tuple) else step.units):
+                            held.append((unit, TaskError("no Ray worker left to run it")))
+                    break
             self._forward_progress(progress)
             yield from held
             if interrupted and units:
@@ -394,49 +296,6 @@ class RayExecutor:
             ray.get(self.hub.set_stop.remote(stop))
         except ray.exceptions.RayError:
             pass
-
-    def _submit(self, worker: Any, task: _Task) -> Any:
-        s = task.state
-        if task.kind == "run":
-            return worker.run.remote(s.job, s.unit)
-        if task.kind == "segment":
-            return worker.segment.remote(s.job, s.unit, s.work, task.segment)
-        return worker.assemble.remote(s.job, s.unit, s.work, s.segments, s.stylized)
-
-    def _settle(self, task: _Task, answer: tuple, tasks: deque[_Task],
-                plan: Callable[[_UnitState], None]) -> Outcome | None:
-        """What a finished task means for its unit: an outcome to yield, more work, or nothing yet."""
-        state = task.state
-        if state.over or task.attempt != state.attempt or answer[0] == "interrupted":
-            return None
-        status = answer[0]
-        # A segmented video is retried whole, under the attempt policy of every unit (attempts.py);
-        # a `run` task made its attempts on the worker already.
-        retry = status == "retryable" and task.kind == "segment"
-        safer = next_attempt(state.job, answer[3], state.attempt) if retry else None
-        if safer is not None:
-            state.retried = answer[1]
-            state.job = safer
-            try:
-                plan(state)
-            except Exception as exc:  # noqa: BLE001 - the retry cannot start: the unit fails
-                state.over = True
-                return state.unit, exc
-            return None
-        if status in ("failed", "retryable"):
-            state.over = True
-            return state.unit, RemoteError(answer[1], answer[2] if len(answer) > 2 else "")
-        if task.kind == "segment":
-            state.stylized += int(answer[1])
-            state.remaining -= 1
-            if state.remaining == 0:
-                tasks.appendleft(_Task(state, "assemble", state.attempt))
-            return None
-        state.over = True
-        result: UnitResult = answer[1]
-        if state.retried:
-            result.metrics["retried"] = state.retried
-        return state.unit, result
 
     def close(self) -> None:
         for worker in self.workers:

@@ -110,6 +110,7 @@ def read_frames(
     start: float = 0.0,
     end: float | None = None,
     size: int | None = None,
+    info: VideoInfo | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield upright RGB frames i with start <= i / fps < end, each (H, W, 3) uint8.
 
@@ -121,13 +122,15 @@ def read_frames(
     frame, or, after yielding every frame it could decode, when decoding
     stops well short of what the container promised (a truncated file):
     "<file>: truncated video: decoded X of Y frames".
+
+    `info`: the file's `probe_video`, where the caller has it (a video's geometry): not probed again.
     """
     path = Path(path)
     if start < 0 or (end is not None and end <= start):
         raise ValueError(f"read_frames: bad span [{start}, {end}) for {path}")
     if size is not None and size < 2:
         raise ValueError(f"read_frames: size must be at least 2, got {size}")
-    info = probe_video(path)
+    info = probe_video(path) if info is None else info
     capture = _open_capture(path)
     try:
         yield from _read_span(capture, info, start=start, end=end, size=size)

@@ -19,7 +19,6 @@ import functools
 import itertools
 import json
 import time
-from contextlib import AbstractContextManager
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +28,19 @@ import numpy as np
 import torch
 
 from nst_batch.engine import Interrupted, Progress, Result, Temporal
-from nst_batch.media.images import longest_side_shape, read_image, write_image
-from nst_batch.media.video import VideoInfo, probe_video, read_frames
+from nst_batch.media.images import read_image, write_image
+from nst_batch.media.video import read_frames
 from nst_batch.memory_plan import MemoryPlan
-from nst_batch.settings import working_side
 from nst_batch.video.cuts import frame_is_cut
 from nst_batch.video.flow import FlowResult, flow_between, warp
-from nst_batch.video.segments import Segment, expected_frames, segment_dir, segment_ledger
+from nst_batch.video.geometry import Segment, VideoGeometry, frame_name
+from nst_batch.video.segments import segment_dir, segment_ledger
 from nst_batch.context import JobContext, find_style_weight, stylize_frame, to_tensor, to_uint8
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.regions import video_masks
 
 __all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress",
-           "clip_style_weight"]
+           "clip_style_weight", "video_plan"]
 
 FrameProgress = Callable[[Progress, int, "int | None"], None]
 
@@ -98,11 +97,12 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
                  flow_content: np.ndarray | None = None,
                  progress: Callable[[Progress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, style_weight: float | None = None,
-                 masks: np.ndarray | None = None) -> FrameStep:
+                 masks: np.ndarray | None = None, plan: MemoryPlan | None = None) -> FrameStep:
     """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut.
 
     `flow_content`: the same frame larger (`video.flow_scale`), for the flow alone; `prev` then carries its own.
     `style_weight`: the clip's (`clip_style_weight`), None for the job's. `masks`: the frame's regions.
+    `plan`: the video's one memory plan (`video_plan`); None: one made for this frame.
     """
     v = ctx.job.settings.video
     flow: FlowResult | None = None
@@ -114,19 +114,20 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
     cold = prev is None or not v.warm_start or cut
     if cold:
         result = stylize_frame(ctx, content, iterations=v.first_iterations, progress=progress,
-                               should_stop=should_stop, style_weight=style_weight, masks=masks)
+                               should_stop=should_stop, style_weight=style_weight, masks=masks, plan=plan)
     else:
         assert prev is not None
         init, temporal = _warm_start(ctx, content, prev.raw, flow)
         result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal,
-                               progress=progress, should_stop=should_stop, style_weight=style_weight, masks=masks)
+                               progress=progress, should_stop=should_stop, style_weight=style_weight, masks=masks,
+                               plan=plan)
     return FrameStep(raw=to_uint8(result.image), result=result, cold=cold, cut=cut)
 
 
 def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt: np.ndarray, weight: float, *,
                        progress: Callable[[Progress], None] | None = None,
                        should_stop: Callable[[], bool] | None = None, style_weight: float | None = None,
-                       masks: np.ndarray | None = None) -> np.ndarray:
+                       masks: np.ndarray | None = None, plan: MemoryPlan | None = None) -> np.ndarray:
     """A seam frame made again: warm-started from the frame before it, held to it and, by `weight`, to `nxt`.
 
     `nxt` is the next segment's version of this frame (pixel-aligned: the same frame).
@@ -145,76 +146,65 @@ def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt
                         mask=torch.from_numpy(np.ascontiguousarray(mask[..., 0]))[None, None].to(ctx.device))
     init = to_tensor(warped_u8, ctx.device)
     result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal, progress=progress,
-                           should_stop=should_stop, style_weight=style_weight, masks=masks)
+                           should_stop=should_stop, style_weight=style_weight, masks=masks, plan=plan)
     return to_uint8(result.image)
 
 
-def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, *, progress: FrameProgress,
-                    should_stop: Callable[[], bool],
+def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geometry: VideoGeometry, *,
+                    progress: FrameProgress, should_stop: Callable[[], bool],
                     on_frame: Callable[[int, FrameStep], None] | None = None) -> int:
     """Stylize the frames of one segment into `work/frames`; the number of frames stylized (not reused).
 
     Frames are decoded in order from the start (no seeking: wrong on variable-frame-rate files).
     `on_frame(number, step)` sees each newly stylized frame (benchmarks).
     """
-    s = ctx.job.settings
-    v = s.video
-    info = probe_video(src)
-    expected = expected_frames(info.frame_count, info.fps, v.start, v.end)
+    v = ctx.job.settings.video
     frames_dir = work / "frames"
     ledger = segment_ledger(work, seg)
 
     def saved(t: int) -> dict[str, Any] | None:
-        rec = ledger.records.get(f"{t + 1:06d}.png")
+        rec = ledger.records.get(frame_name(t))
         return rec if rec is not None and rec.get("status") == "done" and (frames_dir / rec["key"]).exists() else None
 
     # The overlap only serves the warm start of the segment's first frame: not needed once that is saved.
     begin = seg.first if saved(seg.first) else seg.first - seg.overlap
     prev: Previous | None = None
     stylized = 0
-    size = working_side(s.size, info.height, info.width)
-    big = flow_side(info, size, v.flow_scale) if v.warm_start and v.flow == "dis" else None
-    frames = read_frames(src, start=v.start, end=v.end, size=size)
+    info = geometry.info
+    frames = read_frames(src, start=v.start, end=v.end, size=geometry.side, info=info)
     # The flow's larger frames come from a second decoder over the same span: the working frames stay exactly
     # those of flow_scale 1 (one resize from the source), not a resize of a resize.
-    larger = read_frames(src, start=v.start, end=v.end, size=big) if big else itertools.repeat(None)
-    masks = video_masks(ctx.job, src, longest_side_shape(info.height, info.width, size, even=True))
+    larger = (read_frames(src, start=v.start, end=v.end, size=geometry.flow_side, info=info) if geometry.flow_side
+              else itertools.repeat(None))
+    masks = video_masks(ctx.job, src, geometry.shape)
     clip_weight: float | None = None
-    with video_plan(ctx, info):
-        for t, (content, flow_content, mask) in enumerate(zip(frames, larger, masks)):
-            if t == 0:
-                clip_weight = clip_style_weight(ctx, work, content, wait=seg.first > 0, should_stop=should_stop)
-            if t < begin:
-                continue
-            if seg.last is not None and t >= seg.last:
-                break
-            path = frames_dir / f"{t + 1:06d}.png"
-            if t >= seg.first and saved(t) is not None:
-                raw = read_image(path)
+    plan = video_plan(ctx, geometry)
+    for t, (content, flow_content, mask) in enumerate(zip(frames, larger, masks)):
+        if t == 0:
+            clip_weight = clip_style_weight(ctx, work, content, wait=seg.first > 0, should_stop=should_stop)
+        if t < begin:
+            continue
+        if seg.last is not None and t >= seg.last:
+            break
+        path = frames_dir / frame_name(t)
+        if t >= seg.first and saved(t) is not None:
+            raw = read_image(path)
+        else:
+            step = stylize_next(ctx, content, prev, flow_content=flow_content,
+                                progress=functools.partial(_frame_progress, progress, t + 1, geometry.expected),
+                                should_stop=should_stop, style_weight=clip_weight, masks=mask, plan=plan)
+            raw = step.raw
+            if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
+                write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
             else:
-                step = stylize_next(ctx, content, prev, flow_content=flow_content,
-                                    progress=functools.partial(_frame_progress, progress, t + 1, expected),
-                                    should_stop=should_stop, style_weight=clip_weight, masks=mask)
-                raw = step.raw
-                if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
-                    write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
-                else:
-                    write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
-                    ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
-                                  cold=step.cold, cut=step.cut, **_distances(ctx, step.result),
-                                  **({"plan": ctx.last_plan.kind} if ctx.last_plan is not None else {}))
-                    stylized += 1
-                    if on_frame is not None:
-                        on_frame(t + 1, step)
-            prev = Previous(content, raw, flow_content)
+                write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
+                ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
+                              cold=step.cold, cut=step.cut, **_distances(ctx, step.result), plan=plan.kind)
+                stylized += 1
+                if on_frame is not None:
+                    on_frame(t + 1, step)
+        prev = Previous(content, raw, flow_content)
     return stylized
-
-
-def flow_side(info: VideoInfo, side: int, flow_scale: float) -> int | None:
-    """The longest side the flow's frames are read at (`flow_scale` x the working side, at most the source's),
-    or None when that is the working side itself."""
-    big = min(max(info.height, info.width), int(round(side * flow_scale / 2)) * 2)
-    return big if big > side else None
 
 
 def _flow(ctx: JobContext, prev: Previous, content: np.ndarray, flow_content: np.ndarray | None) -> FlowResult:
@@ -225,13 +215,10 @@ def _flow(ctx: JobContext, prev: Previous, content: np.ndarray, flow_content: np
     return flow_between(prev.content, content, preset=v.flow_preset)
 
 
-def video_plan(ctx: JobContext, info: VideoInfo) -> AbstractContextManager[MemoryPlan]:
+def video_plan(ctx: JobContext, geometry: VideoGeometry) -> MemoryPlan:
     """One memory plan for every frame of a video (segments, seams): tiles that moved between frames would
     flicker. Planned for the costlier of a cold and a warm frame, with its temporal target."""
-    s = ctx.job.settings
-    size = working_side(s.size, info.height, info.width)
-    return ctx.one_plan(longest_side_shape(info.height, info.width, size, even=True), temporal=True,
-                        iterations=max(s.video.first_iterations, s.video.iterations))
+    return ctx.plan_for_shape(geometry.shape, temporal=True, iterations=geometry.plan_iterations)
 
 
 def _frame_progress(progress: FrameProgress, frame: int, frames: int | None, p: Progress) -> None:

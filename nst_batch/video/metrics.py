@@ -21,14 +21,14 @@ whose mask is empty (nothing can be traced back); both are counted as skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
 from nst_batch.media.images import resize_exact
+from nst_batch.results import VideoMetrics
 from nst_batch.video.flow import as_float, as_uint8, leaves_frame, warp
 
 __all__ = ["Flicker", "FlickerMeter", "farneback_flow", "independent_mask", "warp_error", "flicker_text"]
@@ -136,19 +136,20 @@ def _pair_error(prev: np.ndarray, cur: np.ndarray, backward: np.ndarray, mask: n
     return float((mask * (diff * diff).mean(axis=2)).sum() / weight)
 
 
-def flicker_text(metrics: Mapping[str, Any], *, short: bool = False) -> str | None:
+def flicker_text(metrics: VideoMetrics, *, short: bool = False) -> str | None:
     """A video's flicker in words, from its metrics: "flicker 0.59x the input's (E_warp 4.0e-04 vs 6.8e-04)"."""
-    ratio, e_warp, floor = metrics.get("flicker_ratio"), metrics.get("e_warp"), metrics.get("e_warp_input")
+    m = metrics
+    ratio, e_warp, floor = m.flicker_ratio, m.e_warp, m.e_warp_input
     if e_warp is None:
         return None
     text = f"flicker {ratio:.2f}x the input's" if ratio is not None else "flicker -"
     if short:
         return f"{ratio:.2f}x" if ratio is not None else f"{e_warp:.2e}"
     text += f" (E_warp {e_warp:.2e} vs {floor:.2e})" if floor is not None else f" (E_warp {e_warp:.2e})"
-    if metrics.get("e_warp_seam") is not None:
-        seam, inside = metrics.get("flicker_ratio_seam"), metrics.get("flicker_ratio_inside")
-        text += (f"; {metrics['segments']} segments: E_warp {metrics['e_warp_seam']:.2e} at the seams"
+    if m.e_warp_seam is not None:
+        seam, inside = m.flicker_ratio_seam, m.flicker_ratio_inside
+        text += (f"; {m.segments} segments: E_warp {m.e_warp_seam:.2e} at the seams"
                  + (f" ({seam:.2f}x)" if seam is not None else "")
-                 + (f", {metrics['e_warp_inside']:.2e} inside" if metrics.get("e_warp_inside") is not None else "")
+                 + (f", {m.e_warp_inside:.2e} inside" if m.e_warp_inside is not None else "")
                  + (f" ({inside:.2f}x)" if inside is not None else ""))
     return text

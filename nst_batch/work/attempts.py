@@ -8,9 +8,9 @@ fail the same way. `fault_of` is the one place that tells them apart; out of mem
 CUDA's, MPS's or a failed CPU allocation (`is_out_of_memory`). A batch (`batch_size`)
 that meets a retryable fault is split, and each of its images then has its own attempts.
 
-The local executor runs the attempts in `run_attempts`; a Ray worker runs a whole
-unit the same way, and the Ray driver asks `next_attempt` when a segment of a
-segmented video meets the fault on another machine (the fault reaches it as a `Fault`).
+Every executor asks it through the one place that schedules a unit's tasks
+(`work.tasks.JobWork.settle`): a task that meets a fault, here or on a Ray worker (the
+fault reaches the driver as a `Fault`), has its unit started again with `next_attempt`'s job.
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ from __future__ import annotations
 import dataclasses
 import gc
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 
 from nst_batch.engine import NonFiniteLoss
 from nst_batch.settings import Job, Settings
 
-__all__ = ["MAX_ATTEMPTS", "Fault", "fault_of", "is_out_of_memory", "next_attempt", "run_attempts", "safer_settings",
+__all__ = ["MAX_ATTEMPTS", "Fault", "fault_of", "is_out_of_memory", "next_attempt", "safer_settings",
            "release_memory"]
 
 MAX_ATTEMPTS = 2
@@ -35,8 +33,6 @@ MAX_ATTEMPTS = 2
 # ("MPS backend out of memory (MPS allocated: ...)") and the CPU allocator's ("DefaultCPUAllocator:
 # can't allocate memory: you tried to allocate N bytes", "not enough memory" on Windows).
 _OUT_OF_MEMORY = re.compile(r"MPS backend out of memory|DefaultCPUAllocator: (can't allocate|not enough) memory")
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -78,27 +74,6 @@ def next_attempt(job: Job, fault: Fault | None, attempt: int) -> Job | None:
         return None
     safer = dataclasses.replace(job, settings=safer_settings(job.settings, out_of_memory=fault.out_of_memory))
     return dataclasses.replace(safer, memory_share=job.memory_share / 2) if fault.out_of_memory else safer
-
-
-def run_attempts(run: Callable[[Job, int], R], job: Job) -> tuple[R, Fault | None]:
-    """`run(job, attempt)` until it succeeds or the policy gives up (the last error is raised).
-
-    Returns the result and the fault that caused a retry (None when the first attempt succeeded).
-    """
-    attempt, current, retried = 1, job, None
-    while True:
-        try:
-            return run(current, attempt), retried
-        except Exception as exc:  # noqa: BLE001 - `fault_of` decides; anything else is raised as it is
-            fault = fault_of(exc)
-            safer = next_attempt(current, fault, attempt)
-            if safer is None:
-                raise
-        # The next attempt runs outside the `except`: there, the traceback would keep the failed
-        # attempt's frames (and their tensors) alive, and a retry after out-of-memory would run
-        # out of memory again.
-        release_memory()
-        attempt, current, retried = attempt + 1, safer, fault
 
 
 def release_memory() -> None:

@@ -2,7 +2,8 @@
 
 The bridge between pixels (numpy, uint8 or uint16) and the engine (tensors): `to_tensor`,
 `to_uint8` and `to_float` convert; `stylize_frame` and `stylize_batch` run the engine on pictures
-already at their working size. Files are image_job.py's and the video package's.
+already at their working size. Files are media's: the style images (media/styles.py) and an `init` image
+are read through it once, when the context is made; the pictures themselves come in as pixels.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ import numpy as np
 import torch
 
 from nst_batch.device import resolve_device
-from nst_batch.errors import NstBatchError
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, Progress, Regions, Result, Temporal,
                               schedule, style_grams, stylize, stylize_multiscale)
 from nst_batch.engine.multiscale import resize, scaled_size
 from nst_batch.engine.strength import WeightSearch, search_weight
 from nst_batch.engine.tiles import Box, blend_tiles, tile_boxes, tile_overlap
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
-from nst_batch.media.borders import Border, find_border, trim_border
 from nst_batch.media.images import read_image, resize_exact, resize_longest
+from nst_batch.media.styles import read_style, style_borders
 from nst_batch.models import ModelCache
-from nst_batch.settings import Job, StyleSpec, working_side
+from nst_batch.settings import Job, StyleSpec, loss_weights, working_side
 
 __all__ = ["BatchTooBig", "JobContext", "Stylized", "to_tensor", "to_uint8", "to_float", "stylize_frame",
            "stylize_batch", "find_style_weight", "ProgressFn", "StopFn", "COARSE_PASS", "PROBE_ITERATIONS",
@@ -83,6 +83,7 @@ class JobContext:
     _saving: FeatureExtractor | None = None  # the extractor with the other `memory_saving`, made when a plan asks
     _searches: dict[str, WeightSearch] = field(default_factory=dict)  # `strength`: by the picture's pixels
     region_images: list[list[tuple[np.ndarray, float]]] = field(default_factory=list)  # each region's styles
+    init_image: np.ndarray | None = None  # `init: <image file>`, as read
     _region_grams: dict[tuple[int, int, float], dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
@@ -93,15 +94,13 @@ class JobContext:
         style_images = [(_read_style(job, spec.image, models.messages), spec.weight) for spec in job.styles]
         layer_w = s.style_layer_weights or tuple(1.0 for _ in s.style_layers)
         total = sum(layer_w)
-        weights = LossWeights(
-            content=s.content_weight, style=s.style_weight, tv=s.tv_weight,
-            style_layers={name: w / total for name, w in zip(s.style_layers, layer_w)},
-            content_layers=s.content_layers, temporal=s.video.temporal_weight,
-        )
+        weights = LossWeights(**loss_weights(s), content_layers=s.content_layers,
+                              style_layers={name: w / total for name, w in zip(s.style_layers, layer_w)})
         region_images = [[(_read_style(job, spec.image, models.messages), spec.weight) for spec in region.styles]
                          for region in job.regions]
+        init = None if s.init in ("content", "noise") else read_image(Path(s.init))
         ctx = cls(job=job, device=device, extractor=extractor, loss_weights=weights, style_images=style_images,
-                  region_images=region_images)
+                  region_images=region_images, init_image=init)
         if s.size != "original" and style_images:
             ctx.grams_at(1.0, s.size)  # once per job, now
         return ctx
@@ -193,8 +192,9 @@ class JobContext:
         if init == "noise":  # the same noise for every image of a batch, as each would get alone
             gen = torch.Generator().manual_seed(self.job.settings.seed)
             return torch.rand((1, *content.shape[1:]), generator=gen).to(content.device).expand_as(content).clone()
+        assert self.init_image is not None
         h, w = content.shape[-2:]
-        return to_tensor(resize_exact(read_image(Path(init)), w, h), content.device).expand_as(content).clone()
+        return to_tensor(resize_exact(self.init_image, w, h), content.device).expand_as(content).clone()
 
 
 def region_trims(job: Job) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
@@ -204,46 +204,20 @@ def region_trims(job: Job) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
 
 def style_trims(job: Job) -> tuple[tuple[int, int, int, int], ...]:
     """The border (top, bottom, left, right px) each of the job's style images loses on read, for the
-    settings hash (`settings_hash(trimmed=)`): what the style contributes is its pixels less that border.
-    Read once per version of each file; () with `style_border: keep`. An unreadable style gives no border
-    here (the job then fails on reading it, saying why)."""
+    settings hash (`settings_hash(trimmed=)`; `media.styles.style_borders`)."""
     return _trims(job, job.styles)
 
 
 def _trims(job: Job, styles: Sequence[StyleSpec]) -> tuple[tuple[int, int, int, int], ...]:
-    if job.settings.style_border == "keep":
-        return ()
-    found = []
-    for spec in styles:
-        try:
-            b = _style_border(spec.image)
-        except (OSError, NstBatchError):
-            b = Border()
-        found.append((b.top, b.bottom, b.left, b.right))
-    return tuple(found)
-
-
-_BORDERS: dict[tuple[Path, int, int], Border] = {}  # by (path, size, mtime): a style file's border, found once
-
-
-def _style_border(path: Path, rgb: np.ndarray | None = None) -> Border:
-    """The border of the style file at `path` (`rgb`: its pixels, when already read), found once per version."""
-    stat = path.stat()
-    key = (path, stat.st_size, stat.st_mtime_ns)
-    if key not in _BORDERS:
-        _BORDERS[key] = find_border(read_image(path) if rgb is None else rgb)
-    return _BORDERS[key]
+    return style_borders([spec.image for spec in styles], trim=job.settings.style_border == "trim")
 
 
 def _read_style(job: Job, path: Path, log: list[str]) -> np.ndarray:
     """A style image as read, less its uniform border with `style_border: trim` (a line in `log` says so)."""
-    rgb = read_image(path)
-    if job.settings.style_border == "keep":
-        return rgb
-    trimmed, border = trim_border(rgb, _style_border(path, rgb))  # the hash's border, not found a second time
+    rgb, border = read_style(path, trim=job.settings.style_border == "trim")
     if border:
         log.append(f"{job.name}: style {path.name}: trimmed {border.describe()} (style_border: keep keeps it)")
-    return trimmed
+    return rgb
 
 
 def _style_grams_in_pieces(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor, float]],

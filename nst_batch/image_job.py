@@ -8,7 +8,7 @@ import numpy as np
 
 from nst_batch.media.images import (animation_frames, keep_colors, longest_side_shape, resize_exact, resize_longest,
                                     to_bits)
-from nst_batch.settings import Settings, output_bits, working_side
+from nst_batch.settings import FORMAT_BITS, Settings, output_bits, working_side
 
 __all__ = ["working_picture", "working_shape", "finish", "depth_warning", "decode_side"]
 
@@ -50,7 +50,8 @@ def depth_warning(settings: Settings, original: np.ndarray, src: Path | None = N
     and the frames after the first of an animated WebP or PNG (`src`)."""
     lost = []
     if original.dtype == np.uint16 and output_bits(settings, 16) == 8:
-        why = "format: jpg holds 8" if settings.format == "jpg" else "bit_depth: 8"
+        holds = FORMAT_BITS[settings.format]
+        why = f"format: {settings.format} holds {holds}" if holds < 16 else "bit_depth: 8"
         lost.append(f"a 16-bit input written at 8 bits per channel ({why}; format: png keeps 16)")
     frames = 1 if src is None else animation_frames(src)
     if frames > 1:

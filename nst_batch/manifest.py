@@ -28,7 +28,7 @@ from nst_batch.engine.vgg import layer_names
 from nst_batch.errors import ManifestError
 from nst_batch.media.images import IMAGE_SUFFIXES, PILLOW_SUFFIXES, is_image_file
 from nst_batch.media.video import VIDEO_EXTENSIONS, is_video_file
-from nst_batch.settings import Job, Region, Settings, StyleSpec, SweepCell, VideoSettings
+from nst_batch.settings import FORMAT_BITS, Job, Region, Settings, StyleSpec, SweepCell, VideoSettings
 
 __all__ = ["Manifest", "load_manifest", "manifest_from_text", "one_line_manifest", "read_yaml", "parse_overrides",
            "parse_sweeps",
@@ -656,9 +656,10 @@ def _build_settings(values: dict[str, Any], where: _Where, base: Path,
         )
     if slw is not None and (any(w < 0 for w in slw) or not any(w > 0 for w in slw)):
         raise where.error(f"style_layer_weights must be >= 0 with at least one > 0, got {list(slw)}")
-    if settings.bit_depth == 16 and settings.format != "png":
+    if settings.bit_depth == 16 and FORMAT_BITS[settings.format] < 16:
         raise (wheres or {}).get("bit_depth", where).error(
-            f"16 bits per channel need format: png ({settings.format} holds 8); set format: png, or "
+            f"16 bits per channel need format: png ({settings.format} holds {FORMAT_BITS[settings.format]}); "
+            "set format: png, or "
             "bit_depth: auto (16 bits where the input and format have them) or 8")
     if settings.content_weight == settings.style_weight == settings.tv_weight == 0:
         raise where.error("content_weight, style_weight and tv_weight are all 0: nothing to optimise")

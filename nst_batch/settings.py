@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = ["Bounds", "VideoSettings", "Settings", "StyleSpec", "Region", "SweepCell", "Job", "settings_hash",
-           "settings_to_dict", "output_bits"]
+           "settings_to_dict", "output_bits", "loss_weights", "FORMAT_BITS"]
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,12 @@ _STRENGTH = Bounds(low=0, open_low=True, high=1.5, between=True, low_note=" (the
 
 
 def _f(default: Any, help: str, *, bounds: Bounds | None = None,  # noqa: A002 - "help" reads best here
-       hashed: Literal["always", "unless_default", "never"] = "always") -> Any:
+       hashed: Literal["always", "unless_default", "never"] = "always", term: str | None = None) -> Any:
     """A setting: its default, its help (README's table and `nst-batch schema`), its range (`bounds`), and
     whether it decides the pixels (`hashed`: always; `unless_default`, added after outputs were already being
-    written, so hashed only when set away from its default; `never`: it does not choose the pixels)."""
-    return field(default=default, metadata={"help": help, "bounds": bounds, "hashed": hashed})
+    written, so hashed only when set away from its default; `never`: it does not choose the pixels).
+    `term`: the weight of that loss term of the engine (`loss_weights`; engine.LossWeights' field)."""
+    return field(default=default, metadata={"help": help, "bounds": bounds, "hashed": hashed, "term": term})
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ class VideoSettings:
     # Tuned on trained ImageNet VGG16 features over three real clips (BENCHMARKS.md, "Video on
     # trained features"): 30-300 flicker alike; 1e2 keeps content and style within 1.03x of
     # independently stylized frames; 1e3 smears texture along the flow and the content drifts.
-    temporal_weight: float = _f(1.0e2, "weight of the temporal loss (Ruder et al. 2016)", bounds=_NON_NEGATIVE)
+    temporal_weight: float = _f(1.0e2, "weight of the temporal loss (Ruder et al. 2016)", bounds=_NON_NEGATIVE,
+                                term="temporal")
     temporal_motion: float = _f(0.0, "the temporal weight grows by this share per px of a frame's median motion "
                                       "(at working size), at most 10x: 0 = one weight for every frame",
                                 bounds=_NON_NEGATIVE, hashed="unless_default")
@@ -121,18 +123,18 @@ class Settings:
     optimizer: Literal["lbfgs", "adam"] = _f("lbfgs", "lbfgs | adam")
     learning_rate: float = _f(0.02, "Adam step size on [0,1] pixels (adam only)",
                               bounds=Bounds(low=0, open_low=True, high=1.0, high_note=" (a step on pixels in [0, 1])"))
-    content_weight: float = _f(1.0, "weight of the content loss", bounds=_NON_NEGATIVE)
+    content_weight: float = _f(1.0, "weight of the content loss", bounds=_NON_NEGATIVE, term="content")
     # The losses are scale-free (engine/objective.py), so these hold for any trained VGG.
     # Tuned on trained ImageNet VGG16 features (BENCHMARKS.md, "Picture quality"): style 5
     # paints the style unmistakably and keeps faces and buildings recognisable (3: mild,
     # 10-30: the photo fades); tv 2 removes L-BFGS's colour speckle at no measured cost.
     style_weight: float = _f(5.0, "weight of the style loss (2-3: more of the photo; 10-30: more of the style)",
-                             bounds=_NON_NEGATIVE)
+                             bounds=_NON_NEGATIVE, term="style")
     strength: float | None = _f(
         None, "aim at a strength instead of a weight: the content distance each picture keeps (0.3 mild, 0.5 even, "
               "0.8 strong), its style weight found by a short search on the coarse scale, in the ledger "
               "(null = style_weight for every picture)", bounds=_STRENGTH, hashed="unless_default")
-    tv_weight: float = _f(2.0, "weight of the total-variation (smoothness) loss", bounds=_NON_NEGATIVE)
+    tv_weight: float = _f(2.0, "weight of the total-variation (smoothness) loss", bounds=_NON_NEGATIVE, term="tv")
     # Gatys et al.'s features are the ReLU outputs of their Caffe net (as in jcjohnson's
     # neural-style, neural-style-pt and crowsonkb): `reluX_Y`. `convX_Y` names the
     # convolution's own output, before its ReLU.
@@ -333,11 +335,22 @@ def _file_identity(path: Path) -> str:
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def loss_weights(settings: Settings) -> dict[str, float]:
+    """The weight of each loss term of the engine, by term (`engine.LossWeights`' fields): the settings whose
+    field spec names a `term`, the video's among them."""
+    return {f.metadata["term"]: float(getattr(owner, f.name))
+            for owner in (settings, settings.video) for f in dataclasses.fields(owner) if f.metadata.get("term")}
+
+
+# The most bits per channel each output `format` holds (`bit_depth`; media/images.py writes by suffix).
+FORMAT_BITS = {"png": 16, "jpg": 8}
+
+
 def output_bits(settings: Settings, input_bits: int) -> int:
     """Bits per channel an image output is written at: `bit_depth`, or with `auto` the input's (8 or 16)
     where `format` holds it (png), else 8. (`bit_depth: 16` with jpg is refused by the manifest.)"""
     if settings.bit_depth == "auto":
-        return input_bits if settings.format == "png" else 8
+        return min(input_bits, FORMAT_BITS[settings.format])
     return int(settings.bit_depth)
 
 

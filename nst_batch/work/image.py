@@ -22,7 +22,7 @@ from nst_batch.media.images import read_image_alpha, write_image
 from nst_batch.plan import Unit
 from nst_batch.regions import identity_now, image_masks, missing_masks_note
 from nst_batch.results import ImageMetrics, UnitResult
-from nst_batch.settings import Job
+from nst_batch.settings import Job, Settings
 from nst_batch.work.attempts import fault_of
 
 if TYPE_CHECKING:
@@ -83,13 +83,32 @@ class ImageTask:
 @dataclass(frozen=True)
 class Picture:
     """A picture read for a batch: its unit, the pixels as read, its transparency, its working picture, and
-    its input's identity when it was read (an edit since makes it alone)."""
+    its input's identity when it was read (an edit since makes it alone).
+
+    It crosses to another process (a Ray actor) without its pixels, which are read there again from the
+    shared filesystem (`loaded`): the same pixels, as decoding is deterministic, and none through Ray's
+    object store."""
 
     unit: Unit
-    original: np.ndarray
+    original: np.ndarray | None
     alpha: np.ndarray | None
-    content: np.ndarray
+    content: np.ndarray | None
     read_as: str | None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "original": None, "alpha": None, "content": None}
+
+    def loaded(self, settings: Settings) -> Picture:
+        """The picture with its pixels, read again if it came without them."""
+        if self.original is not None:
+            return self
+        original, alpha = read_image_alpha(self.unit.src, reduce_for=decode_side(settings))
+        return Picture(self.unit, original, alpha, working_picture(settings, original), self.read_as)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        assert self.content is not None
+        return self.content.shape
 
 
 @dataclass(frozen=True)
@@ -109,14 +128,15 @@ class BatchTask:
         """Each picture's result, error, or `ALONE`. An error of the whole batch (not a fault) is raised."""
         s = self.job.settings
         same = [identity_now(self.job, p.unit.src) == p.read_as for p in self.pictures]
-        batch = [p for p, unchanged in zip(self.pictures, same) if unchanged]
+        batch = [p.loaded(s) for p, unchanged in zip(self.pictures, same) if unchanged]
         if not batch:
             return tuple(ALONE for _ in self.pictures)
         ctx = bench.context(self.job)
         try:
             # With regions every picture has its masks (zeros for a region a mirrored folder lacks).
-            masks = [m for p in batch if (m := image_masks(self.job, p.unit.src, p.content.shape[:2])) is not None]
-            result: Stylized | None = stylize_batch(ctx, [p.content for p in batch], iterations=s.iterations,
+            masks = [m for p in batch if (m := image_masks(self.job, p.unit.src, (p.shape[0], p.shape[1]))) is not None]
+            result: Stylized | None = stylize_batch(ctx, [p.content for p in batch if p.content is not None],
+                                                    iterations=s.iterations,
                                                     progress=report.picture, should_stop=should_stop,
                                                     masks=masks or None)
         except Exception as exc:  # noqa: BLE001 - Interrupted, or a fault of the whole batch
@@ -128,6 +148,7 @@ class BatchTask:
             if result is None:
                 answers[p.unit.key] = ALONE
                 continue
+            assert p.content is not None and p.original is not None
             try:
                 write_image(p.unit.dst, finish(s, to_float(result.image[i:i + 1]), p.content, p.original),
                             quality=s.quality, alpha=p.alpha)
@@ -166,5 +187,5 @@ class Batcher:
         return self._take(next(iter(self.waiting.values()))) if self.waiting else None
 
     def _take(self, group: Sequence[Picture]) -> BatchTask:
-        del self.waiting[group[0].content.shape]
+        del self.waiting[group[0].shape]
         return BatchTask(self.job, tuple(group))

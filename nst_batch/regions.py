@@ -167,13 +167,14 @@ def image_masks(job: Job, src: Path, shape: tuple[int, int]) -> np.ndarray | Non
     return picture_masks(job, [next(mask_frames(m, shape, job.settings)) for m in unit_masks(job, src)], shape)
 
 
-def video_masks(job: Job, src: Path, shape: tuple[int, int]) -> Iterator[np.ndarray | None]:
+def video_masks(job: Job, src: Path, shape: tuple[int, int],
+                fps: Fraction | None = None) -> Iterator[np.ndarray | None]:
     """The regions of each processed frame of the video `src`, in step with `read_frames` over the span; None
-    for every frame without regions."""
+    for every frame without regions. `fps`: `src`'s, where the caller has probed it."""
     if not job.regions:
         yield from itertools.repeat(None)
         return
-    fps = probe_video(src).fps
+    fps = probe_video(src).fps if fps is None else fps
     streams = [mask_frames(m, shape, job.settings, fps) for m in unit_masks(job, src)]
     for masks in zip(*streams):
         yield picture_masks(job, masks, shape)

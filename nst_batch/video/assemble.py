@@ -67,7 +67,8 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, geometr
         chain: Previous | None = None  # (content, raw) of the previous frame, for re-optimised seams
         clip_weight = None
         # With regions, each re-optimised seam frame keeps its own masks.
-        masks = video_masks(ctx.job, src, geometry.shape) if reoptimize and ctx is not None else itertools.repeat(None)
+        masks = (video_masks(ctx.job, src, geometry.shape, info.fps) if reoptimize and ctx is not None
+                 else itertools.repeat(None))
         plan = video_plan(ctx, geometry) if reoptimize and ctx is not None else None  # the seam frames' plan
         frames = read_frames(src, start=v.start, end=v.end, size=geometry.side, info=info)
         for t, (content, mask) in enumerate(zip(frames, masks)):

@@ -176,7 +176,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
     # those of flow_scale 1 (one resize from the source), not a resize of a resize.
     larger = (read_frames(src, start=v.start, end=v.end, size=geometry.flow_side, info=info) if geometry.flow_side
               else itertools.repeat(None))
-    masks = video_masks(ctx.job, src, geometry.shape)
+    masks = video_masks(ctx.job, src, geometry.shape, info.fps)
     clip_weight: float | None = None
     plan = video_plan(ctx, geometry)
     for t, (content, flow_content, mask) in enumerate(zip(frames, larger, masks)):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -24,9 +24,7 @@ from nst_batch.regions import identity_now, image_masks, missing_masks_note
 from nst_batch.results import ImageMetrics, UnitResult
 from nst_batch.settings import Job, Settings
 from nst_batch.work.attempts import fault_of
-
-if TYPE_CHECKING:
-    from nst_batch.work.tasks import Bench, Report, StopFn
+from nst_batch.work.bench import Bench, Report, StopFn
 
 __all__ = ["ImageTask", "BatchTask", "Picture", "Batcher", "ALONE", "WAITING", "stylize_image_file"]
 

@@ -1,8 +1,8 @@
 """Tasks, and the one place that knows what they add up to: executors only schedule them.
 
 A task is plain data (it crosses to a Ray actor as it is) with one way to run: `task.run(bench,
-report, should_stop)`, where `Bench` is what a worker keeps between tasks (the model, the job's
-style targets). Its answer (`Done`, `Failed`, `Stopped`; `answer_of`) is plain data too.
+report, should_stop)`, where `Bench` (bench.py) is what a worker keeps between tasks (the model, the
+job's style targets). Its answer (`Done`, `Failed`, `Stopped`; `answer_of`) is plain data too.
 
     ImageTask     one picture                          work/image.py
     BatchTask     pictures of one size, together      work/image.py
@@ -19,22 +19,14 @@ actor is idle. Both feed each answer to `settle` and yield what it says.
 from __future__ import annotations
 
 import dataclasses
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
 
-from nst_batch.context import JobContext
-from nst_batch.engine import Interrupted, Progress
-from nst_batch.errors import NstBatchError, describe
-from nst_batch.events import UnitProgress
-from nst_batch.live import Snapshots
-from nst_batch.models import ModelCache
-from nst_batch.plan import Unit, state_dir, work_dirs
+from nst_batch.plan import Unit, work_dirs
 from nst_batch.results import UnitResult
 from nst_batch.settings import Job
-from nst_batch.work.attempts import Fault, fault_of, next_attempt, release_memory
+from nst_batch.work.attempts import next_attempt, release_memory
+from nst_batch.work.bench import Answer, Bench, Done, Failed, Report, StopFn, Stopped, TaskError, answer_of
 from nst_batch.work.image import ALONE, BatchTask, Batcher, ImageTask
 from nst_batch.work.video import AssemblyTask, SegmentTask, VideoRecipe
 
@@ -43,106 +35,6 @@ __all__ = ["Task", "Bench", "Report", "JobWork", "Outcome", "Done", "Failed", "S
 
 Task = ImageTask | BatchTask | SegmentTask | AssemblyTask
 Outcome = tuple[Unit, "UnitResult | BaseException"]
-StopFn = Callable[[], bool]
-T = TypeVar("T")
-
-
-class TaskError(NstBatchError):
-    """A task failed where its exception could not come along (a Ray worker; a fault whose retry failed);
-    `trace` is the traceback where it happened."""
-
-    def __init__(self, message: str, trace: str = "") -> None:
-        super().__init__(message)
-        self.trace = trace
-
-
-@dataclass(frozen=True)
-class Done(Generic[T]):
-    value: T
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A task's error: its one line, its traceback, the retryable fault it is (None: no second attempt) and, in
-    this process, the exception itself (never for a fault: its traceback would hold the attempt's memory)."""
-
-    message: str
-    trace: str
-    fault: Fault | None = None
-    error: BaseException | None = None
-
-    def exception(self) -> BaseException:
-        return self.error if self.error is not None else TaskError(self.message, self.trace)
-
-
-@dataclass(frozen=True)
-class Stopped:
-    """The task stopped on a stop request (SIGTERM, Ctrl-C); what it saved stays for the resume."""
-
-
-Answer = Done[object] | Failed | Stopped
-
-
-def answer_of(run: Callable[[], object], *, keep_error: bool) -> Answer:
-    """`run()` as an answer, never raising (but KeyboardInterrupt). `keep_error`: keep the exception itself (in
-    this process; a Ray worker's would not cross to the driver)."""
-    try:
-        return Done(run())
-    except Interrupted:
-        return Stopped()
-    except Exception as exc:  # noqa: BLE001 - the answer carries it; `JobWork.settle` decides
-        fault = fault_of(exc)
-        return Failed(fault.message if fault else describe(exc), traceback.format_exc(), fault,
-                      exc if keep_error and fault is None else None)
-
-
-class Report:
-    """A task's progress: an event for each of its units, and the picture being made as the live snapshot."""
-
-    def __init__(self, task: Task, send: Callable[[UnitProgress], None]) -> None:
-        self.job = task.job.name
-        self.keys = [unit.key for unit in task.units]
-        self.send = send
-        self.snapshots = Snapshots(state_dir(task.job))
-
-    def picture(self, p: Progress) -> None:
-        for key in self.keys:
-            self.send(UnitProgress(self.job, key, p.iteration, p.total, p.loss))
-        self.snapshots.offer(p.image)
-
-    def frame(self, p: Progress, frame: int, frames: int | None) -> None:
-        for key in self.keys:
-            self.send(UnitProgress(self.job, key, p.iteration, p.total, p.loss, frame=frame, frames=frames))
-        self.snapshots.offer(p.image, frame=frame)
-
-
-class Bench:
-    """What a worker keeps between tasks: the model cache and one job's context (its style targets)."""
-
-    def __init__(self) -> None:
-        self.models = ModelCache()
-        self._context: JobContext | None = None
-        self._shown = 0
-
-    def context(self, job: Job) -> JobContext:
-        """The job's context, built on its first task and kept while the job's tasks run."""
-        if self._context is None or self._context.job != job:
-            self._context = JobContext.create(job, self.models)
-        return self._context
-
-    def prepare(self, job: Job) -> list[str]:
-        """Load what the job's tasks share; the lines the user must see (a weights file's messages) once."""
-        self.context(job)
-        new = self.models.messages[self._shown:]
-        self._shown = len(self.models.messages)
-        return new
-
-    def run(self, task: Task, *, progress: Callable[[UnitProgress], None], should_stop: StopFn,
-            keep_error: bool = True) -> Answer:
-        return answer_of(lambda: task.run(self, Report(task, progress), should_stop), keep_error=keep_error)
-
-    def close(self) -> None:
-        self._context = None
 
 
 class _Attempt:

@@ -13,7 +13,6 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from nst_batch.context import JobContext
 from nst_batch.plan import Unit
@@ -24,9 +23,7 @@ from nst_batch.video.assemble import assemble_video
 from nst_batch.video.frames import FrameProgress, FrameStep, stylize_segment
 from nst_batch.video.geometry import Segment, VideoGeometry
 from nst_batch.video.segments import prepare_video_work
-
-if TYPE_CHECKING:
-    from nst_batch.work.tasks import Bench, Report, StopFn
+from nst_batch.work.bench import Bench, Report, StopFn
 
 __all__ = ["SegmentTask", "AssemblyTask", "VideoRecipe", "stylize_video"]
 

@@ -163,12 +163,12 @@ def run(
                                                 "sockets and logs (default: Ray's, /tmp/ray)."),
 ) -> None:
     """Stylize every job of MANIFEST, or INPUT with --style; finished outputs are skipped (resume)."""
-    from nst_batch.executors import make_executor
+    from nst_batch.executors import EXECUTORS, make_executor
     from nst_batch.progress import ProgressView, print_summary
     from nst_batch.runner import run as run_jobs
 
-    if executor not in ("local", "ray"):
-        raise ManifestError(f"--executor: unknown executor '{executor}' (local | ray)")
+    if executor not in EXECUTORS:
+        raise ManifestError(f"--executor: unknown executor '{executor}' ({' | '.join(EXECUTORS)})")
     loaded = _load(manifest, sets, device, weights, styles, output, sweeps)
     from nst_batch.regions import check_regions
 

@@ -15,7 +15,9 @@ from nst_batch.plan import Unit
 from nst_batch.settings import Job
 from nst_batch.work.tasks import Outcome
 
-__all__ = ["Executor", "Outcome", "make_executor"]
+__all__ = ["Executor", "Outcome", "make_executor", "EXECUTORS"]
+
+EXECUTORS = ("local", "ray")  # what `--executor` takes; `make_executor` builds each
 
 
 class Executor(Protocol):

@@ -21,6 +21,7 @@ from nst_batch.ledger import Ledger
 from nst_batch.media.images import read_thumbnail, resize_longest, write_image
 from nst_batch.media.video import frames_at, read_frames
 from nst_batch.plan import plan_job, state_dir
+from nst_batch.results import VideoMetrics
 from nst_batch.settings import Job
 
 __all__ = ["Cell", "Sheet", "contact_sheets"]
@@ -66,8 +67,8 @@ def contact_sheets(jobs: Sequence[Job], *, draw: bool = True) -> list[Sheet]:
                 if dst is None or job.sweep is None:
                     continue
                 record = ledger.records.get(unit.key, {})
-                cells.append(Cell(job.sweep.values, dst, record.get("status") == "done" and dst.exists(),
-                                  int((record.get("metrics") or {}).get("frames") or 0)))
+                frames = VideoMetrics.from_record(record.get("metrics") or {}).frames if unit.kind == "video" else 0
+                cells.append(Cell(job.sweep.values, dst, record.get("status") == "done" and dst.exists(), frames))
             root = members[0].sweep.root if members[0].sweep else members[0].output
             path = root / "contact-sheets" / f"{_slug(str(Path(unit.key).with_suffix('')))}.png"
             sheet = Sheet(of=of, key=unit.key, path=path, cells=tuple(cells))

@@ -11,11 +11,32 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, TypedDict, cast
 
 from nst_batch.errors import LockedError, NstBatchError
 
-__all__ = ["Ledger", "input_identity", "input_identity_now", "RunLock"]
+__all__ = ["Ledger", "Record", "input_identity", "input_identity_now", "RunLock"]
+
+
+class Record(TypedDict, total=False):
+    """One line of a ledger: an output's (the job's ledger) or a video frame's (a work folder's)."""
+
+    key: str  # the output's path relative to the job's output root; a frame's file name
+    status: str  # done | failed
+    time: float  # when it was recorded (epoch seconds)
+    hash: str  # the settings hash it was made under
+    input: str | None  # the input's identity as its unit started
+    loss: float
+    seconds: float
+    metrics: dict[str, object]  # results.py's record of its result (ImageMetrics, VideoMetrics)
+    error: str  # a failure's one line, and its traceback
+    trace: str
+    iterations: int  # a frame's: its iterations, how it started, its distances, its memory plan
+    cold: bool
+    cut: bool
+    content: float
+    style: float
+    plan: str
 
 
 def input_identity(path: Path) -> str:
@@ -35,7 +56,7 @@ def input_identity_now(path: Path) -> str | None:
 class Ledger:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "ledger.jsonl"
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, Record] = {}
         # A kill mid-write leaves a last line without its newline; the next record must
         # start on a line of its own, or it would be glued to the torn one and lost.
         self._torn = False
@@ -48,15 +69,16 @@ class Ledger:
                 except json.JSONDecodeError:
                     continue  # a line torn by a kill mid-write
                 if isinstance(rec, dict) and "key" in rec:
-                    self.records[rec["key"]] = rec
+                    self.records[rec["key"]] = cast(Record, rec)
 
     def is_done(self, key: str, *, settings_hash: str, input_id: str, output: Path) -> bool:
         rec = self.records.get(key)
         return (rec is not None and rec.get("status") == "done" and rec.get("hash") == settings_hash
                 and rec.get("input") == input_id and output.exists())
 
-    def record(self, key: str, status: str, **fields: Any) -> None:
-        rec = {"key": key, "status": status, "time": round(time.time(), 3), **fields}
+    def record(self, key: str, status: str, **fields: object) -> None:
+        """Append a record: `fields` are `Record`'s (JSON values)."""
+        rec = cast(Record, {"key": key, "status": status, "time": round(time.time(), 3), **fields})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:

@@ -22,13 +22,13 @@ import numpy as np
 
 from nst_batch.contact import Sheet, contact_sheets
 from nst_batch.errors import NstBatchError
-from nst_batch.ledger import Ledger
+from nst_batch.ledger import Ledger, Record
 from nst_batch.live import EVERY, LIVE, LIVE_FRAME
 from nst_batch.media.atomic import remove_dead_partials, write_text_atomic
 from nst_batch.media.images import read_thumbnail, resize_longest, write_image
 from nst_batch.media.video import frames_at, read_frames
 from nst_batch.plan import JobPlan, ignored_text, output_root, plan_job, state_dir
-from nst_batch.settings import Job
+from nst_batch.settings import Job, flat_settings
 from nst_batch.results import VideoMetrics, metrics_from_record
 from nst_batch.video.metrics import flicker_text
 
@@ -219,8 +219,9 @@ def _made_with(plan: JobPlan, ledger: Ledger, tally: _Tally) -> str:
             lines.append(f"{count} with settings not recorded (an older nst-batch)")
             continue
         size = made.get("size")
-        video = made.get("video") or {}
-        iterations = (f"{video.get('first_iterations')} iterations cold, {video.get('iterations')} warm a frame"
+        flat = flat_settings(made)
+        iterations = (f"{flat.get('video.first_iterations')} iterations cold, "
+                      f"{flat.get('video.iterations')} warm a frame"
                       if any(u.kind == "video" for u in plan.units if u.key in keys)
                       else f"{made.get('iterations')} iterations")
         lines.append(f"{count} at size {size}{'' if size == 'original' else 'px'} · model {made.get('model')} · "
@@ -228,7 +229,7 @@ def _made_with(plan: JobPlan, ledger: Ledger, tally: _Tally) -> str:
     return "".join(f"<p class=made>{_e(line)}</p>" for line in lines)
 
 
-def _video_block(job: Job, src: Path, dst: Path, rec: dict[str, Any], metrics: VideoMetrics, root: Path,
+def _video_block(job: Job, src: Path, dst: Path, rec: Record, metrics: VideoMetrics, root: Path,
                  files: Path, slug: str) -> str:
     n = metrics.frames
     picks = sorted({round(k * (n - 1) / max(STRIP - 1, 1)) for k in range(STRIP)}) if n else []

@@ -10,9 +10,8 @@ import json
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -28,7 +27,7 @@ from nst_batch.regions import identity_now
 from nst_batch.media.atomic import remove_stale_partials, write_text_atomic
 from nst_batch.plan import JobPlan, PlanError, Unit, output_is_file, plan_job, state_dir, work_dirs
 from nst_batch.results import VideoMetrics
-from nst_batch.settings import Job, settings_hash, settings_to_dict
+from nst_batch.settings import Job, flat_settings, settings_hash, settings_to_dict
 from nst_batch.weights import check_weights
 
 __all__ = ["run", "settings_file", "job_status", "done_under_other_settings", "recorded_settings",
@@ -282,7 +281,7 @@ def _settings_by_hash(job: Job, settings_hash: str) -> Path:
     return state_dir(job) / "settings" / f"{settings_hash}.json"
 
 
-def recorded_settings(job: Job, settings_hash: str) -> dict[str, Any] | None:
+def recorded_settings(job: Job, settings_hash: str) -> dict[str, object] | None:
     """The settings (as `settings_to_dict` gives them) that the hash of a ledger record stands for, if kept."""
     try:
         data = json.loads(_settings_by_hash(job, settings_hash).read_text(encoding="utf-8"))
@@ -292,21 +291,17 @@ def recorded_settings(job: Job, settings_hash: str) -> dict[str, Any] | None:
     return settings if isinstance(settings, dict) else None
 
 
-def settings_difference(job: Job, made_with: dict[str, Any] | None) -> str:
+def settings_difference(job: Job, made_with: Mapping[str, object] | None) -> str:
     """How `made_with` differs from the job's settings now, as `--set` words: 'size=48 weights=random'."""
     if made_with is None:
         return "settings not recorded (made by an older nst-batch)"
-    now = settings_to_dict(job.settings)
-    flat_now = {**{k: v for k, v in now.items() if k != "video"},
-                **{f"video.{k}": v for k, v in now.get("video", {}).items()}}
-    flat_then = {**{k: v for k, v in made_with.items() if k != "video"},
-                 **{f"video.{k}": v for k, v in (made_with.get("video") or {}).items()}}
+    flat_now, flat_then = flat_settings(settings_to_dict(job.settings)), flat_settings(made_with)
     words = [f"{key}={_as_set(flat_then[key])}" for key in flat_then
              if key in flat_now and flat_then[key] != flat_now[key] and key != "device"]
     return " ".join(words) or "the same settings, other style images or styles' weights"
 
 
-def _as_set(value: Any) -> str:
+def _as_set(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 __all__ = ["Bounds", "VideoSettings", "Settings", "StyleSpec", "Region", "SweepCell", "Job", "settings_hash",
-           "settings_to_dict", "output_bits", "loss_weights", "FORMAT_BITS"]
+           "settings_to_dict", "flat_settings", "output_bits", "loss_weights", "FORMAT_BITS"]
 
 
 @dataclass(frozen=True)
@@ -245,9 +245,19 @@ class Job:
     regions: tuple[Region, ...] = ()  # parts of each picture with styles of their own; `styles` paints the rest
 
 
-def settings_to_dict(settings: Settings) -> dict[str, Any]:
+def settings_to_dict(settings: Settings) -> dict[str, object]:
     """Plain JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(settings)))
+    return cast(dict[str, object], json.loads(json.dumps(dataclasses.asdict(settings))))
+
+
+def flat_settings(data: Mapping[str, object]) -> dict[str, object]:
+    """A settings dict (`settings_to_dict`, or one recorded) with its keys as `--set` names them:
+    {"size": 48, "video.iterations": 100, ...}."""
+    out = {k: v for k, v in data.items() if k != "video"}
+    video = data.get("video")
+    if isinstance(video, Mapping):
+        out.update({f"video.{k}": v for k, v in video.items()})
+    return out
 
 
 def _hashing(cls: type, how: str) -> dict[str, Any]:
@@ -277,7 +287,7 @@ OBJECTIVE_VERSION = 2
 VIDEO_VERSION = 2
 
 
-def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict[str, Any] | None = None, *,
+def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: Mapping[str, object] | None = None, *,
                   kind: Literal["image", "video"] = "video",
                   trimmed: Sequence[tuple[int, int, int, int]] = (), regions: Sequence[Region] = (),
                   region_trims: Sequence[Sequence[tuple[int, int, int, int]]] = ()) -> str:
@@ -289,7 +299,7 @@ def settings_hash(settings: Settings, styles: tuple[StyleSpec, ...], extra: dict
     `regions`: their styles and weights (each input's mask file is part of its input's identity, ledger.py);
     `region_trims`: the border each region's styles lose on read, as `trimmed`.
     """
-    data = settings_to_dict(settings)
+    data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(settings)))  # internal: JSON, as hashed
     if kind == "image":
         data.pop("video")
     for key in _NOT_HASHED:

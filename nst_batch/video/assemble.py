@@ -9,11 +9,11 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from nst_batch.engine import Interrupted, Progress
+from nst_batch.ledger import Record
 from nst_batch.errors import MediaError
 from nst_batch.media.images import read_image, resize_exact, write_image
 from nst_batch.media.video import encode_video, read_frames
@@ -54,7 +54,7 @@ def assemble_video(settings: Settings, src: Path, dst: Path, work: Path, geometr
     if reoptimize and ctx is None:
         raise ValueError("assemble_video: video.seam reoptimize needs the job's context")
     info = geometry.info
-    records: dict[str, dict[str, Any]] = {}
+    records: dict[str, Record] = {}
     for seg in segments:
         records.update(segment_ledger(work, seg).records)
     fade, seam_pairs = _crossfades(work, segments, records)
@@ -137,7 +137,7 @@ def _frame_progress(progress: FrameProgress, frame: int, frames: int | None, p: 
     progress(p, frame, frames)
 
 
-def _crossfades(work: Path, segments: tuple[Segment, ...], records: dict[str, dict[str, Any]]
+def _crossfades(work: Path, segments: tuple[Segment, ...], records: dict[str, Record]
                 ) -> tuple[dict[int, tuple[Path, float]], set[int]]:
     """Frame t -> (the next segment's version of it, its weight); and the t whose pair (t-1, t) is part of a seam.
 

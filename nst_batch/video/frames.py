@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ import torch
 from nst_batch.engine import Interrupted, Progress, Result, Temporal
 from nst_batch.media.images import read_image, write_image
 from nst_batch.media.video import read_frames
+from nst_batch.ledger import Record
 from nst_batch.memory_plan import MemoryPlan
 from nst_batch.video.cuts import frame_is_cut
 from nst_batch.video.flow import FlowResult, flow_between, warp
@@ -162,7 +162,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
     frames_dir = work / "frames"
     ledger = segment_ledger(work, seg)
 
-    def saved(t: int) -> dict[str, Any] | None:
+    def saved(t: int) -> Record | None:
         rec = ledger.records.get(frame_name(t))
         return rec if rec is not None and rec.get("status") == "done" and (frames_dir / rec["key"]).exists() else None
 

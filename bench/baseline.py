@@ -32,7 +32,9 @@ from common import REPO, STYLE, WEIGHTS_NOTE, machine, save, sync  # noqa: E402
 from nst_batch.media.images import read_image, resize_exact, resize_longest  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
 from nst_batch.weights import load_features  # noqa: E402
-from nst_batch.context import JobContext, stylize_frame, to_tensor  # noqa: E402
+from nst_batch.context import JobContext  # noqa: E402
+from nst_batch.pictures import to_tensor  # noqa: E402
+from nst_batch.stylize import stylize_frame  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 
 # --- the tutorial-style implementation ---------------------------------------------

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import REPO, STYLE, machine, save, sync  # noqa: E402
 from nst_batch.media.images import read_image, resize_exact  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
-from nst_batch.context import JobContext, stylize_batch  # noqa: E402
+from nst_batch.context import JobContext  # noqa: E402
+from nst_batch.stylize import stylize_batch  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 
 

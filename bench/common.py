@@ -41,7 +41,7 @@ WEIGHTS_NOTE = "random VGG19 weights (same arithmetic cost as ImageNet's)"
 def picture(path: Path, size: int, device: str = "cpu") -> torch.Tensor:
     """An image file as (1, 3, H, W) in [0,1], longest side `size`."""
     from nst_batch.media.images import read_image, resize_longest
-    from nst_batch.context import to_tensor
+    from nst_batch.pictures import to_tensor
 
     return to_tensor(resize_longest(read_image(path), size), torch.device(device))
 

@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine, save  # noqa: E402
 from bench.quality import PICTURES, YARDSTICK, Distances, Yardstick, run_arm  # noqa: E402
-from nst_batch.context import to_tensor, to_uint8  # noqa: E402
+from nst_batch.pictures import to_tensor, to_uint8  # noqa: E402
 from nst_batch.manifest import parse_overrides  # noqa: E402
 from nst_batch.media.borders import trim_border  # noqa: E402
 from nst_batch.media.images import read_image, resize_exact, resize_longest, write_image  # noqa: E402

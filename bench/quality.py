@@ -39,7 +39,7 @@ from nst_batch.engine import OptimizeConfig, build_objective, optimize  # noqa: 
 from nst_batch.manifest import parse_overrides  # noqa: E402
 from nst_batch.media.images import read_image, resize_longest, write_image  # noqa: E402
 from nst_batch.settings import Settings  # noqa: E402
-from nst_batch.context import to_tensor, to_uint8  # noqa: E402
+from nst_batch.pictures import to_tensor, to_uint8  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")

@@ -35,7 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine, save  # noqa: E402
 from bench.quality import OPENCV_DATA, PICTURES, YARDSTICK, Yardstick, _gram, _rel, _STYLE  # noqa: E402
-from nst_batch.context import JobContext, stylize_frame, to_tensor, to_uint8  # noqa: E402
+from nst_batch.context import JobContext  # noqa: E402
+from nst_batch.pictures import to_tensor, to_uint8  # noqa: E402
+from nst_batch.stylize import stylize_frame  # noqa: E402
 from nst_batch.media.images import read_image, resize_longest, write_image  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 from nst_batch.regions import picture_masks  # noqa: E402

@@ -33,7 +33,8 @@ from nst_batch.media.images import read_image, resize_longest  # noqa: E402
 from nst_batch.media.video import probe_video, read_frames  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
 from nst_batch.work.video import stylize_video  # noqa: E402
-from nst_batch.context import JobContext, to_tensor  # noqa: E402
+from nst_batch.context import JobContext  # noqa: E402
+from nst_batch.pictures import to_tensor  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

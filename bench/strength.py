@@ -30,7 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine, save  # noqa: E402
 from bench.quality import OPENCV_DATA, PICTURES, YARDSTICK, Distances, Yardstick  # noqa: E402
-from nst_batch.context import JobContext, find_style_weight, stylize_frame, to_tensor, to_uint8  # noqa: E402
+from nst_batch.context import JobContext  # noqa: E402
+from nst_batch.pictures import to_tensor, to_uint8  # noqa: E402
+from nst_batch.stylize import find_style_weight, stylize_frame  # noqa: E402
 from nst_batch.media.images import read_image, resize_longest, write_image  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec  # noqa: E402
@@ -126,7 +128,7 @@ def main() -> None:
 
 def find_style_weight_once(ctx: JobContext, rgb: np.ndarray) -> float:
     """The coarse-scale content distance at the job's own style weight: the first probe of the search alone."""
-    import nst_batch.context as context
+    import nst_batch.stylize as context
 
     real = context.search_weight
 

@@ -1,7 +1,7 @@
 """Tiles against one whole optimisation, on trained features: quality, seams, time.
 
 A photo small enough to fit whole is stylized three ways through the product
-(`context.stylize_frame`): whole (the plain plan), in tiles forced by a `memory_limit`
+(`stylize.stylize_frame`): whole (the plain plan), in tiles forced by a `memory_limit`
 that fits only tiles of `--tile` px, with the coarse whole-picture pass (the default) and
 without it (each tile starts from the content). Measured, apart from the engine's loss:
 
@@ -27,11 +27,13 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import nst_batch.context as context  # noqa: E402
+import nst_batch.stylize as context  # noqa: E402
 from bench.common import machine, save  # noqa: E402
 from bench.quality import PICTURES, Distances, Yardstick  # noqa: E402
 from bench.video import _settings  # noqa: E402
-from nst_batch.context import JobContext, stylize_frame, to_tensor, to_uint8  # noqa: E402
+from nst_batch.context import JobContext  # noqa: E402
+from nst_batch.pictures import to_tensor, to_uint8  # noqa: E402
+from nst_batch.stylize import stylize_frame  # noqa: E402
 from nst_batch.engine.tiles import tile_boxes, tile_overlap  # noqa: E402
 from nst_batch.media.images import read_image, resize_longest, write_image  # noqa: E402
 from nst_batch.memory_plan import GIB, WHOLE_PICTURES, peak_bytes  # noqa: E402

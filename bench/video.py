@@ -55,8 +55,9 @@ from nst_batch.media.images import read_image, resize_longest  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings  # noqa: E402
 from nst_batch.video.frames import FrameStep, Previous, stylize_next  # noqa: E402
 from nst_batch.video.metrics import warp_error  # noqa: E402
-from nst_batch.context import JobContext, to_tensor  # noqa: E402
-from nst_batch.image_job import finish  # noqa: E402
+from nst_batch.context import JobContext  # noqa: E402
+from nst_batch.pictures import to_tensor  # noqa: E402
+from nst_batch.pictures import finish  # noqa: E402
 from nst_batch.models import ModelCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -282,7 +283,9 @@ def pan(args: argparse.Namespace) -> None:
     errors on a fine texture), the floor the product's arms are read against."""
     import cv2
 
-    from nst_batch.context import stylize_frame, to_uint8
+    from nst_batch.pictures import to_uint8
+
+    from nst_batch.stylize import stylize_frame
     from nst_batch.media.images import longest_side_shape
     from nst_batch.media.video import read_frames
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nst_batch.device import resolve_device
 from nst_batch.errors import MediaError, NstBatchError
-from nst_batch.image_job import decode_side
+from nst_batch.pictures import decode_side
 from nst_batch.media.images import read_image
 from nst_batch.media.video import probe_video
 from nst_batch.plan import JobPlan, Unit, plan_job

@@ -14,7 +14,7 @@ from nst_batch.device import resolve_device
 from nst_batch.engine import (FeatureExtractor, LossWeights, OptimizeConfig, build_features, schedule, style_grams,
                               stylize)
 from nst_batch.engine.tiles import tile_boxes, tile_overlap
-from nst_batch.image_job import decode_side, working_shape
+from nst_batch.pictures import decode_side, working_shape
 from nst_batch.media.images import read_image
 from nst_batch.memory_plan import MemoryPlan, NoPlanFits, budget_bytes, choose_plan
 from nst_batch.plan import JobPlan

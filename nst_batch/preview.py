@@ -20,8 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nst_batch.context import JobContext, find_style_weight, to_float
-from nst_batch.image_job import finish, working_picture
+from nst_batch.context import JobContext
+
+from nst_batch.pictures import to_float
+
+from nst_batch.stylize import find_style_weight
+from nst_batch.pictures import finish, working_picture
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.media.images import read_image, resize_longest, write_image
 from nst_batch.media.video import frames_at, probe_video, read_frames

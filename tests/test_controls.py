@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import nst_batch.context as work
+import nst_batch.engine.tiles as work  # style_grams_in_pieces calls style_grams there
 from nst_batch.engine import gram
 from nst_batch.settings import Job, Settings, StyleSpec
-from nst_batch.context import JobContext, stylize_frame, to_tensor, to_uint8
+from nst_batch.context import JobContext
+from nst_batch.pictures import to_tensor, to_uint8
+from nst_batch.stylize import stylize_frame
 from nst_batch.models import ModelCache
 from conftest import sample_photo
 

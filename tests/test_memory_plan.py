@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import sample_photo, write_manifest, write_rgb
-from nst_batch.context import BatchTooBig, JobContext, stylize_frame
+from nst_batch.context import BatchTooBig, JobContext
+from nst_batch.stylize import stylize_frame
 from nst_batch.engine import FeatureExtractor, Result, Temporal, build_features
 from nst_batch.engine.memory import optimisation_bytes
 from nst_batch.engine.tiles import Box, blend_tiles, feather, tile_boxes, tile_overlap
@@ -279,7 +280,7 @@ def test_plan_shows_each_outputs_memory_estimate_and_plan(tmp_path: Path, style_
 
 def test_a_big_style_image_gives_its_grams_piece_by_piece(vgg19: FeatureExtractor,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import nst_batch.context as context
+    import nst_batch.engine.tiles as context
     from nst_batch.engine import style_grams
 
     layers = Settings().style_layers
@@ -289,7 +290,7 @@ def test_a_big_style_image_gives_its_grams_piece_by_piece(vgg19: FeatureExtracto
     boxes = context._pieces(160, 224)
     assert len(boxes) == 6 and all(b.height <= 96 and b.width <= 96 and b.height % 16 == 0 for b in boxes[:3])
     assert sum(b.height * b.width for b in boxes) == 160 * 224  # a partition: each position counted once
-    pieces = context._style_grams_in_pieces(vgg19, [(style, 1.0)], layers, precision="fp32")
+    pieces = context.style_grams_in_pieces(vgg19, [(style, 1.0)], layers, precision="fp32")
     for name in layers:  # the same statistics but for the padding at the pieces' borders
         assert float((pieces[name] - whole[name]).norm() / whole[name].norm()) < 0.15, name
 

@@ -21,7 +21,7 @@ from nst_batch.manifest import load_manifest, parse_overrides
 from nst_batch.schema import manifest_schema
 from nst_batch.settings import Settings
 from nst_batch.weights import detect_preprocess, load_features, load_state_dict_file
-from nst_batch.context import to_tensor
+from nst_batch.pictures import to_tensor
 from nst_batch.models import ModelCache
 
 DEV = Path.home() / ".cache" / "nst-batch-dev"

@@ -16,7 +16,8 @@ from nst_batch.errors import ManifestError
 from nst_batch.manifest import parse_overrides
 from nst_batch.settings import Job, Settings, StyleSpec, settings_hash
 from nst_batch.weights import load_features
-from nst_batch.context import JobContext, stylize_frame
+from nst_batch.context import JobContext
+from nst_batch.stylize import stylize_frame
 from nst_batch.models import ModelCache
 
 STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

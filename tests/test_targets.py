@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import nst_batch.context as work
+import nst_batch.engine.tiles as work  # style_grams_in_pieces calls style_grams there
 from nst_batch.events import Event
 from nst_batch.executors.local import LocalExecutor
 from nst_batch.manifest import load_manifest, parse_overrides

@@ -18,7 +18,9 @@ from nst_batch.engine import FeatureExtractor, gram, relative_error, style_grams
 from nst_batch.media.images import read_image, resize_longest
 from nst_batch.settings import Job, Settings, StyleSpec
 from nst_batch.weights import load_features
-from nst_batch.context import JobContext, stylize_frame, to_tensor
+from nst_batch.context import JobContext
+from nst_batch.pictures import to_tensor
+from nst_batch.stylize import stylize_frame
 from nst_batch.models import ModelCache
 from test_engine import STYLE, _weights, scaled_features
 

@@ -167,4 +167,4 @@ def test_every_loss_term_has_its_weight_in_one_setting() -> None:
 def test_executors_only_schedule(module: str) -> None:
     """Neither executor knows what an image, a batch or a video is: no video package, no switch on a kind."""
     source = (REPO / "nst_batch" / "executors" / f"{module}.py").read_text()
-    assert "nst_batch.video" not in source and ".kind" not in source and "image_job" not in source
+    assert "nst_batch.video" not in source and ".kind" not in source and "nst_batch.pictures" not in source

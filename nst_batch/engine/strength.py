@@ -6,7 +6,7 @@ aims at instead (the content term's relative error at relu4_2: 0 is the photo it
 `search_weight` finds the weight that reaches it from a few short probes. The content distance grows
 about linearly in the logarithm of the style weight, so each guess is a secant step in log-weight
 through the two probes nearest the target (the first from a prior slope). The search knows nothing of
-pictures: `distance(weight)` runs a probe (context.py: the coarse scale, a few dozen iterations).
+pictures: `distance(weight)` runs a probe (stylize.py: the coarse scale, a few dozen iterations).
 """
 
 from __future__ import annotations

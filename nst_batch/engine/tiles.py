@@ -12,14 +12,18 @@ blended with weights that ramp across the overlap (`feather`), so no tile edge s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from nst_batch.engine.objective import style_grams
+from nst_batch.engine.vgg import FeatureExtractor
 from nst_batch.engine.optimize import Result
 
-__all__ = ["Box", "tile_boxes", "tile_overlap", "feather", "blend_tiles"]
+__all__ = ["Box", "tile_boxes", "tile_overlap", "feather", "blend_tiles", "style_grams_in_pieces", "STYLE_PIECE"]
+
+STYLE_PIECE = 1024  # style images bigger than this a side give their Grams piece by piece (memory)
 
 
 def tile_overlap(tile: int) -> int:
@@ -109,3 +113,29 @@ def blend_tiles(base: torch.Tensor, boxes: list[Box], overlap: int,
     return Result(image=(acc / weight).clamp(0, 1), loss=loss, terms=terms,
                   iterations=sum(r.iterations for _, r in results),
                   history=[x for _, r in results for x in r.history], losses=[loss])
+
+
+def style_grams_in_pieces(extractor: FeatureExtractor, styles: Sequence[tuple[torch.Tensor, float]],
+                           layers: Sequence[str], *, precision: str) -> dict[str, torch.Tensor]:
+    """`style_grams`, with a style image bigger than `STYLE_PIECE` px a side taken in pieces of at most that.
+
+    A Gram is a mean over positions, so the whole image's is the pieces' weighted by their area (exact
+    but for the VGG's padding at the pieces' borders). Memory stays that of one piece: at `size: original`
+    on a 4096 px photo the style image's forward alone would need about 14 GB.
+    """
+    # style_grams blends by weight / total weight: each piece weighs its image's weight times its share of
+    # the image's area, and the shares of one image sum to 1.
+    pieces = [(box.of(image), weight * box.height * box.width / (image.shape[-2] * image.shape[-1]))
+              for image, weight in styles for box in _pieces(*image.shape[-2:])]
+    return style_grams(extractor, pieces, layers, precision=precision)
+
+
+def _pieces(h: int, w: int) -> list[Box]:
+    """Boxes of at most STYLE_PIECE px a side, sides multiples of 16 (whole pooling cells), tiling h x w."""
+    def cuts(size: int) -> list[tuple[int, int]]:
+        count = -(-size // STYLE_PIECE)
+        step = -(-size // count)
+        step += -step % 16
+        return [(start, min(step, size - start)) for start in range(0, size, step)]
+
+    return [Box(top, left, bh, bw) for top, bh in cuts(h) for left, bw in cuts(w)]

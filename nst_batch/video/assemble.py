@@ -25,7 +25,7 @@ from nst_batch.video.metrics import FlickerMeter
 from nst_batch.regions import video_masks
 from nst_batch.video.segments import segment_dir, segment_ledger
 from nst_batch.context import JobContext
-from nst_batch.image_job import finish
+from nst_batch.pictures import finish
 
 __all__ = ["assemble_video"]
 

@@ -35,7 +35,9 @@ from nst_batch.video.cuts import frame_is_cut
 from nst_batch.video.flow import FlowResult, flow_between, warp
 from nst_batch.video.geometry import Segment, VideoGeometry, frame_name
 from nst_batch.video.segments import segment_dir, segment_ledger
-from nst_batch.context import JobContext, find_style_weight, stylize_frame, to_tensor, to_uint8
+from nst_batch.context import JobContext
+from nst_batch.pictures import to_tensor, to_uint8
+from nst_batch.stylize import find_style_weight, stylize_frame
 from nst_batch.media.atomic import write_text_atomic
 from nst_batch.regions import video_masks
 

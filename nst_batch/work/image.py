@@ -16,8 +16,12 @@ from typing import Literal
 
 import numpy as np
 
-from nst_batch.context import BatchTooBig, JobContext, Stylized, stylize_batch, stylize_frame, to_float
-from nst_batch.image_job import decode_side, depth_warning, finish, working_picture
+from nst_batch.context import BatchTooBig, JobContext
+
+from nst_batch.pictures import to_float
+
+from nst_batch.stylize import Stylized, stylize_batch, stylize_frame
+from nst_batch.pictures import decode_side, depth_warning, finish, working_picture
 from nst_batch.media.images import read_image_alpha, write_image
 from nst_batch.plan import Unit
 from nst_batch.regions import identity_now, image_masks, missing_masks_note

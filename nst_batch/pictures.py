@@ -1,16 +1,22 @@
-"""A picture's way to and from the engine: decoded size, working size, and the pixels as written (`finish`)."""
+"""A picture's way to and from the engine: decoded size, working size, tensors and back, the pixels as written.
+
+`to_tensor`, `to_uint8` and `to_float` bridge pixels (numpy, uint8 or uint16) and the engine's tensors;
+`finish` makes the stylized pixels what is written (output size, colours kept, bits per channel).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nst_batch.media.images import (animation_frames, keep_colors, longest_side_shape, resize_exact, resize_longest,
                                     to_bits)
 from nst_batch.settings import FORMAT_BITS, Settings, output_bits, working_side
 
-__all__ = ["working_picture", "working_shape", "finish", "depth_warning", "decode_side"]
+__all__ = ["working_picture", "working_shape", "finish", "depth_warning", "decode_side", "to_tensor", "to_uint8",
+           "to_float"]
 
 
 def decode_side(settings: Settings) -> int | None:
@@ -59,3 +65,22 @@ def depth_warning(settings: Settings, original: np.ndarray, src: Path | None = N
         lost.append(f"an animated {kind} of {frames} frames: only its first frame is stylized (as a video, .mp4, "
                     "it would be stylized whole)")
     return "; ".join(lost) or None
+
+
+def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 (or uint16: a 16-bit photo) → (1, 3, H, W) float in [0,1]."""
+    top = float(np.iinfo(rgb.dtype).max)
+    if rgb.dtype != np.uint8:
+        rgb = rgb.astype(np.float32)  # torch before 2.3 holds no uint16
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+    return pixels.float().div(top).contiguous().to(device)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0,1] → (H, W, 3) uint8, rounded."""
+    return image[0].detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def to_float(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0,1] → (H, W, 3) float32 in [0,1], unrounded (quantized when written: `to_bits`)."""
+    return np.ascontiguousarray(image[0].detach().clamp(0, 1).float().permute(1, 2, 0).cpu().numpy())

@@ -6,7 +6,8 @@
 The floor is forward + backward to the input through the same truncated VGG19 alone
 (torchvision's layers as they are, nothing else). An engine iteration is one L-BFGS
 step of `stylize`: forward, content + style (Gram) + TV losses, backward, optimizer
-step, clamp, best-image bookkeeping; timed between progress callbacks. Arms run in
+step, clamp, best-image bookkeeping; timed between progress callbacks (one every
+READ_EVERY iterations: the time of ten, divided by ten). Arms run in
 interleaved rounds and each figure is the median over rounds, so a busy machine
 slows every arm alike. On the CPU the process's CPU time per iteration is reported
 too ("cpu s"): on a machine shared with other work it moves far less than wall time
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CONTENT, STYLE, WEIGHTS_NOTE, default_weights, machine, picture, save, sync  # noqa: E402
 
 from nst_batch.engine import FeatureExtractor, OptimizeConfig, style_grams, stylize  # noqa: E402
+from nst_batch.engine.optimize import READ_EVERY  # noqa: E402
 from nst_batch.engine.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYER_NAMES  # noqa: E402
 from nst_batch.settings import Settings  # noqa: E402
 from nst_batch.weights import load_features  # noqa: E402
@@ -61,18 +63,19 @@ def floor_times(features: nn.Sequential, image: torch.Tensor, n: int, device: st
 
 def engine_times(extractor: FeatureExtractor, image: torch.Tensor, grams: dict[str, torch.Tensor], n: int,
                  device: str, precision: str = "tf32") -> list[tuple[float, float]]:
-    stamps: list[tuple[float, float]] = []
+    """Seconds per iteration between progress callbacks (one every READ_EVERY iterations), after the first."""
+    stamps: list[tuple[int, float, float]] = []
 
-    def tick(_: Any) -> None:
+    def tick(p: Any) -> None:
         sync(device)
-        stamps.append(clock())
+        stamps.append((p.iteration, *clock()))
 
-    sync(device)
-    stamps.append(clock())
+    rounds = max(1, -(-n // READ_EVERY))
     stylize(extractor=extractor, content=image, grams=grams, weights=default_weights(),
-            config=OptimizeConfig(iterations=n + 1, precision=precision), init=image, callback=tick)
-    deltas = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(stamps, stamps[1:])]
-    return deltas[1:]  # the first includes the content targets and a warm-up
+            config=OptimizeConfig(iterations=(rounds + 1) * READ_EVERY, precision=precision), init=image,
+            callback=tick)
+    # the first interval includes the content targets and a warm-up
+    return [((b[1] - a[1]) / (b[0] - a[0]), (b[2] - a[2]) / (b[0] - a[0])) for a, b in zip(stamps, stamps[1:])]
 
 
 Arm = Callable[[torch.Tensor, dict, int], list[tuple[float, float]]]

@@ -138,13 +138,13 @@ def run_arm(settings: Settings, content: torch.Tensor, style_rgb: Any, extractor
     paused = [0.0]
     calls = [0]
 
-    def observed(image: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+    def observed(image: torch.Tensor, rows: slice = slice(None), **kw: bool) -> dict[str, torch.Tensor]:
         if calls[0] % every == 0:
             t0 = time.perf_counter()
             snaps.append((calls[0], t0 - started - paused[0], image.detach().clamp(0, 1).clone()))
             paused[0] += time.perf_counter() - t0
         calls[0] += 1
-        return objective(image, rows)
+        return objective(image, rows, **kw)
 
     noise = torch.Generator().manual_seed(s.seed)
     init = content.clone() if s.init == "content" else torch.rand(content.shape, generator=noise)
@@ -161,14 +161,14 @@ def run_arm(settings: Settings, content: torch.Tensor, style_rgb: Any, extractor
             obj = build_objective(extractor=kw["extractor"], content=kw["content"], grams=kw["grams"],
                                   weights=kw["weights"], temporal=kw["temporal"], precision=kw["config"].precision)
 
-            def watch(image: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+            def watch(image: torch.Tensor, rows: slice = slice(None), **kw: bool) -> dict[str, torch.Tensor]:
                 if calls[0] % every == 0:
                     t0 = time.perf_counter()
                     snaps.append((calls[0], t0 - started - paused[0],
                                   ms.resize(image.detach().clamp(0, 1), tuple(content.shape[-2:])).clone()))
                     paused[0] += time.perf_counter() - t0
                 calls[0] += 1
-                return obj(image, rows)
+                return obj(image, rows, **kw)
 
             return optimize(watch, init=kw["init"], config=kw["config"], callback=kw["callback"],  # type: ignore[arg-type]
                             should_stop=kw["should_stop"])

@@ -182,9 +182,9 @@ def test_pixels_are_projected_onto_0_1_after_each_step_unless_asked_not_to(extra
     objective = build_objective(extractor=extractor, content=content, grams=grams, weights=_weights(style=1e3))
     seen: list[tuple[float, float]] = []
 
-    def watched(image: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+    def watched(image: torch.Tensor, rows: slice = slice(None), **kw: bool) -> dict[str, torch.Tensor]:
         seen.append((float(image.min()), float(image.max())))
-        return objective(image, rows)
+        return objective(image, rows, **kw)
 
     result = optimize(watched, init=content, config=OptimizeConfig(iterations=12, clamp_each_step=clamp))  # type: ignore[arg-type]
     inside = all(lo >= 0.0 and hi <= 1.0 for lo, hi in seen)
@@ -195,8 +195,8 @@ def test_pixels_are_projected_onto_0_1_after_each_step_unless_asked_not_to(extra
 def test_a_non_finite_start_with_no_iteration_to_run_is_an_error_not_an_empty_image() -> None:
     """A coarse scale can get no iteration (`iterations: 1` over two scales); a loss already infinite there
     gave back an empty image, and an IndexError further on (found by tests/test_fuzz.py)."""
-    def objective(image: torch.Tensor, batch: slice | None = None) -> dict[str, torch.Tensor]:
-        return {"style": image.sum() * 0 + float("inf")}
+    def objective(image: torch.Tensor, batch: slice | None = None, **kw: bool) -> dict[str, torch.Tensor]:
+        return {"style": image.sum((1, 2, 3)) * 0 + float("inf")}
 
     with pytest.raises(NonFiniteLoss, match="at the start"):
         optimize(objective, init=torch.rand(1, 3, 16, 16), config=OptimizeConfig(iterations=0))  # type: ignore[arg-type]

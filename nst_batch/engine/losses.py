@@ -42,24 +42,33 @@ def guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat * weights, flat.transpose(1, 2)) / (c * mass)
 
 
-def relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+# Every loss is per image; averaged over the batch, or with `per_image` one value per image (B,): the
+# pictures of a batch as problems of their own (optimize.py).
+
+
+def _reduce(per: torch.Tensor, per_image: bool) -> torch.Tensor:
+    return per if per_image else per.mean()
+
+
+def relative_error(x: torch.Tensor, target: torch.Tensor, *, per_image: bool = False) -> torch.Tensor:
     """Per image ||x - target||^2 / ||target||^2, averaged over the batch; x, target: (B, ...)."""
     dims = tuple(range(1, x.ndim))
-    return ((x - target).pow(2).sum(dims) / target.pow(2).sum(dims).clamp_min(_TINY)).mean()
+    return _reduce((x - target).pow(2).sum(dims) / target.pow(2).sum(dims).clamp_min(_TINY), per_image)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def content_loss(features: torch.Tensor, target: torch.Tensor, *, per_image: bool = False) -> torch.Tensor:
     """Relative squared error of activations: (B, C, H, W) against the content's (B, C, H, W)."""
-    return relative_error(features, target)
+    return relative_error(features, target, per_image=per_image)
 
 
-def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+def style_loss(features: torch.Tensor, target_gram: torch.Tensor, *, per_image: bool = False) -> torch.Tensor:
     """Relative squared error of the Gram of `features` (B, C, H, W) against a target Gram (1 or B, C, C)."""
     g = gram(features)
-    return relative_error(g, target_gram.expand_as(g))
+    return relative_error(g, target_gram.expand_as(g), per_image=per_image)
 
 
-def guided_style_loss(features: torch.Tensor, mask: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+def guided_style_loss(features: torch.Tensor, mask: torch.Tensor, target_gram: torch.Tensor, *,
+                      per_image: bool = False) -> torch.Tensor:
     """A region's style loss: the relative error of its guided Gram against the target (1 or B, C, C), times
     the region's share of the picture (its mask's mean), per image, averaged over the batch.
 
@@ -69,20 +78,24 @@ def guided_style_loss(features: torch.Tensor, mask: torch.Tensor, target_gram: t
     g = guided_gram(features, mask)
     target = target_gram.expand_as(g)
     error = (g - target).pow(2).sum((1, 2)) / target.pow(2).sum((1, 2)).clamp_min(_TINY)  # (B,)
-    return (error * mask.mean((1, 2, 3))).mean()
+    return _reduce(error * mask.mean((1, 2, 3)), per_image)
 
 
-def tv_loss(image: torch.Tensor) -> torch.Tensor:
+def tv_loss(image: torch.Tensor, *, per_image: bool = False) -> torch.Tensor:
     """Squared total variation: mean squared difference of neighbouring pixels."""
     dy = image[:, :, 1:, :] - image[:, :, :-1, :]
     dx = image[:, :, :, 1:] - image[:, :, :, :-1]
+    if per_image:
+        return dy.pow(2).mean((1, 2, 3)) + dx.pow(2).mean((1, 2, 3))
     return dy.pow(2).mean() + dx.pow(2).mean()
 
 
-def temporal_loss(image: torch.Tensor, warped_prev: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def temporal_loss(image: torch.Tensor, warped_prev: torch.Tensor, mask: torch.Tensor, *,
+                  per_image: bool = False) -> torch.Tensor:
     """Ruder, Dosovitskiy, Brox (2016): (1/D) sum c * (x - warped_prev)^2.
 
     image, warped_prev: (B, 3, H, W); mask c: (B, 1, H, W) in [0,1], 0 at disocclusions
     and motion boundaries. D is the number of pixel values (B*3*H*W), as in the paper.
     """
-    return (mask * (image - warped_prev).pow(2)).mean()
+    per = mask * (image - warped_prev).pow(2)
+    return per.mean((1, 2, 3)) if per_image else per.mean()

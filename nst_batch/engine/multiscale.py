@@ -64,6 +64,7 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
     h, w = content.shape[-2:]
     total = sum(n for _, n in steps)
     done = 0
+    each = [0] * content.shape[0]
     history: list[float] = []
     stages: list[int] = []
     image = init
@@ -87,8 +88,10 @@ def stylize_multiscale(*, extractor: FeatureExtractor, content: torch.Tensor,
                          config=replace(config, iterations=iterations), init=resize(image, size),
                          temporal=scaled_temporal, callback=report, should_stop=should_stop, regions=scaled_regions)
         done += result.iterations
+        each = [a + b for a, b in zip(each, result.iterations_each or [result.iterations] * len(each))]
         history += result.history
         image = result.image
     assert result is not None  # steps is not empty
     return Result(image=resize(result.image, (h, w)), loss=result.loss, terms=result.terms, iterations=done,
-                  history=history, losses=result.losses, stages=stages if len(stages) > 1 else [])
+                  history=history, losses=result.losses, stages=stages if len(stages) > 1 else [],
+                  iterations_each=each)

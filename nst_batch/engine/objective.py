@@ -77,8 +77,9 @@ class Term(Protocol):
     @property
     def weight(self) -> float: ...
 
-    def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        """The unweighted loss of `image` (the batch rows `rows`), given its activations `feats`."""
+    def __call__(self, feats: Features, image: torch.Tensor, rows: slice, per_image: bool = False) -> torch.Tensor:
+        """The unweighted loss of `image` (the batch rows `rows`), given its activations `feats`: averaged over
+        the batch, or with `per_image` one value per image (B,)."""
         ...
 
 
@@ -88,8 +89,9 @@ class ContentTerm:
     weight: float
     name: str = "content"
 
-    def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        return total(content_loss(feats[n], t[rows]) for n, t in self.targets.items()) / len(self.targets)
+    def __call__(self, feats: Features, image: torch.Tensor, rows: slice, per_image: bool = False) -> torch.Tensor:
+        return total(content_loss(feats[n], t[rows], per_image=per_image)
+                     for n, t in self.targets.items()) / len(self.targets)
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,9 @@ class StyleTerm:
     weight: float
     name: str = "style"
 
-    def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        return total(style_loss(feats[n], self.grams[n]) * w for n, w in self.layer_weights.items())
+    def __call__(self, feats: Features, image: torch.Tensor, rows: slice, per_image: bool = False) -> torch.Tensor:
+        return total(style_loss(feats[n], self.grams[n], per_image=per_image) * w
+                     for n, w in self.layer_weights.items())
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class RegionStyleTerm:
     # The masks at each layer's size, (B, R, h, w) by (h, w): pooled on the first evaluation, not every one.
     _at_size: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
-    def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
+    def __call__(self, feats: Features, image: torch.Tensor, rows: slice, per_image: bool = False) -> torch.Tensor:
         losses = []
         for layer, a in self.layer_weights.items():
             f = feats[layer]
@@ -125,8 +128,9 @@ class RegionStyleTerm:
             at_layer = self._at_size[size][rows]
             for r, (grams, w) in enumerate(zip(self.regions.grams, self.regions.weights)):
                 if grams is not None and w > 0:
-                    losses.append(guided_style_loss(f, at_layer[:, r:r + 1], grams[layer]) * (a * w))
-        return total(losses) if losses else image.new_zeros(())
+                    losses.append(guided_style_loss(f, at_layer[:, r:r + 1], grams[layer], per_image=per_image)
+                                  * (a * w))
+        return total(losses) if losses else image.new_zeros((image.shape[0],) if per_image else ())
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,8 @@ class TVTerm:
     weight: float
     name: str = "tv"
 
-    def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        return tv_loss(image)
+    def __call__(self, feats: Features, image: torch.Tensor, rows: slice, per_image: bool = False) -> torch.Tensor:
+        return tv_loss(image, per_image=per_image)
 
 
 @dataclass(frozen=True)
@@ -144,8 +148,8 @@ class TemporalTerm:
     weight: float
     name: str = "temporal"
 
-    def __call__(self, feats: Features, image: torch.Tensor, rows: slice) -> torch.Tensor:
-        return temporal_loss(image, self.temporal.warped[rows], self.temporal.mask[rows])
+    def __call__(self, feats: Features, image: torch.Tensor, rows: slice, per_image: bool = False) -> torch.Tensor:
+        return temporal_loss(image, self.temporal.warped[rows], self.temporal.mask[rows], per_image=per_image)
 
 
 @dataclass(frozen=True)
@@ -156,11 +160,13 @@ class Objective:
     terms: tuple[Term, ...]
     precision: str = "tf32"
 
-    def __call__(self, image: torch.Tensor, rows: slice = slice(None)) -> dict[str, torch.Tensor]:
-        """{term name: weighted loss} of `image` (B, 3, H, W), the rows `rows` of the targets' batch."""
+    def __call__(self, image: torch.Tensor, rows: slice = slice(None), *,
+                 per_image: bool = False) -> dict[str, torch.Tensor]:
+        """{term name: weighted loss} of `image` (B, 3, H, W), the rows `rows` of the targets' batch: each
+        averaged over the batch, or with `per_image` one value per image (B,)."""
         with forward_precision(image.device, self.precision):
             feats = self.extractor(image)  # one forward pass serves every term; float32 out
-        return {t.name: t(feats, image, rows) * t.weight for t in self.terms}
+        return {t.name: t(feats, image, rows, per_image) * t.weight for t in self.terms}
 
 
 def build_objective(*, extractor: FeatureExtractor, content: torch.Tensor, grams: Mapping[str, torch.Tensor],

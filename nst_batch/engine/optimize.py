@@ -14,6 +14,7 @@ import torch
 
 from nst_batch.engine.objective import (LossWeights, Objective, Regions, Temporal, build_objective, content_targets,
                                         style_grams, total)
+from nst_batch.engine.lbfgs import BatchLBFGS
 from nst_batch.engine.precision import precision_flags
 from nst_batch.engine.vgg import FeatureExtractor
 
@@ -21,6 +22,7 @@ __all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Regions", "Te
            "NonFiniteLoss", "style_grams", "content_targets", "optimize", "stylize"]
 
 _PATIENCE = 10  # iterations the relative change must stay under `tolerance` to stop early
+READ_EVERY = 10  # iterations between read-backs of the losses to the host (progress, NaN, all stopped)
 
 
 class Interrupted(Exception):
@@ -66,6 +68,7 @@ class Result:
     iterations: int
     history: list[float] = field(default_factory=list)  # total loss after each iteration
     losses: list[float] = field(default_factory=list)  # each image's own final loss (a batch: one per image)
+    iterations_each: list[int] = field(default_factory=list)  # each image's own iterations (it stops on its own)
     stages: list[int] = field(default_factory=list)  # coarse-to-fine: the index in `history` where each scale began
     style_weight: float | None = None  # the style weight it was made with (set by the caller: `strength` finds one)
     probes: list[list[float]] = field(default_factory=list)  # `strength`: the search's [weight, content distance]s
@@ -87,81 +90,115 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
              should_stop: Callable[[], bool] | None = None) -> Result:
     """Minimise `objective` over the pixels, starting from `init` (B, 3, H, W) in [0,1].
 
-    A batch (B > 1) is optimised as one problem whose loss is the mean of the images' losses;
-    `Result.losses` gives each image's own final loss.
+    Each picture of a batch (B > 1) is a problem of its own: its own loss, L-BFGS history, step,
+    stopping and best iterate, so that it gets what it gets alone (up to rounding); one that has
+    stopped is held still while the others go on. `Result.losses` gives each one's final loss.
+
+    Nothing waits for the host between iterations: the stopping rule, the best iterate and the
+    non-finite check live on the device, and the losses are read back every `READ_EVERY`
+    iterations (and at the last), when `callback` sees the latest iteration. So a NaN is raised,
+    and the run ends once every picture has stopped, at most that many iterations late; a picture's
+    result is that of its own stopping iteration.
     """
     image = init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
-    last: dict[str, torch.Tensor] = {}
-    best = _Best()  # the lowest loss evaluated, not merely the last (L-BFGS can overshoot late in a run)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        terms = objective(image)
-        loss = total(terms.values())
-        loss.backward()
-        last.clear()
-        last.update({k: v.detach() for k, v in terms.items()}, total=loss.detach())
-        best.offer(image, last)
-        return loss
-
+    b, device = image.shape[0], image.device
     if config.optimizer == "lbfgs":
-        # One L-BFGS iteration per step() (max_iter=1) so that every iteration is
-        # counted and reported; the curvature history persists across step() calls.
-        optimizer: torch.optim.Optimizer = torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=50)
+        lbfgs: BatchLBFGS | None = BatchLBFGS(b, image[0].numel(), device=device, dtype=image.dtype)
+        adam = None
     else:
         # The relative losses are means, so a pixel's gradient shrinks with the picture's size
         # (~1e-7 at 512 px), down where Adam's default eps (1e-8) would damp its steps and make
-        # them depend on the size and on a batch's 1/B: a far smaller eps keeps Adam scale-free.
-        optimizer = torch.optim.Adam([image], lr=config.learning_rate, eps=1e-20)
+        # them depend on the size: a far smaller eps keeps Adam scale-free.
+        lbfgs, adam = None, torch.optim.Adam([image], lr=config.learning_rate, eps=1e-20)
 
-    history: list[float] = []
-    calm = 0
+    active = torch.ones(b, dtype=torch.bool, device=device)  # still optimising (not stopped by the rule)
+    best = _Best(image)  # the lowest loss evaluated, not merely the last (L-BFGS can overshoot late in a run)
+    calm = torch.zeros(b, dtype=torch.long, device=device)
+    previous = torch.full((b,), math.nan, device=device)
+    bad = torch.zeros(b, dtype=torch.bool, device=device)
+    history = torch.full((config.iterations, b), math.nan, device=device)  # each picture's loss, by iteration
+    last_terms: dict[str, torch.Tensor] = {}
+    ran = torch.zeros(b, dtype=torch.long, device=device)  # each picture's iterations
     done = 0
     # The TF32/cuDNN flags are process-wide: set once around every iteration's forward and backward,
     # and so around memory_saving's recomputation inside it (bf16 autocast stays on the forward, in `objective`).
-    with precision_flags(image.device, config.precision):
+    with precision_flags(device, config.precision):
         for it in range(1, config.iterations + 1):
             if should_stop is not None and should_stop():
                 raise Interrupted
-            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; the optimizers take a tensor
-            if config.clamp_each_step:
-                with torch.no_grad():
+            image.grad = None
+            terms = objective(image, per_image=True)  # {name: (B,)}
+            loss = total(terms.values())  # (B,): each picture's own
+            loss.sum().backward()  # each picture's gradient is its own loss's
+            loss = loss.detach()
+            last_terms = {k: v.detach() for k, v in terms.items()}
+            best.offer(image, loss, last_terms, active)
+            with torch.no_grad():
+                if lbfgs is not None:
+                    assert image.grad is not None
+                    image.add_(lbfgs.step(image.grad.reshape(b, -1), active).view_as(image))
+                else:
+                    assert adam is not None
+                    before = image.detach().clone()
+                    adam.step()
+                    image.copy_(torch.where(active[:, None, None, None], image, before))
+                if config.clamp_each_step:
                     image.clamp_(0, 1)
-            values = {k: float(v) for k, v in last.items()}  # one conversion (one device sync) per iteration
-            loss = values.pop("total")
-            if not math.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss} at iteration {it}")
+                history[it - 1] = torch.where(active, loss, math.nan)
+                ran += active.long()
+                bad |= active & ~torch.isfinite(loss)
+                if config.tolerance > 0:  # calm: iterations in a row whose relative change is under tolerance
+                    change = (previous - loss).abs() / loss.abs().clamp_min(1e-12)
+                    calm = torch.where(active, torch.where(change < config.tolerance, calm + 1, 0), calm)
+                    previous = torch.where(active, loss, previous)
+                    active &= calm < _PATIENCE
             done = it
-            if history and config.tolerance > 0:
-                change = abs(history[-1] - loss) / max(abs(loss), 1e-12)
-                calm = calm + 1 if change < config.tolerance else 0
-            history.append(loss)
+            if it % READ_EVERY and it != config.iterations:
+                continue
+            # The one read-back: whether a loss went non-finite, whether any picture goes on, the latest values.
+            shown = torch.cat([bad.any()[None].float(), active.any()[None].float(), loss.mean()[None],
+                               torch.stack([v.mean() for v in last_terms.values()]) if last_terms else loss[:0]])
+            values = shown.tolist()
+            if values[0]:
+                first_bad = int(torch.nonzero(bad)[0])
+                raise NonFiniteLoss(f"loss became {float(loss[first_bad])} at iteration {it} or before")
             if callback is not None:
-                callback(Progress(it, config.iterations, loss, values, image))
-            if calm >= _PATIENCE:
+                callback(Progress(it, config.iterations, values[2], dict(zip(last_terms, values[3:])), image))
+            if not values[1]:
                 break
 
     with torch.no_grad():
-        final = objective(image)
-        best.offer(image, {**final, "total": total(final.values())})
-        if not math.isfinite(best.loss):  # no iteration ran (a coarse scale of 0 iterations) and the start is
-            raise NonFiniteLoss(f"loss is {best.loss} at the start")  # already non-finite: no image to give back
-        losses = [best.loss] if best.image.shape[0] == 1 else [
-            float(total(objective(best.image[i:i + 1], slice(i, i + 1)).values())) for i in range(best.image.shape[0])]
-    return Result(image=best.image.clamp(0, 1), loss=best.loss, terms=best.terms, iterations=done, history=history,
-                  losses=losses)
+        final = objective(image, per_image=True)
+        best.offer(image, total(final.values()), final, torch.ones_like(active))
+        losses = best.loss.tolist()
+        if not all(math.isfinite(x) for x in losses):  # no iteration ran (a coarse scale of 0 iterations) and the
+            raise NonFiniteLoss(f"loss is {losses} at the start")  # start is already non-finite: no image to give
+        terms_out = {k: float(v.mean()) for k, v in best.terms.items()}
+        rows = history[:done]
+        mean_history = [float(x) for x in _nanmean(rows).tolist()] if done else []
+        each = [int(n) for n in ran.tolist()]
+    return Result(image=best.image.clamp(0, 1), loss=float(sum(losses) / len(losses)), terms=terms_out,
+                  iterations=max(each), history=mean_history, losses=losses, iterations_each=each)
 
 
-@dataclass
+def _nanmean(rows: torch.Tensor) -> torch.Tensor:
+    """(T, B) -> (T,): the mean over the pictures still optimising at each iteration."""
+    kept = ~torch.isnan(rows)
+    return torch.where(kept, rows, 0.0).sum(1) / kept.sum(1).clamp_min(1)
+
+
 class _Best:
-    """The lowest-loss image seen so far."""
+    """Each picture's lowest-loss image seen so far, kept on the device."""
 
-    loss: float = math.inf
-    image: torch.Tensor = field(default_factory=lambda: torch.empty(0))
-    terms: dict[str, float] = field(default_factory=dict)
+    def __init__(self, image: torch.Tensor) -> None:
+        b = image.shape[0]
+        self.loss = torch.full((b,), math.inf, device=image.device)
+        self.image = image.detach().clone()
+        self.terms: dict[str, torch.Tensor] = {}
 
-    def offer(self, image: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
-        loss = float(terms["total"])
-        if loss < self.loss:
-            self.loss, self.image = loss, image.detach().clone()
-            self.terms = {k: float(v) for k, v in terms.items() if k != "total"}
+    def offer(self, image: torch.Tensor, loss: torch.Tensor, terms: Mapping[str, torch.Tensor],
+              active: torch.Tensor) -> None:
+        better = active & (loss < self.loss)  # NaN is never better
+        self.loss = torch.where(better, loss, self.loss)
+        self.image = torch.where(better[:, None, None, None], image.detach(), self.image)
+        self.terms = {k: torch.where(better, v.detach(), self.terms.get(k, v.detach())) for k, v in terms.items()}

@@ -159,6 +159,8 @@ class BatchTask:
                 continue
             metrics = image_metrics(ctx, result, p.unit.src, warning=depth_warning(s, p.original, p.unit.src),
                                     batch=len(batch))
+            if result.iterations_each:  # each picture of a batch stops on its own
+                metrics.iterations = result.iterations_each[i]
             answers[p.unit.key] = UnitResult(loss=result.losses[i], metrics=metrics)
         return tuple(answers.get(p.unit.key, ALONE) for p in self.pictures)
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONTENT, STYLE, WEIGHTS_NOTE, default_weights, machine, picture, save  # noqa: E402
+from common import CONTENT, STYLE, WEIGHTS_NOTE, default_weights, machine, picture, save, sync  # noqa: E402
 from iteration import LAYERS, floor_times  # noqa: E402
 
 from nst_batch.engine import FeatureExtractor, OptimizeConfig, build_objective, optimize, style_grams  # noqa: E402
@@ -88,14 +88,18 @@ def now(objective: Any, init: torch.Tensor, iterations: int) -> None:
     optimize(objective, init=init, config=OptimizeConfig(iterations=iterations))
 
 
-def per_iteration(run: Any, objective: Any, init: torch.Tensor, short: int, long: int) -> tuple[float, float]:
+def per_iteration(run: Any, objective: Any, init: torch.Tensor, short: int, long: int,
+                  device: str) -> tuple[float, float]:
     """(seconds, host read-backs) per iteration: the difference of a long and a short run, over their gap."""
     out = []
     for n in (short, long):
+        sync(device)
         with Counter() as counter:
             t0 = time.perf_counter()
             run(objective, init, n)
-            out.append((time.perf_counter() - t0, counter.count))
+            count = counter.count
+        sync(device)
+        out.append((time.perf_counter() - t0, count))
     return (out[1][0] - out[0][0]) / (long - short), (out[1][1] - out[0][1]) / (long - short)
 
 
@@ -105,21 +109,23 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=40, help="the long run's extra iterations over the short's")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     features = load_features("random", seed=0).features
-    extractor = FeatureExtractor(features, LAYERS)
+    dev = args.device
+    extractor = FeatureExtractor(features, LAYERS).to(dev)
     rows = []
     for size in args.sizes:
-        content = picture(CONTENT, size, "cpu")
-        grams = style_grams(extractor, [(picture(STYLE, size, "cpu"), 1.0)], Settings().style_layers)
+        content = picture(CONTENT, size, dev)
+        grams = style_grams(extractor, [(picture(STYLE, size, dev), 1.0)], Settings().style_layers)
         objective = build_objective(extractor=extractor, content=content, grams=grams, weights=default_weights())
         seconds: dict[str, list[float]] = {"floor": [], "before": [], "now": []}
         reads: dict[str, float] = {}
         for _ in range(args.rounds):
-            seconds["floor"].append(statistics.median(w for w, _ in floor_times(features, content, 10, "cpu")))
+            seconds["floor"].append(statistics.median(w for w, _ in floor_times(features, content, 10, dev)))
             for name, run in (("before", before), ("now", now)):
-                s, r = per_iteration(run, objective, content, 10, 10 + args.iterations)
+                s, r = per_iteration(run, objective, content, 10, 10 + args.iterations, dev)
                 seconds[name].append(s)
                 reads[name] = r
         floor = statistics.median(seconds["floor"])
@@ -128,9 +134,9 @@ def main() -> None:
             rows.append({"size": size, "shape": list(content.shape[-2:]), "arm": name, "s_per_iteration": med,
                          "floor_s": floor, "overhead_s": med - floor, "vs_floor": med / floor,
                          "reads_per_iteration": reads[name], "rounds": seconds[name]})
-    info = machine("cpu")
-    print(f"device loop: {WEIGHTS_NOTE}; median of {args.rounds} rounds; torch {info['torch']}, {info['cpu']}, "
-          f"{info['threads']} threads")
+    info = machine(dev)
+    print(f"device loop: {WEIGHTS_NOTE}; median of {args.rounds} rounds; torch {info['torch']}, device {dev}, "
+          f"{info['cpu']}, {info['threads']} threads")
     print(f"{'size':>8} {'arm':7} {'s/it':>8} {'floor s':>8} {'overhead s':>10} {'vs floor':>8} {'reads/it':>8}")
     for r in rows:
         print(f"{'x'.join(map(str, r['shape'])):>8} {r['arm']:7} {r['s_per_iteration']:8.4f} {r['floor_s']:8.4f} "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for the Performance issue: one prepared script, under 5 minutes on a modern GPU.
+# GPU check for the Performance issues: one prepared script, under 8 minutes on a modern GPU.
 #
 #   bash bench/gpu_check.sh            # from the repository root; PYTHON=... to choose the interpreter
 #
@@ -13,6 +13,9 @@
 #   6. precision in the backward: the TF32 flags, cuDNN benchmark (and bf16 autocast) of fp32, tf32, bf16
 #      as seen by every convolution of the forward, of memory_saving's recomputation and by the
 #      features' gradients (512 px); peak CUDA memory at 1080p in bf16, memory_saving off and on
+#   7. the optimiser's loop (issue 26): ms per iteration before (torch's LBFGS, host read-backs) and now
+#      (on the device) against the VGG fwd+bwd floor at 256, 512, 1024 px, and read-backs per iteration
+#      (bench/device_loop.py); goal: now within 1.3x the floor at 512 px
 # JSON lands in bench/results/ (or $OUT/results when $OUT is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -146,5 +149,8 @@ print("saved", save("gpu-precision-paths", {"rows": rows, "device": str(dev), "t
                                             "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None}))
 sys.exit(1 if bad else 0)
 PY
+
+echo "== 7. the optimiser's loop, before and now, against the floor"
+timeout 120 "$PY" bench/device_loop.py --device cuda --sizes 256 512 1024 --iterations 40 --rounds 2 || echo "device loop: failed or timed out"
 
 if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/results" && cp bench/results/*.json "$OUT/results/"; fi

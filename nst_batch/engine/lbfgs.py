@@ -62,8 +62,8 @@ class BatchLBFGS:
         s = self.d * self.t[:, None]
         ys = (y * s).sum(1)
         accept = later & (ys > _CURVATURE)
-        self._remember(s, y, ys, accept)
-        direction = torch.where(first[:, None], -g, -self._inverse_hessian_times(g))
+        sg, yg = self._remember(s, y, ys, accept, g)
+        direction = torch.where(first[:, None], -g, -self._inverse_hessian_times(g, sg, yg))
         length = torch.where(first, (1.0 / g.abs().sum(1)).clamp(max=1.0) * self.lr,
                              torch.full_like(self.t, self.lr))
         self.d = torch.where(live[:, None], direction, self.d)
@@ -73,17 +73,20 @@ class BatchLBFGS:
         descends = (g * self.d).sum(1) <= -self.tolerance_change
         return self.d * (self.t * (live & descends))[:, None]
 
-    def _remember(self, s: torch.Tensor, y: torch.Tensor, ys: torch.Tensor, accept: torch.Tensor) -> None:
-        """The pair (s, y) into each accepting row's next slot (the oldest, once full), and S^T Y, Y^T Y with it."""
+    def _remember(self, s: torch.Tensor, y: torch.Tensor, ys: torch.Tensor, accept: torch.Tensor,
+                  g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair (s, y) into each accepting row's next slot (the oldest, once full), and S^T Y, Y^T Y with it;
+        gives S g and Y g (B, m) over the history as it is now. One pass over S and one over Y: every product
+        with them is taken at once (memory, not arithmetic, bounds these on a CPU)."""
         rows, slot = self._rows, self.ptr
         keep = accept[:, None]
         self.S[rows, slot] = torch.where(keep, s, self.S[rows, slot])
         self.Y[rows, slot] = torch.where(keep, y, self.Y[rows, slot])
         y_new = self.Y[rows, slot]  # (B, n): the new y where accepted, else the slot's own
         s_new = self.S[rows, slot]
-        row = torch.bmm(self.Y, s_new[:, :, None]).squeeze(-1).double()  # (B, m): s_new . y_k
-        col = torch.bmm(self.S, y_new[:, :, None]).squeeze(-1).double()  # s_k . y_new
-        yy = torch.bmm(self.Y, y_new[:, :, None]).squeeze(-1).double()  # y_k . y_new
+        on_s = torch.bmm(self.S, torch.stack([y_new, g], 2)).double()  # (B, m, 2): s_k . y_new, s_k . g
+        on_y = torch.bmm(self.Y, torch.stack([s_new, y_new, g], 2)).double()  # y_k . s_new, y_k . y_new, y_k . g
+        row, col, yy = on_y[..., 0], on_s[..., 0], on_y[..., 1]
         self.SY[rows, slot] = torch.where(keep, row, self.SY[rows, slot])
         self.SY[rows, :, slot] = torch.where(keep, col, self.SY[rows, :, slot])
         self.YY[rows, slot] = torch.where(keep, yy, self.YY[rows, slot])
@@ -92,9 +95,10 @@ class BatchLBFGS:
         self.gamma = torch.where(accept, ys.double() / newest.clamp_min(1e-300), self.gamma)
         self.ptr = torch.where(accept, (slot + 1) % self.m, slot)
         self.count = torch.where(accept, (self.count + 1).clamp(max=self.m), self.count)
+        return on_s[..., 1], on_y[..., 2]
 
-    def _inverse_hessian_times(self, g: torch.Tensor) -> torch.Tensor:
-        """H g (B, n) by the compact form, over each row's pairs (none yet: gamma g)."""
+    def _inverse_hessian_times(self, g: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor) -> torch.Tensor:
+        """H g (B, n) by the compact form, over each row's pairs (none yet: gamma g); `sg`, `yg`: S g, Y g."""
         b, m = g.shape[0], self.m
         order = (self.ptr[:, None] + self._ages) % m  # (B, m): slots oldest first (empty slots come first)
         valid = self._ages[None, :] >= (m - self.count)[:, None]  # (B, m), in that order
@@ -105,9 +109,8 @@ class BatchLBFGS:
         r = torch.where(both, torch.triu(sy), eye)  # empty slots: an identity row and column
         dg = torch.where(valid, torch.diagonal(sy, dim1=1, dim2=2), 0.0)
         gamma = self.gamma[:, None]
-        sg = torch.bmm(self.S, g[:, :, None]).squeeze(-1).double().gather(1, order)  # (B, m)
-        yg = torch.bmm(self.Y, g[:, :, None]).squeeze(-1).double().gather(1, order)
-        sg, yg = torch.where(valid, sg, 0.0), torch.where(valid, yg, 0.0)
+        sg = torch.where(valid, sg.gather(1, order), 0.0)  # (B, m), oldest first
+        yg = torch.where(valid, yg.gather(1, order), 0.0)
         u = torch.linalg.solve_triangular(r, sg[:, :, None], upper=True)  # (B, m, 1)
         inner = dg[:, :, None] * u + gamma[:, :, None] * torch.bmm(torch.where(both, yy, 0.0), u)
         p = torch.linalg.solve_triangular(r.transpose(1, 2), inner - (gamma * yg)[:, :, None], upper=False)
@@ -115,9 +118,8 @@ class BatchLBFGS:
         p_slot = torch.zeros_like(sg).scatter(1, order, p.squeeze(-1))
         u_slot = torch.zeros_like(sg).scatter(1, order, u.squeeze(-1))
         dtype = g.dtype
-        hg = (gamma.to(dtype) * g + torch.bmm(p_slot.to(dtype)[:, None, :], self.S).squeeze(1)
-              - torch.bmm((gamma * u_slot).to(dtype)[:, None, :], self.Y).squeeze(1))
-        return hg
+        return (gamma.to(dtype) * g + torch.bmm(p_slot.to(dtype)[:, None, :], self.S).squeeze(1)
+                - torch.bmm((gamma * u_slot).to(dtype)[:, None, :], self.Y).squeeze(1))
 
 
 def _permuted(matrix: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

@@ -215,8 +215,8 @@ def test_regions_on_ray_give_what_they_give_locally(tmp_path: Path, cluster: dic
 
 
 def test_batches_run_on_ray_as_they_run_locally(tmp_path: Path, cluster: dict[str, str]) -> None:
-    """`batch_size` is the same task on a Ray actor: the same batches, so the same bytes (with L-BFGS a
-    batched picture differs from one made alone: an executor that took them one at a time would show)."""
+    """`batch_size` is the same task on a Ray actor: the same batches (recorded in the ledger), so the same
+    bytes."""
     outputs, batches = [], []
     for arm in ("local", "ray"):
         root = tmp_path / arm

@@ -15,6 +15,7 @@ import torch
 from nst_batch.engine.objective import (LossWeights, Objective, Regions, Temporal, build_objective, content_targets,
                                         style_grams, total)
 from nst_batch.engine.lbfgs import BatchLBFGS
+from nst_batch.engine.memory import LBFGS_HISTORY
 from nst_batch.engine.precision import precision_flags
 from nst_batch.engine.vgg import FeatureExtractor
 
@@ -103,7 +104,9 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
     image = init.detach().clone(memory_format=torch.contiguous_format).clamp_(0, 1).requires_grad_(True)
     b, device = image.shape[0], image.device
     if config.optimizer == "lbfgs":
-        lbfgs: BatchLBFGS | None = BatchLBFGS(b, image[0].numel(), device=device, dtype=image.dtype)
+        # A run of n iterations keeps at most n - 1 pairs: no more history is held (engine/memory.py counts it so).
+        lbfgs: BatchLBFGS | None = BatchLBFGS(b, image[0].numel(), device=device, dtype=image.dtype,
+                                              history=max(1, min(LBFGS_HISTORY, config.iterations)))
         adam = None
     else:
         # The relative losses are means, so a pixel's gradient shrinks with the picture's size

@@ -322,7 +322,7 @@ def _checked(key: str, value: Any, where: _Where) -> Any:
 _PATH_SETTINGS = {"init": ("init image", ("content", "noise")), "weights": ("weights file", ("imagenet", "random"))}
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+def parse_overrides(items: Sequence[str]) -> dict[str, object]:
     """`--set KEY=VALUE` strings → {dotted key: value}; VALUE is read as YAML (`5`, `[a, b]`, `null`)."""
     out = _Sourced()
     for item in items:

@@ -78,7 +78,7 @@ def _model_layers() -> list[dict[str, Any]]:
     return rules
 
 
-def manifest_schema() -> dict[str, Any]:
+def manifest_schema() -> dict[str, object]:
     settings = _properties(Settings)
     settings["video"] = {"type": "object", "additionalProperties": False, "properties": _properties(VideoSettings),
                          "description": "video settings"}

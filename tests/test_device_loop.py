@@ -3,6 +3,7 @@ pictures of a batch as problems of their own."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from conftest import sample_photo, write_manifest, write_rgb
 from nst_batch.engine import FeatureExtractor, LossWeights, OptimizeConfig, build_objective, optimize, style_grams
 from nst_batch.engine.lbfgs import BatchLBFGS
 from nst_batch.engine.optimize import READ_EVERY, Result
+
+OPTIMIZE = importlib.import_module("nst_batch.engine.optimize")  # the module: `engine.optimize` is the function
 
 STYLE = ("relu1_1", "relu2_1", "relu3_1")
 
@@ -132,6 +135,10 @@ def test_an_iteration_reads_nothing_back_to_the_host(tmp_path: Path, monkeypatch
     write_rgb(tmp_path / "style.png", sample_photo("chelsea.jpg", 64))
     manifest = write_manifest(tmp_path / "p.yaml", "version: 1\njobs:\n  - {name: p, input: in, style: style.png, "
                                                    "output: out}\n")
+
+    # a stalled machine must not add a read
+
+    monkeypatch.setattr(OPTIMIZE, "READ_AFTER", float("inf"))
     counts = []
     for iterations in (20, 60):
         with monkeypatch.context() as patch:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
+
 from torch import nn
 
 from conftest import sample_photo
@@ -19,6 +21,8 @@ from nst_batch.weights import load_features
 from nst_batch.context import JobContext
 from nst_batch.stylize import stylize_frame
 from nst_batch.models import ModelCache
+
+OPTIMIZE = importlib.import_module("nst_batch.engine.optimize")  # the module: `engine.optimize` is the function
 
 STYLE = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 LAYERS = ("conv4_2",) + STYLE
@@ -90,7 +94,10 @@ def test_schedule_splits_iterations() -> None:
     assert schedule([1.0], 7) == [(1.0, 7)]
 
 
-def test_coarse_to_fine_reaches_full_size_and_the_loss_falls(features: nn.Sequential) -> None:
+def test_coarse_to_fine_reaches_full_size_and_the_loss_falls(features: nn.Sequential,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # progress by iterations alone, not the clock
+    monkeypatch.setattr(OPTIMIZE, "READ_AFTER", float("inf"))
     ex = FeatureExtractor(features, LAYERS)
     content = torch.from_numpy(sample_photo("chelsea.jpg", 48)).permute(2, 0, 1)[None].float() / 255
     style = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(3))
@@ -115,7 +122,9 @@ def test_coarse_to_fine_reaches_full_size_and_the_loss_falls(features: nn.Sequen
     assert min(result.history[:5]) < result.history[0] and result.loss < result.history[5]  # falls at each scale
 
 
-def test_scales_setting_drives_cold_starts(style_image: Path) -> None:
+def test_scales_setting_drives_cold_starts(style_image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # progress by iterations alone, not the clock
+    monkeypatch.setattr(OPTIMIZE, "READ_AFTER", float("inf"))
     s = Settings(size=48, iterations=6, weights="random", device="cpu", tolerance=0.0, scales=(0.5, 1.0))
     ctx = JobContext.create(Job(name="t", input=style_image, styles=(StyleSpec(style_image),),
                                 output=Path("unused"), settings=s), ModelCache())

@@ -7,6 +7,7 @@ No files, no printing: progress leaves through a callback with a small dataclass
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ __all__ = ["LossWeights", "OptimizeConfig", "Progress", "Result", "Regions", "Te
 
 _PATIENCE = 10  # iterations the relative change must stay under `tolerance` to stop early
 READ_EVERY = 10  # iterations between read-backs of the losses to the host (progress, NaN, all stopped)
+READ_AFTER = 1.0  # s: or sooner, once an iteration takes this long (a big picture on a CPU: the bar moves)
 
 
 class Interrupted(Exception):
@@ -97,7 +99,8 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
 
     Nothing waits for the host between iterations: the stopping rule, the best iterate and the
     non-finite check live on the device, and the losses are read back every `READ_EVERY`
-    iterations (and at the last), when `callback` sees the latest iteration. So a NaN is raised,
+    iterations, at the last, and after any iteration that ends `READ_AFTER` s after the last
+    read-back (slow iterations: the read costs nothing beside them); `callback` sees those. So a NaN is raised,
     and the run ends once every picture has stopped, at most that many iterations late; a picture's
     result is that of its own stopping iteration.
     """
@@ -123,6 +126,7 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
     last_terms: dict[str, torch.Tensor] = {}
     ran = torch.zeros(b, dtype=torch.long, device=device)  # each picture's iterations
     done = 0
+    read_at = time.monotonic()
     # The TF32/cuDNN flags are process-wide: set once around every iteration's forward and backward,
     # and so around memory_saving's recomputation inside it (bf16 autocast stays on the forward, in `objective`).
     with precision_flags(device, config.precision):
@@ -156,8 +160,9 @@ def optimize(objective: Objective, *, init: torch.Tensor, config: OptimizeConfig
                     previous = torch.where(active, loss, previous)
                     active &= calm < _PATIENCE
             done = it
-            if it % READ_EVERY and it != config.iterations:
+            if it % READ_EVERY and it != config.iterations and time.monotonic() - read_at < READ_AFTER:
                 continue
+            read_at = time.monotonic()
             # The one read-back: whether a loss went non-finite, whether any picture goes on, the latest values.
             shown = torch.cat([bad.any()[None].float(), active.any()[None].float(), loss.mean()[None],
                                torch.stack([v.mean() for v in last_terms.values()]) if last_terms else loss[:0]])

@@ -24,22 +24,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-FAST = ["--set", "size=48", "--set", "iterations=4", "--set", "video.first_iterations=4",
-        "--set", "video.iterations=2", "--weights", "random", "--device", "cpu"]
+from test_determinism import FAST, MANIFEST  # noqa: E402  # the hash-seed project the tests pin
+
 SAMPLE_FAST = ["--set", "size=64", "--set", "iterations=8", "--set", "video.first_iterations=8",
                "--set", "video.iterations=3", "--weights", "random", "--device", "cpu"]
-HASH_SEED = """
-version: 1
-jobs:
-  - {name: photos, input: photos, style: style.png, output: out/photos}
-  - {name: clip, input: clip.mp4, style: style.png, output: out/clip.mp4}
-  - name: segmented
-    input: clip.mp4
-    style: style.png
-    output: out/segmented.mp4
-    video: {segment_frames: 4, overlap: 2}
-  - {name: batched, input: photos, style: style.png, output: out/batched, batch_size: 2, optimizer: adam}
-"""
+# The tests' project, and a batched folder (batch_size: one problem per picture, the same tasks on Ray).
+HASH_SEED = MANIFEST + ("  - {name: batched, input: photos, style: style.png, output: out/batched, batch_size: 2, "
+                        "optimizer: adam}\n")
 
 
 def _hash_seed_project(root: Path) -> Path:

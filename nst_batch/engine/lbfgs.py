@@ -51,6 +51,7 @@ class BatchLBFGS:
         self.started = torch.zeros(batch, dtype=torch.bool, device=device)
         self._rows = torch.arange(batch, device=device)
         self._ages = torch.arange(m, device=device)
+        self._eye = torch.eye(m, dtype=torch.float64, device=device).expand(batch, m, m)
 
     @torch.no_grad()
     def step(self, g: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
@@ -99,14 +100,13 @@ class BatchLBFGS:
 
     def _inverse_hessian_times(self, g: torch.Tensor, sg: torch.Tensor, yg: torch.Tensor) -> torch.Tensor:
         """H g (B, n) by the compact form, over each row's pairs (none yet: gamma g); `sg`, `yg`: S g, Y g."""
-        b, m = g.shape[0], self.m
+        m = self.m
         order = (self.ptr[:, None] + self._ages) % m  # (B, m): slots oldest first (empty slots come first)
         valid = self._ages[None, :] >= (m - self.count)[:, None]  # (B, m), in that order
         both = valid[:, :, None] & valid[:, None, :]
         sy = _permuted(self.SY, order)
         yy = _permuted(self.YY, order)
-        eye = torch.eye(m, dtype=torch.float64, device=g.device).expand(b, m, m)
-        r = torch.where(both, torch.triu(sy), eye)  # empty slots: an identity row and column
+        r = torch.where(both, torch.triu(sy), self._eye)  # empty slots: an identity row and column
         dg = torch.where(valid, torch.diagonal(sy, dim1=1, dim2=2), 0.0)
         gamma = self.gamma[:, None]
         sg = torch.where(valid, sg.gather(1, order), 0.0)  # (B, m), oldest first

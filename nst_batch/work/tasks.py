@@ -135,9 +135,10 @@ class JobWork:
             values = answer.value
         outcomes: list[Outcome] = []
         alone: list[Task] = []
+        if ALONE in values:
+            release_memory()  # a batch that met a fault gives its memory back before its pictures run alone
         for unit, value in zip(task.units, values):
             if value == ALONE:  # edited since it was read, or its batch met a fault: alone, with its attempts
-                release_memory()
                 alone.extend(self._attempt(unit).start())
             elif isinstance(value, UnitResult):
                 outcomes.append((unit, value))

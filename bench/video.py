@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> None:
                 continue
             name, _, rest = spec.partition(":")
             items = [kv for kv in rest.split(":") if kv]
-            # stride=N (bench only): every Nth frame, for the costly independent reference; no flicker then
+            # stride=N (bench only): every Nth frame, for the costly independent reference; no flicker then.
             stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
             settings = _settings(clip_base, [kv for kv in items if not kv.startswith("stride=")])
             larger = None
@@ -335,6 +335,282 @@ def pan(args: argparse.Namespace) -> None:
     print("saved", target)
 
 
+SCENES = {"building": DATA / "building.jpg", "fruits": DATA / "fruits.jpg", "aero": DATA / "aero3.jpg",
+          "astronaut": REPO / "samples/photos/astronaut.jpg", "coffee": REPO / "samples/photos/more/coffee.jpg"}
+
+
+def camera_path(frames: int, seed: int, motion: float, rotate: float, zoom: float) -> list[tuple[float, ...]]:
+    """A hand-held camera's path: (dx, dy px at working size, angle in degrees, scale) per frame, each a random
+    walk whose velocity keeps 0.6 of the last frame's (a hand sways, it does not jump). The first frame is
+    (0, 0, 0, 1); `motion`, `rotate`, `zoom` are the per-frame standard deviations of the velocities' kicks."""
+    rng = np.random.default_rng(seed)
+    pose, velocity = np.array([0.0, 0.0, 0.0, 0.0]), np.zeros(4)
+    path = [(0.0, 0.0, 0.0, 1.0)]
+    for _ in range(frames - 1):
+        velocity = 0.6 * velocity + rng.normal(0.0, [motion, motion, rotate, zoom])
+        pose = pose + velocity
+        path.append((float(pose[0]), float(pose[1]), float(pose[2]), float(np.exp(pose[3]))))
+    return path
+
+
+def _pose_matrix(pose: tuple[float, ...], window: tuple[int, int], scene: tuple[int, int]) -> np.ndarray:
+    """3x3 map from a frame's pixel (x, y) at working size to the scene's pixel at working size."""
+    (w, h), (ws, hs) = window, scene
+    dx, dy, angle, scale = pose
+    a = np.deg2rad(angle)
+    rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    centre_w, centre_s = np.array([(w - 1) / 2, (h - 1) / 2]), np.array([(ws - 1) / 2 + dx, (hs - 1) / 2 + dy])
+    m = np.eye(3)
+    m[:2, :2], m[:2, 2] = rot, centre_s - rot @ centre_w
+    return m
+
+
+def _render(picture: np.ndarray, m: np.ndarray, size: tuple[int, int], flags: int) -> np.ndarray:
+    import cv2
+
+    return cv2.warpAffine(picture, m[:2].astype(np.float64), size, flags=flags | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def _scaled(m: np.ndarray, k: int) -> np.ndarray:
+    """The same map between pictures k times larger (pixel centres: x_big = k x + (k - 1) / 2)."""
+    s = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1.0]])
+    return s @ m @ np.linalg.inv(s)
+
+
+def true_error(outs: np.ndarray, flows: list[np.ndarray], valid: list[np.ndarray], kernel: str = "cubic") -> float:
+    """E_warp under the true flow: mean over pairs of the squared difference between frame t and frame t-1
+    sampled where the camera's motion says (`kernel`: a key of WARP_KERNELS), over the pixels whose source is
+    the same surface, in frame."""
+    from nst_batch.video.flow import warp
+
+    errors = []
+    for t in range(1, len(outs)):
+        prev = warp(outs[t - 1].astype(np.float32) / 255.0, flows[t], kernel=kernel)
+        diff = ((outs[t].astype(np.float32) / 255.0 - prev) ** 2).mean(axis=2)
+        errors.append(float(diff[valid[t]].mean()))
+    return float(np.mean(errors))
+
+
+@dataclasses.dataclass
+class Shaken:
+    """A virtual hand-held clip: frames at working size, the same at 2x (for flow_scale), the true backward flow
+    of each frame (None for the first), where it holds (the pixel's source is the same surface in frame t-1:
+    (H, W) bool), and each frame's map to the scene (`_pose_matrix`)."""
+
+    frames: np.ndarray
+    larger: np.ndarray | None
+    flows: list[np.ndarray]
+    valid: list[np.ndarray]
+    mats: list[np.ndarray]
+    scene: np.ndarray
+    shape: tuple[int, int]
+    poses: list[tuple[float, ...]]
+
+
+def shaken(scene_name: str, *, size: int = 256, frames: int = 8, factor: int = 2, margin: int = 32, seed: int = 0,
+           motion: float = 1.2, rotate: float = 0.12, zoom: float = 0.002, noise: float = 0.0,
+           jpeg: int | None = None, sprite: str | None = None) -> Shaken:
+    """A real picture filmed by a camera that sways, turns and zooms a little every frame, rendered at `factor`
+    x the working size and reduced (as a sensor samples), then `noise` (std, 8-bit levels) and `jpeg` (quality)
+    added frame by frame; `sprite`: a disc of another picture crossing the scene on a path of its own (a subject
+    that moves against the background: motion boundaries and disocclusions). The true flow is exact."""
+    import cv2
+
+    from nst_batch.media.video import read_frames
+
+    def picture(name: str) -> np.ndarray:
+        if name in CLIPS:
+            return next(iter(read_frames(CLIPS[name][0], start=CLIPS[name][1])))
+        return read_image(SCENES.get(name, Path(name)))
+
+    source = picture(scene_name)
+    k, m = factor, margin
+    ws = size + 2 * m
+    hs = int(round(source.shape[0] * ws / source.shape[1]))
+    w, h = size, (hs - 2 * m) // 2 * 2
+    big = cv2.resize(source, (k * ws, k * hs), interpolation=cv2.INTER_AREA if k * ws < source.shape[1]
+                     else cv2.INTER_CUBIC)
+    poses = camera_path(frames, seed, motion, rotate, zoom)
+    mats = [_pose_matrix(p, (w, h), (ws, hs)) for p in poses]
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)), axis=-1)
+    radius = h / 4
+    disc = None
+    if sprite is not None:  # the subject: a disc cut from another picture, moving 2-3 px a frame across
+        other = picture(sprite)
+        side = int(2 * radius * k)
+        disc = cv2.resize(other, (side, side), interpolation=cv2.INTER_AREA)
+        rng = np.random.default_rng(seed + 17)
+        speed = rng.uniform(2.0, 3.0) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)])
+        centres = [np.array([w / 2, h / 2]) - speed * (frames - 1) / 2 + speed * t for t in range(frames)]
+    rng = np.random.default_rng(seed + 1)
+    out, larger, inside = [], [], []
+    for t, mt in enumerate(mats):
+        frame_big = _render(big, _scaled(mt, k), (k * w, k * h), cv2.INTER_LINEAR).astype(np.float32)
+        cover = np.zeros((h, w), np.float32)
+        if disc is not None:
+            cx, cy = centres[t]
+            yy, xx = np.mgrid[0:k * h, 0:k * w].astype(np.float32)
+            ux, uy = (xx - (k - 1) / 2) / k, (yy - (k - 1) / 2) / k  # big pixel -> working coordinates
+            alpha = (np.hypot(ux - cx, uy - cy) <= radius).astype(np.float32)
+            place = np.float32([[1, 0, k * (cx - radius) + (k - 1) / 2 - (k - 1) / 2],
+                                [0, 1, k * (cy - radius) + (k - 1) / 2 - (k - 1) / 2]])
+            moved = cv2.warpAffine(disc, place, (k * w, k * h), flags=cv2.INTER_LINEAR).astype(np.float32)
+            frame_big = alpha[..., None] * moved + (1 - alpha[..., None]) * frame_big
+            cover = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
+        frame = cv2.resize(frame_big, (w, h), interpolation=cv2.INTER_AREA)
+        two = cv2.resize(frame_big, (2 * w, 2 * h), interpolation=cv2.INTER_AREA) if k >= 2 else None
+        if noise:
+            frame = frame + rng.normal(0.0, noise, frame.shape)
+        frame = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+        if jpeg:
+            _ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg])
+            frame = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        out.append(frame)
+        larger.append(None if two is None else np.clip(two + 0.5, 0, 255).astype(np.uint8))
+        inside.append(cover)
+    flows: list[np.ndarray] = [np.zeros((h, w, 2), np.float32)]
+    valid: list[np.ndarray] = [np.ones((h, w), bool)]
+    for t in range(1, len(mats)):
+        back = np.linalg.inv(mats[t - 1]) @ mats[t]  # frame t's pixel -> frame t-1's
+        flow = (grid @ back[:2, :2].T + back[:2, 2]) - grid
+        ok = inside[t] == 0.0
+        if disc is not None:
+            on = inside[t] == 1.0
+            flow[on] = centres[t - 1] - centres[t]
+            src = grid + flow  # where each pixel was; the same surface there?
+            sx, sy = np.clip(np.round(src[..., 0]).astype(int), 0, w - 1), np.clip(np.round(src[..., 1]).astype(int),
+                                                                                  0, h - 1)
+            before = inside[t - 1][sy, sx]
+            ok = (ok & (before == 0.0)) | (on & (before == 1.0))
+        flows.append(flow.astype(np.float32))
+        valid.append(ok)
+    return Shaken(np.stack(out), None if larger[0] is None else np.stack(larger), flows, valid, mats,
+                  cv2.resize(big, (ws, hs), interpolation=cv2.INTER_AREA), (h, w), poses)
+
+
+def shake(args: argparse.Namespace) -> None:
+    """A hand-held camera with a known answer: a real picture filmed by a virtual camera that sways, turns and
+    zooms a little every frame (`shaken`), so the true flow between frames is known exactly. Two yardsticks:
+    E_warp under the *true* flow (no flow estimate at all: independent of the optimiser's DIS by construction)
+    and video/metrics.py's Farneback. The ideal is the scene stylized once and filmed by the same camera, a
+    texture glued to the scene (not with --sprite): what the true-flow E_warp gives perfect steadiness. Arms as
+    `run`'s, plus `flow=truth` (bench only: the frame loop given the true flow and mask)."""
+    import cv2
+
+    from nst_batch.pictures import to_uint8
+    from nst_batch.stylize import stylize_frame
+    from nst_batch.video.flow import leaves_frame
+
+    clip = shaken(args.scene, size=args.size, frames=args.frames, factor=args.factor, margin=args.margin,
+                  seed=args.seed, motion=args.motion, rotate=args.rotate, zoom=args.zoom, noise=args.noise,
+                  jpeg=args.jpeg, sprite=args.sprite)
+    frames, larger, flows, mats, scene = clip.frames, clip.larger, clip.flows, clip.mats, clip.scene
+    valid = [v & ~leaves_frame(f) for v, f in zip(clip.valid, flows)]
+    (h, w), (hs, ws) = clip.shape, scene.shape[:2]
+    motion = [float(np.median(np.hypot(f[..., 0], f[..., 1]))) for f in flows[1:]]
+    print(f"{args.scene}: {w}x{h} from a {ws}x{hs} scene, {args.frames} frames, median true motion "
+          f"{np.mean(motion):.2f} px/frame ({min(motion):.2f}-{max(motion):.2f}); noise {args.noise}, "
+          f"jpeg {args.jpeg}, sprite {args.sprite}", flush=True)
+
+    base = _settings(dataclasses.replace(Settings(), weights=args.weights, device=args.device), args.set or [])
+    models = ModelCache()
+    # The ideal: the scene at working scale stylized once, its strokes the size the frames' are (style image
+    # scaled by the frame's side over the scene's), then filmed by the same camera (bicubic, once per frame).
+    ideal_settings = dataclasses.replace(base, size=max(ws, hs), style_scale=base.style_scale * w / ws)
+    job = Job("shake", args.style, (StyleSpec(args.style),), Path("x.png"), ideal_settings)
+    t0 = time.perf_counter()
+    painted = to_uint8(stylize_frame(JobContext.create(job, models), scene,
+                                     iterations=base.video.first_iterations).image)
+    print(f"scene stylized once in {time.perf_counter() - t0:.0f} s", flush=True)
+    arms: dict[str, dict[str, Any]] = {"ideal": {"frames": np.stack([_render(painted, mt, (w, h), cv2.INTER_CUBIC)
+                                                                     for mt in mats])}}
+    first: dict[Any, tuple[FrameStep, float]] = {}
+    for spec in args.arms.split(";"):
+        name, _, rest = spec.partition(":")
+        items = [kv for kv in rest.split(":") if kv]
+        stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
+        settings = _settings(dataclasses.replace(base, size=max(h, w)),
+                             [kv for kv in items if not kv.startswith(("stride=", "flow=truth"))])
+        t0 = time.perf_counter()
+        with _true_flow("flow=truth" in items, clip):
+            arm = run_arm(settings, frames[::stride], args.style, models,
+                          None if settings.video.flow_scale == 1.0 or larger is None else larger[::stride], first)
+        arm["stride"] = stride
+        arms[name] = arm
+        print(f"{name:14} {time.perf_counter() - t0:6.0f} s  warm it "
+              f"{np.mean([i for i, c in zip(arm['iterations'], arm['cold']) if not c] or [0]):.0f}", flush=True)
+    stick = _yardstick(args, torch.device("cpu"))
+    out: dict[str, Any] = {"args": {k_: str(v) for k_, v in vars(args).items()}, "motion_px": motion,
+                           "poses": clip.poses, "arms": {}}
+    e_input = true_error(frames, flows, valid)
+    ref = arms.get("independent")
+    ref_q = measure(stick, frames[::ref["stride"]], ref["frames"], args.style, [], torch.device("cpu")) \
+        if ref is not None and stick is not None else None
+    e_ideal = true_error(arms["ideal"]["frames"], flows, valid)
+    print(f"{'arm':14} {'true E':>9} {'x ideal':>8} {'x input':>8} {'linear':>9} {'lanczos':>9} {'farneback':>9} "
+          f"{'content':>8} {'style':>7} {'drift':>6}   (input's true E {e_input:.2e}, ideal's {e_ideal:.2e})")
+    for name, arm in arms.items():
+        outs = arm.pop("frames")
+        row: dict[str, Any] = {k_: v for k_, v in arm.items()}
+        if arm.get("stride", 1) == 1:
+            row["e_true"] = true_error(outs, flows, valid)
+            # the same under the other kernels: a ranking that holds whichever way the yardstick resamples
+            row["e_true_linear"] = true_error(outs, flows, valid, "linear")
+            row["e_true_lanczos"] = true_error(outs, flows, valid, "lanczos")
+            row["x_ideal"], row["x_input"] = row["e_true"] / e_ideal, row["e_true"] / e_input
+            row["farneback_ratio"] = warp_error(list(outs), list(frames)).ratio
+        if stick is not None:
+            q = measure(stick, frames[::arm.get("stride", 1)], outs, args.style, [], torch.device("cpu"))
+            row.update({k_: q[k_] for k_ in ("content_mean", "style_mean", "drift")})
+            if ref_q is not None:
+                row["content_vs_ind"] = q["content_mean"] / ref_q["content_mean"]
+                row["style_vs_ind"] = q["style_mean"] / ref_q["style_mean"]
+        out["arms"][name] = row
+        print(f"{name:14} {row.get('e_true', 0):9.2e} {row.get('x_ideal', 0):8.2f} {row.get('x_input', 0):8.1f} "
+              f"{row.get('e_true_linear', 0):9.2e} {row.get('e_true_lanczos', 0):9.2e} "
+              f"{row.get('farneback_ratio') or 0:9.2f} {row.get('content_vs_ind', 0):8.2f} "
+              f"{row.get('style_vs_ind', 0):7.2f} {row.get('drift', 0):6.2f}", flush=True)
+        arm["frames"] = outs
+    out["e_true_input"], out["e_true_ideal"] = e_input, e_ideal
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        _strip({"input": frames, **{n: a["frames"] for n, a in arms.items()}}, args.save / f"shake-{args.scene}.jpg")
+        np.savez_compressed(args.save / f"shake-{args.scene}.npz", input=frames,
+                            **{n: a["frames"] for n, a in arms.items()})
+    target = args.out or (REPO / "bench" / "results" / f"video-shake-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(out, indent=1) + "\n")
+    print("saved", target)
+
+
+class _true_flow:
+    """Bench only (`shake`'s `flow=truth`): the frame loop given the true flow and the true mask instead of DIS's,
+    to tell what the flow's errors cost from what the optimiser re-paints by itself."""
+
+    def __init__(self, active: bool, clip: Shaken) -> None:
+        self.active, self.clip = active, clip
+
+    def __enter__(self) -> None:
+        import nst_batch.video.frames as loop
+        from nst_batch.video.flow import FlowResult, leaves_frame
+
+        self.kept = loop._flow
+        index = {frame.tobytes(): t for t, frame in enumerate(self.clip.frames)}
+        if self.active:
+            def truth(ctx: Any, prev: Any, content: np.ndarray, flow_content: Any) -> FlowResult:
+                t = index[content.tobytes()]
+                flow = self.clip.flows[t]
+                mask = (self.clip.valid[t] & ~leaves_frame(flow)).astype(np.float32)
+                return FlowResult(backward=flow, mask=mask, reliable_fraction=float(mask.mean()))
+            loop._flow = truth  # type: ignore[assignment]
+
+    def __exit__(self, *exc: object) -> None:
+        import nst_batch.video.frames as loop
+
+        loop._flow = self.kept  # type: ignore[assignment]
+
+
 def _table(results: dict[str, Any]) -> None:
     print(f"{'clip':9} {'arm':14} {'flicker':>8} {'content':>8} {'vs ind':>7} {'style':>8} {'vs ind':>7} "
           f"{'drift':>6} {'warm/cold':>9} {'warm it':>7}")
@@ -404,8 +680,30 @@ def main() -> None:
     q.add_argument("--arms", default="default")
     q.add_argument("--save", type=Path, default=None)
     q.add_argument("--out", type=Path, default=None)
+    k = sub.add_parser("shake", help="a virtual hand-held camera over a real picture: the true flow is known")
+    k.add_argument("--scene", default="building", help=f"{', '.join(SCENES)}, a clip's first frame "
+                                                       f"({', '.join(CLIPS)}), or a picture's path")
+    k.add_argument("--size", type=int, default=256)
+    k.add_argument("--factor", type=int, default=2, help="frames rendered at this many times --size, then reduced")
+    k.add_argument("--margin", type=int, default=32, help="px of scene around the window (working size)")
+    k.add_argument("--frames", type=int, default=8)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--motion", type=float, default=1.2, help="px/frame kick to the sway's velocity")
+    k.add_argument("--rotate", type=float, default=0.12, help="degrees/frame kick to the turn's velocity")
+    k.add_argument("--zoom", type=float, default=0.002, help="kick to the zoom's velocity (log scale)")
+    k.add_argument("--noise", type=float, default=0.0, help="sensor noise, std in 8-bit levels, fresh each frame")
+    k.add_argument("--jpeg", type=int, default=None, help="each frame through JPEG at this quality")
+    k.add_argument("--sprite", default=None, help="a disc of this picture crossing on a path of its own")
+    k.add_argument("--style", type=Path, default=REPO / "samples" / "styles" / "starry_night.jpg")
+    k.add_argument("--weights", default=str(TRAINED / "vgg19-from16.pth"))
+    k.add_argument("--yardstick", type=Path, default=None)
+    k.add_argument("--device", default="auto")
+    k.add_argument("--set", action="append", help="KEY=VALUE for every arm")
+    k.add_argument("--arms", default="independent:video.warm_start=false:stride=4;default")
+    k.add_argument("--save", type=Path, default=None)
+    k.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    {"extract": extract, "run": run, "measure": measure_saved, "pan": pan}[args.cmd](args)
+    {"extract": extract, "run": run, "measure": measure_saved, "pan": pan, "shake": shake}[args.cmd](args)
 
 
 if __name__ == "__main__":

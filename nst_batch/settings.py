@@ -90,12 +90,17 @@ class VideoSettings:
                                 bounds=_NON_NEGATIVE, hashed="unless_default")
     warm_start: bool = _f(True, "start each frame from the previous result (false: every frame cold, for comparison)")
     flow: Literal["dis", "none"] = _f("dis", "optical flow for warm start: dis (OpenCV DIS) or none")
-    flow_preset: Literal["ultrafast", "fast", "medium"] = _f("medium", "DIS preset of the flow (ultrafast: coarsest)",
-                                                             hashed="unless_default")
+    flow_preset: Literal["ultrafast", "fast", "medium", "fine"] = _f(
+        "medium", "DIS preset of the flow (ultrafast: coarsest; fine: medium refined 4x longer)",
+        hashed="unless_default")
     flow_scale: float = _f(1.0, "flow computed on the frames this many times the working size (at most the "
                                 "source's), then scaled down to it",
                            bounds=Bounds(low=1.0, high=8.0, between=True, low_note=" (the working size)"),
                            hashed="unless_default")
+    warp: Literal["linear", "cubic", "lanczos"] = _f(
+        "linear", "how the previous stylized frame is resampled along the flow: linear (bilinear) | cubic | lanczos "
+                  "(sharper: a half-pixel bilinear shift blurs away the finest strokes, which are then re-painted)",
+        hashed="unless_default")
     scene_cut: float = _f(0.5, "scene-cut threshold in [0,1]: a cut resets the warm start",
                           bounds=Bounds(low=0.0, high=1.0, between=True))
     start: float = _f(0.0, "seconds: first frame processed", bounds=_NON_NEGATIVE)

@@ -140,7 +140,7 @@ def stylize_seam_frame(ctx: JobContext, content: np.ndarray, prev: Previous, nxt
     """
     v = ctx.job.settings.video
     flow = _flow(ctx, prev, content, None)
-    warped_u8 = warp(prev.raw, flow.backward)  # (H, W, 3) uint8: also the start
+    warped_u8 = warp(prev.raw, flow.backward, kernel=v.warp)  # (H, W, 3) uint8: also the start
     trust = (1.0 - weight) * flow.mask[..., None]  # (H, W, 1)
     mask = trust + weight
     target = (trust * warped_u8.astype(np.float32) / 255.0 + weight * nxt.astype(np.float32) / 255.0) / mask
@@ -244,7 +244,8 @@ def _warm_start(ctx: JobContext, content: np.ndarray, prev_raw: np.ndarray,
     """The previous frame warped to this one (disocclusions from the content), and its temporal target."""
     if flow is None:  # flow: none — plain warm start, no temporal term
         return to_tensor(prev_raw, ctx.device), None
-    warped = to_tensor(warp(prev_raw, flow.backward), ctx.device)  # (1, 3, H, W)
+    kernel = ctx.job.settings.video.warp
+    warped = to_tensor(warp(prev_raw, flow.backward, kernel=kernel), ctx.device)  # (1, 3, H, W)
     # The loss is linear in the mask, so this frame's share of `video.temporal_motion` rides on it.
     mask = flow.mask * temporal_factor(flow, ctx.job.settings.video.temporal_motion)  # (H, W)
     mask_t = torch.from_numpy(np.ascontiguousarray(mask))[None, None].to(ctx.device)  # (1, 1, H, W)

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.video import shaken  # noqa: E402
-from nst_batch.video.flow import DIS_PRESETS, leaves_frame  # noqa: E402
+from nst_batch.video.flow import DIS_PRESETS, compute_flow, leaves_frame  # noqa: E402
 from nst_batch.video import metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,10 +51,15 @@ def farneback(winsize: int = 15, poly_n: int = 5, poly_sigma: float = 1.1, level
     return flow
 
 
+def preset(name: str) -> Flow:
+    """The product's own flow (`video.flow_preset` NAME)."""
+    return lambda src, dst: compute_flow(src, dst, preset=name)
+
+
 FLOWS: dict[str, Flow] = {
-    "dis medium (optimiser)": dis(),
+    "dis medium (optimiser)": preset("medium"),
     "dis alpha 80": dis(VariationalRefinementAlpha=80.0),
-    "dis 20 refinements": dis(VariationalRefinementIterations=20),
+    "dis 20 refinements (fine)": preset("fine"),
     "dis alpha 80, 20 refinements": dis(VariationalRefinementAlpha=80.0, VariationalRefinementIterations=20),
     "farneback (yardstick)": metrics.farneback_flow,
     "farneback w15 (before)": farneback(15),

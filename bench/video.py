@@ -438,7 +438,7 @@ def shaken(scene_name: str, *, size: int = 256, frames: int = 8, factor: int = 2
     disc = None
     if sprite is not None:  # the subject: a disc cut from another picture, moving 2-3 px a frame across
         other = picture(sprite)
-        side = int(2 * radius * k)
+        side = int(2 * radius * k) + 4  # a little larger than its mask: no border inside the disc
         disc = cv2.resize(other, (side, side), interpolation=cv2.INTER_AREA)
         rng = np.random.default_rng(seed + 17)
         speed = rng.uniform(2.0, 3.0) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)])
@@ -453,36 +453,52 @@ def shaken(scene_name: str, *, size: int = 256, frames: int = 8, factor: int = 2
             yy, xx = np.mgrid[0:k * h, 0:k * w].astype(np.float32)
             ux, uy = (xx - (k - 1) / 2) / k, (yy - (k - 1) / 2) / k  # big pixel -> working coordinates
             alpha = (np.hypot(ux - cx, uy - cy) <= radius).astype(np.float32)
-            place = np.float32([[1, 0, k * (cx - radius) + (k - 1) / 2 - (k - 1) / 2],
-                                [0, 1, k * (cy - radius) + (k - 1) / 2 - (k - 1) / 2]])
-            moved = cv2.warpAffine(disc, place, (k * w, k * h), flags=cv2.INTER_LINEAR).astype(np.float32)
+            # the disc's centre pixel onto the big pixel of working coordinates (cx, cy)
+            place = np.float32([[1, 0, k * cx + (k - 1) / 2 - (side - 1) / 2],
+                                [0, 1, k * cy + (k - 1) / 2 - (side - 1) / 2]])
+            moved = cv2.warpAffine(disc, place, (k * w, k * h), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
             frame_big = alpha[..., None] * moved + (1 - alpha[..., None]) * frame_big
             cover = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA)
         frame = cv2.resize(frame_big, (w, h), interpolation=cv2.INTER_AREA)
         two = cv2.resize(frame_big, (2 * w, 2 * h), interpolation=cv2.INTER_AREA) if k >= 2 else None
-        if noise:
-            frame = frame + rng.normal(0.0, noise, frame.shape)
-        frame = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
-        if jpeg:
-            _ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg])
-            frame = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        out.append(frame)
-        larger.append(None if two is None else np.clip(two + 0.5, 0, 255).astype(np.uint8))
+
+        def filmed(picture: np.ndarray) -> np.ndarray:  # the sensor's noise and the encoder's JPEG
+            if noise:
+                picture = picture + rng.normal(0.0, noise, picture.shape)
+            picture = np.clip(picture + 0.5, 0, 255).astype(np.uint8)
+            if jpeg:
+                _ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, jpeg])
+                picture = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            return picture
+
+        out.append(filmed(frame))
+        larger.append(None if two is None else filmed(two))  # the flow_scale 2 frames: the same noise and JPEG
         inside.append(cover)
+    # Where the truth holds for every resampling kernel: the source and its neighbours within REACH px (Lanczos
+    # reads 4 each way) are the same surface, inside frame t-1, and inside the scene (not its reflected border).
+    reach = 4
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     flows: list[np.ndarray] = [np.zeros((h, w, 2), np.float32)]
     valid: list[np.ndarray] = [np.ones((h, w), bool)]
     for t in range(1, len(mats)):
         back = np.linalg.inv(mats[t - 1]) @ mats[t]  # frame t's pixel -> frame t-1's
         flow = (grid @ back[:2, :2].T + back[:2, 2]) - grid
-        ok = inside[t] == 0.0
+        in_scene = grid @ mats[t][:2, :2].T + mats[t][:2, 2]  # (H, W, 2) scene pixel of each frame pixel
+        ok = ((in_scene[..., 0] >= 0) & (in_scene[..., 0] <= ws - 1) & (in_scene[..., 1] >= 0)
+              & (in_scene[..., 1] <= hs - 1))
         if disc is not None:
             on = inside[t] == 1.0
             flow[on] = centres[t - 1] - centres[t]
-            src = grid + flow  # where each pixel was; the same surface there?
-            sx, sy = np.clip(np.round(src[..., 0]).astype(int), 0, w - 1), np.clip(np.round(src[..., 1]).astype(int),
-                                                                                  0, h - 1)
-            before = inside[t - 1][sy, sx]
-            ok = (ok & (before == 0.0)) | (on & (before == 1.0))
+        src = grid + flow  # where each pixel was
+        ok &= ((src[..., 0] >= reach) & (src[..., 0] <= w - 1 - reach) & (src[..., 1] >= reach)
+               & (src[..., 1] <= h - 1 - reach))
+        if disc is not None:
+            sx = np.clip(np.round(src[..., 0]).astype(int), 0, w - 1)
+            sy = np.clip(np.round(src[..., 1]).astype(int), 0, h - 1)
+            touched = cv2.dilate((inside[t - 1] > 0).astype(np.uint8), kernel)[sy, sx] > 0  # any disc near the source
+            solid = cv2.erode((inside[t - 1] == 1.0).astype(np.uint8), kernel)[sy, sx] > 0  # only disc near it
+            ok &= ((inside[t] == 0.0) & ~touched) | (on & solid)
         flows.append(flow.astype(np.float32))
         valid.append(ok)
     return Shaken(np.stack(out), None if larger[0] is None else np.stack(larger), flows, valid, mats,
@@ -517,14 +533,15 @@ def shake(args: argparse.Namespace) -> None:
     models = ModelCache()
     # The ideal: the scene at working scale stylized once, its strokes the size the frames' are (style image
     # scaled by the frame's side over the scene's), then filmed by the same camera (bicubic, once per frame).
-    ideal_settings = dataclasses.replace(base, size=max(ws, hs), style_scale=base.style_scale * w / ws)
-    job = Job("shake", args.style, (StyleSpec(args.style),), Path("x.png"), ideal_settings)
-    t0 = time.perf_counter()
-    painted = to_uint8(stylize_frame(JobContext.create(job, models), scene,
-                                     iterations=base.video.first_iterations).image)
-    print(f"scene stylized once in {time.perf_counter() - t0:.0f} s", flush=True)
-    arms: dict[str, dict[str, Any]] = {"ideal": {"frames": np.stack([_render(painted, mt, (w, h), cv2.INTER_CUBIC)
-                                                                     for mt in mats])}}
+    ideal_settings = dataclasses.replace(base, size=max(ws, hs), style_scale=base.style_scale * max(w, h) / max(ws, hs))
+    arms: dict[str, dict[str, Any]] = {}
+    if args.sprite is None:  # the subject is not in the scene: no glued ideal then
+        job = Job("shake", args.style, (StyleSpec(args.style),), Path("x.png"), ideal_settings)
+        t0 = time.perf_counter()
+        painted = to_uint8(stylize_frame(JobContext.create(job, models), scene,
+                                         iterations=base.video.first_iterations).image)
+        print(f"scene stylized once in {time.perf_counter() - t0:.0f} s", flush=True)
+        arms["ideal"] = {"frames": np.stack([_render(painted, mt, (w, h), cv2.INTER_CUBIC) for mt in mats])}
     first: dict[Any, tuple[FrameStep, float]] = {}
     for spec in args.arms.split(";"):
         name, _, rest = spec.partition(":")
@@ -532,6 +549,10 @@ def shake(args: argparse.Namespace) -> None:
         stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
         settings = _settings(dataclasses.replace(base, size=max(h, w)),
                              [kv for kv in items if not kv.startswith(("stride=", "flow=truth"))])
+        if "flow=truth" in items and stride != 1:
+            raise SystemExit(f"{name}: flow=truth needs every frame (no stride)")
+        if settings.video.flow_scale not in (1.0, 2.0):
+            raise SystemExit(f"{name}: shake renders the flow's larger frames at 2x only (video.flow_scale 1 or 2)")
         t0 = time.perf_counter()
         with _true_flow("flow=truth" in items, clip):
             arm = run_arm(settings, frames[::stride], args.style, models,
@@ -547,7 +568,7 @@ def shake(args: argparse.Namespace) -> None:
     ref = arms.get("independent")
     ref_q = measure(stick, frames[::ref["stride"]], ref["frames"], args.style, [], torch.device("cpu")) \
         if ref is not None and stick is not None else None
-    e_ideal = true_error(arms["ideal"]["frames"], flows, valid)
+    e_ideal = true_error(arms["ideal"]["frames"], flows, valid) if "ideal" in arms else float("nan")
     print(f"{'arm':14} {'true E':>9} {'x ideal':>8} {'x input':>8} {'linear':>9} {'lanczos':>9} {'farneback':>9} "
           f"{'content':>8} {'style':>7} {'drift':>6}   (input's true E {e_input:.2e}, ideal's {e_ideal:.2e})")
     for name, arm in arms.items():

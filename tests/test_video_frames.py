@@ -178,7 +178,8 @@ def test_temporal_motion_weighs_the_temporal_loss_by_the_frame_s_motion(clip: tu
     assert frames.temporal_factor(real, 0.5) > 1.0  # the test clip moves (videogen.SHIFT)
 
 
-def test_video_warp_carries_the_previous_frame_sharper_and_reaches_the_loop(clip: tuple[Path, Path]) -> None:
+def test_video_warp_carries_the_previous_frame_sharper_and_reaches_the_loop(clip: tuple[Path, Path],
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`video.warp`: a fine texture moved half a pixel keeps more of its detail with cubic and lanczos than with
     bilinear (which averages neighbours away); a whole-pixel move is exact with every kernel; the frame loop's
     warm start and temporal target use the kernel the manifest names, and a kernel not offered is refused."""
@@ -199,10 +200,24 @@ def test_video_warp_carries_the_previous_frame_sharper_and_reaches_the_loop(clip
     root, manifest = clip
     contents = list(read_frames(root / "clip.mp4", size=64))
     flow = frames.flow_between(contents[0], contents[1])
+    assert len({warp(contents[0], flow.backward, kernel=k).tobytes() for k in WARP_KERNELS}) == 3  # they differ here
     for kernel in WARP_KERNELS:
         job = load_manifest(manifest, parse_overrides([*BASE, f"video.warp={kernel}"])).jobs[0]
         init, temporal = frames._warm_start(JobContext.create(job, ModelCache()), contents[1], contents[0], flow)
         assert temporal is not None
         assert np.array_equal(to_uint8(init), warp(contents[0], flow.backward, kernel=kernel))
+    # a segmented video's seam frames, made again at assembly, carry the frame before them the same way
+    used: list[str] = []
+    real_warp = frames.warp
+
+    def warp_spy(image: np.ndarray, flow: np.ndarray, *, kernel: str = "linear") -> np.ndarray:
+        used.append(kernel)
+        return real_warp(image, flow, kernel=kernel)
+
+    monkeypatch.setattr(frames, "warp", warp_spy)
+    job = load_manifest(manifest, parse_overrides([*BASE, "video.warp=cubic", "video.iterations=1"])).jobs[0]
+    before = frames.Previous(contents[0], contents[0])
+    frames.stylize_seam_frame(JobContext.create(job, ModelCache()), contents[1], before, contents[1], 0.5)
+    assert used == ["cubic"]
     with pytest.raises(NstBatchError, match="video.warp"):
         load_manifest(manifest, parse_overrides([*BASE, "video.warp=nearest"]))

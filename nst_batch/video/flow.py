@@ -25,8 +25,8 @@ __all__ = ["FlowResult", "compute_flow", "consistency_mask", "flow_between", "wa
 # `video.flow_preset` names → OpenCV's DIS presets (coarser patches and fewer iterations to the left), and
 # settings changed from the preset's. "fine" is medium with 20 variational refinements at each scale instead
 # of 5: measured against the true flow of virtual hand-held clips (bench/flow_accuracy.py), its end-point
-# error was lower than medium's on 15 of 16 kinds of clip (13-14 % less on average), at ~5 ms a 256 px pair
-# against ~3 ms.
+# error was lower than medium's on 14 of 16 kinds of clip and equal on one (13-14 % less on average), at
+# ~5 ms a 256 px pair against ~3 ms (BENCHMARKS §4e).
 DIS_PRESETS: dict[str, tuple[int, dict[str, float]]] = {
     "ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, {}), "fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, {}),
     "medium": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {}),

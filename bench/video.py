@@ -117,6 +117,18 @@ def _settings(base: Settings, items: list[str]) -> Settings:
     return dataclasses.replace(settings, video=dataclasses.replace(settings.video, **video))
 
 
+BENCH_KEYS = ("stride=", "flow=truth")  # arm items for the bench itself, not settings
+
+
+def arm_spec(spec: str, base: Settings) -> tuple[str, Settings, int, list[str]]:
+    """An arm "name:key=value:..." → (name, its settings over `base`, stride, its items). stride=N (bench only):
+    every Nth frame, for the costly independent reference (no flicker then); flow=truth: `shake` only."""
+    name, _, rest = spec.partition(":")
+    items = [kv for kv in rest.split(":") if kv]
+    stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
+    return name, _settings(base, [kv for kv in items if not kv.startswith(BENCH_KEYS)]), stride, items
+
+
 def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCache,
             larger: np.ndarray | None = None, first: dict[Any, tuple[FrameStep, float]] | None = None
             ) -> dict[str, Any]:
@@ -202,11 +214,7 @@ def run(args: argparse.Namespace) -> None:
             if time.monotonic() > deadline:
                 print(f"budget spent: {clip}/{spec} skipped")
                 continue
-            name, _, rest = spec.partition(":")
-            items = [kv for kv in rest.split(":") if kv]
-            # stride=N (bench only): every Nth frame, for the costly independent reference; no flicker then.
-            stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
-            settings = _settings(clip_base, [kv for kv in items if not kv.startswith("stride=")])
+            name, settings, stride, _items = arm_spec(spec, clip_base)
             larger = None
             if settings.video.flow_scale != 1.0:
                 key = f"{clip}@{settings.video.flow_scale:g}"
@@ -316,8 +324,7 @@ def pan(args: argparse.Namespace) -> None:
     arms: dict[str, np.ndarray] = {"ideal": np.stack([window(painted, t) for t in range(args.frames)])}
     first: dict[Any, tuple[FrameStep, float]] = {}
     for spec in args.arms.split(";"):
-        name, _, rest = spec.partition(":")
-        settings = _settings(dataclasses.replace(base, size=max(h, w)), [kv for kv in rest.split(":") if kv])
+        name, settings, _stride, _items = arm_spec(spec, dataclasses.replace(base, size=max(h, w)))
         arms[name] = run_arm(settings, frames, args.style, models, None, first)["frames"]
     out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "arms": {}}
     for name, outs in arms.items():
@@ -544,11 +551,7 @@ def shake(args: argparse.Namespace) -> None:
         arms["ideal"] = {"frames": np.stack([_render(painted, mt, (w, h), cv2.INTER_CUBIC) for mt in mats])}
     first: dict[Any, tuple[FrameStep, float]] = {}
     for spec in args.arms.split(";"):
-        name, _, rest = spec.partition(":")
-        items = [kv for kv in rest.split(":") if kv]
-        stride = int(next((kv.split("=")[1] for kv in items if kv.startswith("stride=")), 1))
-        settings = _settings(dataclasses.replace(base, size=max(h, w)),
-                             [kv for kv in items if not kv.startswith(("stride=", "flow=truth"))])
+        name, settings, stride, items = arm_spec(spec, dataclasses.replace(base, size=max(h, w)))
         if "flow=truth" in items and stride != 1:
             raise SystemExit(f"{name}: flow=truth needs every frame (no stride)")
         if settings.video.flow_scale not in (1.0, 2.0):

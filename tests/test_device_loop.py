@@ -135,10 +135,7 @@ def test_an_iteration_reads_nothing_back_to_the_host(tmp_path: Path, monkeypatch
     write_rgb(tmp_path / "style.png", sample_photo("chelsea.jpg", 64))
     manifest = write_manifest(tmp_path / "p.yaml", "version: 1\njobs:\n  - {name: p, input: in, style: style.png, "
                                                    "output: out}\n")
-
-    # a stalled machine must not add a read
-
-    monkeypatch.setattr(OPTIMIZE, "READ_AFTER", float("inf"))
+    monkeypatch.setattr(OPTIMIZE, "READ_AFTER", float("inf"))  # a slow or stalled machine adds no read here
     counts = []
     for iterations in (20, 60):
         with monkeypatch.context() as patch:

@@ -554,6 +554,8 @@ def shake(args: argparse.Namespace) -> None:
         name, settings, stride, items = arm_spec(spec, dataclasses.replace(base, size=max(h, w)))
         if "flow=truth" in items and stride != 1:
             raise SystemExit(f"{name}: flow=truth needs every frame (no stride)")
+        if "flow=truth" in items and settings.video.long_term:
+            raise SystemExit(f"{name}: flow=truth gives one frame's flow to the one before it, not video.long_term's")
         if settings.video.flow_scale not in (1.0, 2.0):
             raise SystemExit(f"{name}: shake renders the flow's larger frames at 2x only (video.flow_scale 1 or 2)")
         t0 = time.perf_counter()

@@ -101,6 +101,10 @@ class VideoSettings:
         "linear", "how the previous stylized frame is resampled along the flow: linear (bilinear) | cubic | lanczos "
                   "(sharper: a half-pixel bilinear shift blurs away the finest strokes, which are then re-painted)",
         hashed="unless_default")
+    long_term: int = _f(0, "Ruder et al.'s long-term loss: a pixel the previous frame cannot explain is held to the "
+                           "nearest of the frames 2, 4, 8 ... back (up to this many) where it was seen; 0 = the "
+                           "previous frame only", bounds=Bounds(low=0, high=64, between=True, low_note=" (off)"),
+                        hashed="unless_default")
     scene_cut: float = _f(0.5, "scene-cut threshold in [0,1]: a cut resets the warm start",
                           bounds=Bounds(low=0.0, high=1.0, between=True))
     start: float = _f(0.0, "seconds: first frame processed", bounds=_NON_NEGATIVE)

@@ -41,9 +41,9 @@ def test_preserve_colors_chains_the_raw_frame_and_keeps_colours_at_output(
     chained: list[np.ndarray] = []
     real = frames._warm_start
 
-    def spy(ctx: Any, content: np.ndarray, prev_raw: np.ndarray, flow: Any) -> Any:
+    def spy(ctx: Any, content: np.ndarray, prev_raw: np.ndarray, flow: Any, **kw: Any) -> Any:
         chained.append(prev_raw.copy())
-        return real(ctx, content, prev_raw, flow)
+        return real(ctx, content, prev_raw, flow, **kw)
 
     monkeypatch.setattr(frames, "_warm_start", spy)
     _, work = _run(root, manifest, "colors", "preserve_colors=true", "video.keep_frames=true")
@@ -126,9 +126,9 @@ def test_flow_scale_computes_the_flow_on_larger_frames_and_keeps_the_working_fra
         seen.append((a.shape, kw.get("shape")))
         return real_flow(a, b, **kw)
 
-    def warm_spy(ctx: Any, content: np.ndarray, prev_raw: np.ndarray, flow: Any) -> Any:
+    def warm_spy(ctx: Any, content: np.ndarray, prev_raw: np.ndarray, flow: Any, **kw: Any) -> Any:
         starts.append(flow.backward.shape)
-        return real_warm(ctx, content, prev_raw, flow)
+        return real_warm(ctx, content, prev_raw, flow, **kw)
 
     monkeypatch.setattr(frames, "flow_between", flow_spy)
     monkeypatch.setattr(frames, "_warm_start", warm_spy)
@@ -221,3 +221,68 @@ def test_video_warp_carries_the_previous_frame_sharper_and_reaches_the_loop(clip
     assert used == ["cubic"]
     with pytest.raises(NstBatchError, match="video.warp"):
         load_manifest(manifest, parse_overrides([*BASE, "video.warp=nearest"]))
+
+
+def test_long_term_holds_each_pixel_to_the_nearest_frame_that_saw_it() -> None:
+    """Ruder et al.'s long-term masks: a pixel the previous frame trusts is held to it; one it does not, to the
+    nearest earlier frame that trusts it; one no frame trusts, to nothing (the previous frame's warp as start)."""
+    assert frames.long_term_distances(0) == () and frames.long_term_distances(1) == ()
+    assert frames.long_term_distances(4) == (2, 4) and frames.long_term_distances(12) == (2, 4, 8)
+    shape = (4, 5)
+    warps = [np.full((*shape, 3), v, np.uint8) for v in (51, 102, 204)]  # t-1, t-2, t-4
+    masks = [np.ones(shape, np.float32) for _ in warps]
+    masks[0][0, :] = 0  # row 0: not seen in t-1 ...
+    masks[1][0, :2] = 0  # ... nor, at columns 0-1, in t-2 ...
+    masks[2][0, 0] = 0  # ... and column 0 in no frame
+    target, covered = frames.hold_to_nearest(list(zip(warps, masks)))
+    assert target.shape == (*shape, 3) and covered.shape == shape
+    expected = np.ones(shape, np.float32)
+    expected[0, 0] = 0.0
+    np.testing.assert_array_equal(covered, expected)
+    np.testing.assert_allclose(target[1:], 0.2)  # trusted in t-1: held to it, though the others trust it too
+    np.testing.assert_allclose(target[0, 2:], 0.4)  # t-2 is the nearest that saw these
+    np.testing.assert_allclose(target[0, 1], 0.8)  # only t-4 saw this one
+    np.testing.assert_allclose(target[0, 0], 0.2)  # none: the previous frame's warp, held by mask 0
+    assert covered.max() == 1.0  # the shares never overlap: no pixel held twice
+
+
+def test_long_term_reaches_the_loop_back_to_the_last_cold_frame_and_resumes_alike(
+        clip: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`video.long_term: 4`: each warm frame is held to the frames 2 and 4 back once they exist, never to one
+    before the segment's first frame; a run resumed with frames missing makes the same frames; and the
+    setting is checked in the manifest."""
+    from nst_batch.errors import NstBatchError
+
+    root, manifest = clip
+    held: list[int] = []
+    real = frames._warm_start
+
+    def spy(ctx: Any, content: np.ndarray, prev_raw: np.ndarray, flow: Any, *, earlier: Any = ()) -> Any:
+        held.append(len(earlier))
+        if earlier:  # the long-term frames trust pixels of their own: more of this frame is held
+            _, temporal = real(ctx, content, prev_raw, flow)
+            _, longer = real(ctx, content, prev_raw, flow, earlier=earlier)
+            assert temporal is not None and longer is not None
+            assert float(longer.mask.sum()) >= float(temporal.mask.sum())
+        return real(ctx, content, prev_raw, flow, earlier=earlier)
+
+    monkeypatch.setattr(frames, "_warm_start", spy)
+    _, work = _run(root, manifest, "long", "video.long_term=4")
+    assert held == [0, 1, 1, 2, 2]  # frames 2-6: t-2 from frame 3 on, t-4 from frame 5 on
+    kept = {p.name: read_image(p) for p in sorted((work / "frames").glob("*.png"))}
+    assert len(kept) == 6
+    # a run killed after frame 3 (frames 4-6 missing) rebuilds what frames 4-6 are held to from the saved ones
+    for name in sorted(kept)[3:]:
+        (work / "frames" / name).unlink()
+    held.clear()
+    _run(root, manifest, "long", "video.long_term=4")
+    assert held == [1, 2, 2]  # as before: frames 4-6 of the uninterrupted run
+    for name, frame in kept.items():
+        np.testing.assert_array_equal(read_image(work / "frames" / name), frame, err_msg=name)
+    # segments of 3 with one frame of overlap: the second segment's frames reach back to its own first frame
+    held.clear()
+    _run(root, manifest, "long-seg", "video.long_term=4", "video.segment_frames=3", "video.overlap=1")
+    assert held[:2] == [0, 1] and held[2:5] == [0, 0, 1], held  # then its seam frame, made again
+    for bad in ("-1", "65", "2.5"):
+        with pytest.raises(NstBatchError, match="video.long_term"):
+            load_manifest(manifest, parse_overrides([*BASE, f"video.long_term={bad}"]))

@@ -11,6 +11,11 @@ would otherwise be pulled back towards the style's colours by every next frame.
 Every finished frame is saved (lossless PNG) in the unit's work folder and recorded in
 that folder's `ledger.jsonl`; the warm start always reads the saved 8-bit frame, so a
 run resumed after a kill makes exactly the frames an uninterrupted run makes.
+
+`video.long_term` (Ruder et al. 2016, section 3.3): a pixel the previous frame cannot explain (disoccluded,
+or come back into view) is held instead to the nearest of the frames 2, 4, 8 ... back where it was seen, each
+along its own flow. Those frames reach back no further than the last cold frame and the segment's first frame,
+so a resumed run holds each frame to the same frames an uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import functools
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +47,7 @@ from nst_batch.media.atomic import write_text_atomic
 from nst_batch.regions import video_masks
 
 __all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress",
-           "clip_style_weight", "video_plan"]
+           "clip_style_weight", "video_plan", "long_term_distances", "hold_to_nearest"]
 
 FrameProgress = Callable[[Progress, int, "int | None"], None]
 
@@ -99,10 +104,12 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
                  flow_content: np.ndarray | None = None,
                  progress: Callable[[Progress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, style_weight: float | None = None,
-                 masks: np.ndarray | None = None, plan: MemoryPlan | None = None) -> FrameStep:
+                 masks: np.ndarray | None = None, plan: MemoryPlan | None = None,
+                 earlier: Sequence[Previous] = ()) -> FrameStep:
     """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut.
 
     `flow_content`: the same frame larger (`video.flow_scale`), for the flow alone; `prev` then carries its own.
+    `earlier`: the frames before `prev`, nearest first (`earlier[0]` is two frames back), for `video.long_term`.
     `style_weight`: the clip's (`clip_style_weight`), None for the job's. `masks`: the frame's regions.
     `plan`: the video's one memory plan (`video_plan`); None: one made for this frame.
     """
@@ -119,7 +126,9 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
                                should_stop=should_stop, style_weight=style_weight, masks=masks, plan=plan)
     else:
         assert prev is not None
-        init, temporal = _warm_start(ctx, content, prev.raw, flow)
+        carried = ([(p.raw, _flow(ctx, p, content, flow_content)) for p in _long_term_frames(ctx, earlier)]
+                   if flow is not None else [])
+        init, temporal = _warm_start(ctx, content, prev.raw, flow, earlier=carried)
         result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal,
                                progress=progress, should_stop=should_stop, style_weight=style_weight, masks=masks,
                                plan=plan)
@@ -171,6 +180,8 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
     # The overlap only serves the warm start of the segment's first frame: not needed once that is saved.
     begin = seg.first if saved(seg.first) else seg.first - seg.overlap
     prev: Previous | None = None
+    history: list[Previous] = []  # the frames before this one, nearest first, back to the last cold one
+    reach = max(long_term_distances(v.long_term), default=1)
     stylized = 0
     info = geometry.info
     frames = read_frames(src, start=v.start, end=v.end, size=geometry.side, info=info)
@@ -189,13 +200,16 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
         if seg.last is not None and t >= seg.last:
             break
         path = frames_dir / frame_name(t)
-        if t >= seg.first and saved(t) is not None:
+        record = saved(t) if t >= seg.first else None
+        if record is not None:
             raw = read_image(path)
+            cold = bool(record.get("cold"))
         else:
             step = stylize_next(ctx, content, prev, flow_content=flow_content,
                                 progress=functools.partial(_frame_progress, progress, t + 1, geometry.expected),
-                                should_stop=should_stop, style_weight=clip_weight, masks=mask, plan=plan)
-            raw = step.raw
+                                should_stop=should_stop, style_weight=clip_weight, masks=mask, plan=plan,
+                                earlier=history[1:])
+            raw, cold = step.raw, step.cold
             if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
                 write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
             else:
@@ -206,6 +220,8 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
                 if on_frame is not None:
                     on_frame(t + 1, step)
         prev = Previous(content, raw, flow_content)
+        # The long-term frames: none before a cold frame or the segment's first (an overlap frame is only `prev`).
+        history = [prev] if cold or t <= seg.first else [prev, *history][:reach]
     return stylized
 
 
@@ -239,17 +255,58 @@ def _distances(ctx: JobContext, result: Result) -> dict[str, float]:
     return out
 
 
-def _warm_start(ctx: JobContext, content: np.ndarray, prev_raw: np.ndarray,
-                flow: FlowResult | None) -> tuple[torch.Tensor, Temporal | None]:
-    """The previous frame warped to this one (disocclusions from the content), and its temporal target."""
+def _warm_start(ctx: JobContext, content: np.ndarray, prev_raw: np.ndarray, flow: FlowResult | None, *,
+                earlier: Sequence[tuple[np.ndarray, FlowResult]] = ()) -> tuple[torch.Tensor, Temporal | None]:
+    """The previous frame warped to this one, and its temporal target; with `earlier` ((raw, flow to it) of the
+    long-term frames, nearest first), each pixel the previous frame cannot explain is taken from the nearest of
+    them that can (`hold_to_nearest`), both for the start and the target."""
     if flow is None:  # flow: none — plain warm start, no temporal term
         return to_tensor(prev_raw, ctx.device), None
     kernel = ctx.job.settings.video.warp
-    warped = to_tensor(warp(prev_raw, flow.backward, kernel=kernel), ctx.device)  # (1, 3, H, W)
     # The loss is linear in the mask, so this frame's share of `video.temporal_motion` rides on it.
-    mask = flow.mask * temporal_factor(flow, ctx.job.settings.video.temporal_motion)  # (H, W)
-    mask_t = torch.from_numpy(np.ascontiguousarray(mask))[None, None].to(ctx.device)  # (1, 1, H, W)
+    factor = temporal_factor(flow, ctx.job.settings.video.temporal_motion)
+    if earlier:
+        target_np, trusted = hold_to_nearest([(warp(raw, f.backward, kernel=kernel), f.mask)
+                                              for raw, f in [(prev_raw, flow), *earlier]])
+        warped = torch.from_numpy(np.ascontiguousarray(target_np.transpose(2, 0, 1)))[None].to(ctx.device)
+    else:
+        warped, trusted = to_tensor(warp(prev_raw, flow.backward, kernel=kernel), ctx.device), flow.mask
+    mask_t = torch.from_numpy(np.ascontiguousarray(trusted * factor))[None, None].to(ctx.device)  # (1, 1, H, W)
     return warped.clone(), Temporal(warped=warped, mask=mask_t)
+
+
+def long_term_distances(reach: int) -> tuple[int, ...]:
+    """How many frames back `video.long_term` looks besides the previous one: 2, 4, 8 ... up to `reach`
+    (sparse, as Ruder et al.'s J = {1, 10, 20, 40}: two flows a distance, not two a frame)."""
+    out, j = [], 2
+    while j <= reach:
+        out.append(j)
+        j *= 2
+    return tuple(out)
+
+
+def _long_term_frames(ctx: JobContext, earlier: Sequence[Previous]) -> list[Previous]:
+    """The long-term frames that `earlier` (the frames 2, 3, ... back) holds, nearest first."""
+    return [earlier[j - 2] for j in long_term_distances(ctx.job.settings.video.long_term) if j - 2 < len(earlier)]
+
+
+def hold_to_nearest(carried: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Ruder et al. 2016's long-term masks (eq. 8): each pixel is held to the nearest of the frames carried
+    ((warped (H, W, 3) uint8, mask (H, W)), nearest first) that trusts it, c_j = max(c_j - sum of nearer c, 0).
+
+    Returns the one target ((H, W, 3) float32 in [0, 1]) and its mask (the sum of the c_j, (H, W)): as the
+    shares do not overlap, sum_j c_j (x - w_j)^2 = mask (x - target)^2. Where no frame trusts a pixel, the
+    target is the nearest frame's warp with mask 0 (the warm start there, held to nothing).
+    """
+    nearest = carried[0][0].astype(np.float32) / 255.0
+    total = np.zeros_like(nearest)  # (H, W, 3)
+    covered = np.zeros(nearest.shape[:2], np.float32)  # (H, W)
+    for warped, mask in carried:
+        share = np.maximum(mask.astype(np.float32) - covered, 0.0)  # (H, W)
+        total += share[..., None] * (warped.astype(np.float32) / 255.0)
+        covered += share
+    target = np.where(covered[..., None] > 0, total / np.maximum(covered, 1e-12)[..., None], nearest)
+    return target.astype(np.float32), covered
 
 
 MAX_TEMPORAL_FACTOR = 10.0

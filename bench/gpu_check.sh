@@ -16,6 +16,9 @@
 #   7. the optimiser's loop (issue 26): ms per iteration before (torch's LBFGS, host read-backs) and now
 #      (on the device) against the VGG fwd+bwd floor at 256, 512, 1024 px, and read-backs per iteration
 #      (bench/device_loop.py); goal: now within 1.3x the floor at 512 px
+#   8. the sample clip (30 frames at 320 px, its own size) with frames and flows ahead of the loop against
+#      inline (issue 26 item 3): wall time, and what the loop waited for outside the engine
+#      (bench/video_waits.py)
 # JSON lands in bench/results/ (or $OUT/results when $OUT is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -152,5 +155,9 @@ PY
 
 echo "== 7. the optimiser's loop, before and now, against the floor"
 timeout 120 "$PY" bench/device_loop.py --device cuda --sizes 256 512 1024 --iterations 40 --rounds 2 || echo "device loop: failed or timed out"
+
+echo "== 8. frames and flows ahead of the loop against inline, the sample clip at 320 px"
+timeout 150 "$PY" bench/video_waits.py --device cuda --clip samples/clip.mp4 --size 320 --first-iterations 100 \
+  --iterations 30 --rounds 1 || echo "video waits: failed or timed out"
 
 if [ -n "${OUT:-}" ]; then mkdir -p "$OUT/results" && cp bench/results/*.json "$OUT/results/"; fi

@@ -53,7 +53,7 @@ from bench.common import machine  # noqa: E402
 from nst_batch.manifest import parse_overrides  # noqa: E402
 from nst_batch.media.images import read_image, resize_longest  # noqa: E402
 from nst_batch.settings import Job, Settings, StyleSpec, VideoSettings  # noqa: E402
-from nst_batch.video.frames import FrameStep, Previous, stylize_next  # noqa: E402
+from nst_batch.video.frames import FrameStep, Previous, remember, stylize_next  # noqa: E402
 from nst_batch.video.metrics import warp_error  # noqa: E402
 from nst_batch.context import JobContext  # noqa: E402
 from nst_batch.pictures import to_tensor  # noqa: E402
@@ -140,6 +140,7 @@ def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCa
     job = Job(name="bench", input=style, styles=(StyleSpec(style),), output=Path("unused.mp4"), settings=settings)
     ctx = JobContext.create(job, models)
     prev: Previous | None = None
+    history: list[Previous] = []  # video.long_term's frames, as the product's loop keeps them
     outs, seconds, iterations, cold, cuts = [], [], [], [], []
     cold_key = (dataclasses.replace(settings, video=VideoSettings(first_iterations=settings.video.first_iterations)),
                 frames[0].tobytes())
@@ -149,12 +150,14 @@ def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCa
         if t == 0 and first is not None and cold_key in first:
             step, took = first[cold_key]
         else:
-            step = stylize_next(ctx, content, prev, flow_content=flow_content)  # ends in a copy to the host
+            step = stylize_next(ctx, content, prev, flow_content=flow_content,  # ends in a copy to the host
+                                earlier=history[1:])
             took = time.perf_counter() - t0
             if t == 0 and first is not None:
                 first[cold_key] = (step, took)
         seconds.append(took)
         prev = Previous(content, step.raw, flow_content)
+        history = remember(ctx, history, prev, restart=step.cold)
         outs.append(finish(settings, step.raw, content))
         iterations.append(step.result.iterations)
         cold.append(step.cold)

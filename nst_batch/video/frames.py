@@ -20,6 +20,7 @@ so a resumed run holds each frame to the same frames an uninterrupted one did.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -36,6 +37,7 @@ from nst_batch.media.images import read_image, write_image
 from nst_batch.media.video import read_frames
 from nst_batch.ledger import Record
 from nst_batch.memory_plan import MemoryPlan
+from nst_batch.video.ahead import Frame, frames_ahead
 from nst_batch.video.cuts import frame_is_cut
 from nst_batch.video.flow import FlowResult, flow_between, warp
 from nst_batch.video.geometry import Segment, VideoGeometry, frame_name
@@ -47,7 +49,7 @@ from nst_batch.media.atomic import write_text_atomic
 from nst_batch.regions import video_masks
 
 __all__ = ["FrameStep", "Previous", "stylize_next", "stylize_seam_frame", "stylize_segment", "FrameProgress",
-           "clip_style_weight", "video_plan", "long_term_distances", "hold_to_nearest"]
+           "clip_style_weight", "video_plan", "long_term_distances", "hold_to_nearest", "remember"]
 
 FrameProgress = Callable[[Progress, int, "int | None"], None]
 
@@ -105,11 +107,13 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
                  progress: Callable[[Progress], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, style_weight: float | None = None,
                  masks: np.ndarray | None = None, plan: MemoryPlan | None = None,
-                 earlier: Sequence[Previous] = ()) -> FrameStep:
+                 earlier: Sequence[Previous] = (), flows: Callable[[int], FlowResult | None] | None = None,
+                 ) -> FrameStep:
     """Stylize one frame at working size, tied to `prev` unless there is none, warm starts are off, or a cut.
 
     `flow_content`: the same frame larger (`video.flow_scale`), for the flow alone; `prev` then carries its own.
     `earlier`: the frames before `prev`, nearest first (`earlier[0]` is two frames back), for `video.long_term`.
+    `flows(distance)`: the flow to the frame that far back, computed ahead (`video.ahead`), or None: computed here.
     `style_weight`: the clip's (`clip_style_weight`), None for the job's. `masks`: the frame's regions.
     `plan`: the video's one memory plan (`video_plan`); None: one made for this frame.
     """
@@ -118,7 +122,7 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
     cut = False
     if prev is not None and v.warm_start:
         # Flow only where it is used: the warm start along it and the cut test (flow: none tests colours alone).
-        flow = _flow(ctx, prev, content, flow_content) if v.flow == "dis" else None
+        flow = _flow_at(ctx, 1, prev, content, flow_content, flows) if v.flow == "dis" else None
         cut = frame_is_cut(prev.content, content, flow, v.scene_cut)
     cold = prev is None or not v.warm_start or cut
     if cold:
@@ -126,8 +130,8 @@ def stylize_next(ctx: JobContext, content: np.ndarray, prev: Previous | None, *,
                                should_stop=should_stop, style_weight=style_weight, masks=masks, plan=plan)
     else:
         assert prev is not None
-        carried = ([(p.raw, _flow(ctx, p, content, flow_content)) for p in _long_term_frames(ctx, earlier)]
-                   if flow is not None else [])
+        carried = ([(p.raw, _flow_at(ctx, j, p, content, flow_content, flows))
+                    for j, p in _long_term_frames(ctx, earlier)] if flow is not None else [])
         init, temporal = _warm_start(ctx, content, prev.raw, flow, earlier=carried)
         result = stylize_frame(ctx, content, iterations=v.iterations, init=init, temporal=temporal,
                                progress=progress, should_stop=should_stop, style_weight=style_weight, masks=masks,
@@ -166,7 +170,8 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
                     on_frame: Callable[[int, FrameStep], None] | None = None) -> int:
     """Stylize the frames of one segment into `work/frames`; the number of frames stylized (not reused).
 
-    Frames are decoded in order from the start (no seeking: wrong on variable-frame-rate files).
+    Frames are decoded in order from the start (no seeking: wrong on variable-frame-rate files), on another
+    thread with their flows, ahead of the loop (`ahead.frames_ahead`).
     `on_frame(number, step)` sees each newly stylized frame (benchmarks).
     """
     v = ctx.job.settings.video
@@ -179,10 +184,18 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
 
     # The overlap only serves the warm start of the segment's first frame: not needed once that is saved.
     begin = seg.first if saved(seg.first) else seg.first - seg.overlap
-    prev: Previous | None = None
-    history: list[Previous] = []  # the frames before this one, nearest first, back to the last cold one
-    reach = max(long_term_distances(v.long_term), default=1)
-    stylized = 0
+    long_term = long_term_distances(v.long_term)
+
+    def distances(t: int) -> list[int]:
+        """How far back frame t's flows reach: none for a frame not made here or with no frame before it."""
+        if not (v.warm_start and v.flow == "dis") or t <= begin or (seg.last is not None and t >= seg.last) or (
+                t >= seg.first and saved(t) is not None):
+            return []
+        return [1, *(j for j in long_term if t - j >= seg.first)]
+
+    def flow(before: Frame, here: Frame) -> FlowResult:
+        return _flow(ctx, before, here.content, here.flow_content)
+
     info = geometry.info
     frames = read_frames(src, start=v.start, end=v.end, size=geometry.side, info=info)
     # The flow's larger frames come from a second decoder over the same span: the working frames stay exactly
@@ -190,42 +203,54 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
     larger = (read_frames(src, start=v.start, end=v.end, size=geometry.flow_side, info=info) if geometry.flow_side
               else itertools.repeat(None))
     masks = video_masks(ctx.job, src, geometry.shape, info.fps)
+    prev: Previous | None = None
+    history: list[Previous] = []  # the frames before this one, nearest first, back to the last cold one
+    stylized = 0
     clip_weight: float | None = None
     plan = video_plan(ctx, geometry)
-    for t, (content, flow_content, mask) in enumerate(zip(frames, larger, masks)):
-        if t == 0:
-            clip_weight = clip_style_weight(ctx, work, content, wait=seg.first > 0, should_stop=should_stop)
-        if t < begin:
-            continue
-        if seg.last is not None and t >= seg.last:
-            break
-        path = frames_dir / frame_name(t)
-        record = saved(t) if t >= seg.first else None
-        if record is not None:
-            raw = read_image(path)
-            cold = bool(record.get("cold"))
-        else:
-            step = stylize_next(ctx, content, prev, flow_content=flow_content,
-                                progress=functools.partial(_frame_progress, progress, t + 1, geometry.expected),
-                                should_stop=should_stop, style_weight=clip_weight, masks=mask, plan=plan,
-                                earlier=history[1:])
-            raw, cold = step.raw, step.cold
-            if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
-                write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
+    with contextlib.closing(frames_ahead(zip(frames, larger, masks), flow, distances,
+                                         reach=max(long_term, default=1))) as ahead:
+        for item in ahead:
+            t, content = item.t, item.content
+            if t == 0:
+                clip_weight = clip_style_weight(ctx, work, content, wait=seg.first > 0, should_stop=should_stop)
+            if t < begin:
+                continue
+            if seg.last is not None and t >= seg.last:
+                break
+            path = frames_dir / frame_name(t)
+            record = saved(t) if t >= seg.first else None
+            if record is not None:
+                raw = read_image(path)
+                cold = bool(record.get("cold"))
             else:
-                write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
-                ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
-                              cold=step.cold, cut=step.cut, **_distances(ctx, step.result), plan=plan.kind)
-                stylized += 1
-                if on_frame is not None:
-                    on_frame(t + 1, step)
-        prev = Previous(content, raw, flow_content)
-        # The long-term frames: none before a cold frame or the segment's first (an overlap frame is only `prev`).
-        history = [prev] if cold or t <= seg.first else [prev, *history][:reach]
+                step = stylize_next(ctx, content, prev, flow_content=item.flow_content,
+                                    progress=functools.partial(_frame_progress, progress, t + 1, geometry.expected),
+                                    should_stop=should_stop, style_weight=clip_weight, masks=item.mask, plan=plan,
+                                    earlier=history[1:], flows=item.flow)
+                raw, cold = step.raw, step.cold
+                if t < seg.first:  # an overlap frame: kept aside for the crossfade at assembly
+                    write_image(segment_dir(work, seg) / "overlap" / path.name, raw)
+                else:
+                    write_image(path, raw)  # lossless: a resumed run warm-starts from exactly these pixels
+                    ledger.record(path.name, "done", loss=step.result.loss, iterations=step.result.iterations,
+                                  cold=step.cold, cut=step.cut, **_distances(ctx, step.result), plan=plan.kind)
+                    stylized += 1
+                    if on_frame is not None:
+                        on_frame(t + 1, step)
+            prev = Previous(content, raw, item.flow_content)
+            history = remember(ctx, history, prev, restart=cold or t <= seg.first)  # an overlap frame: only `prev`
     return stylized
 
 
-def _flow(ctx: JobContext, prev: Previous, content: np.ndarray, flow_content: np.ndarray | None) -> FlowResult:
+def _flow_at(ctx: JobContext, distance: int, before: Frame, content: np.ndarray, flow_content: np.ndarray | None,
+             ahead: Callable[[int], FlowResult | None] | None) -> FlowResult:
+    """The flow to `before` (`distance` frames back): the one computed ahead where there is one, else here."""
+    got = ahead(distance) if ahead is not None else None
+    return got if got is not None else _flow(ctx, before, content, flow_content)
+
+
+def _flow(ctx: JobContext, prev: Frame, content: np.ndarray, flow_content: np.ndarray | None) -> FlowResult:
     """DIS between the previous frame and this one, at working size, or on the larger frames and scaled down."""
     v = ctx.job.settings.video
     if flow_content is not None and prev.flow_content is not None:
@@ -275,6 +300,13 @@ def _warm_start(ctx: JobContext, content: np.ndarray, prev_raw: np.ndarray, flow
     return warped.clone(), Temporal(warped=warped, mask=mask_t)
 
 
+def remember(ctx: JobContext, history: list[Previous], frame: Previous, *, restart: bool) -> list[Previous]:
+    """The frames the next one may be held to, nearest first (`earlier=history[1:]`, `prev=history[0]`): as many
+    as `video.long_term` reaches, none before a cold frame (`restart`) or the segment's first."""
+    reach = max(long_term_distances(ctx.job.settings.video.long_term), default=1)
+    return [frame] if restart else [frame, *history][:reach]
+
+
 def long_term_distances(reach: int) -> tuple[int, ...]:
     """How many frames back `video.long_term` looks besides the previous one: 2, 4, 8 ... up to `reach`
     (sparse, as Ruder et al.'s J = {1, 10, 20, 40}: two flows a distance, not two a frame)."""
@@ -285,9 +317,10 @@ def long_term_distances(reach: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _long_term_frames(ctx: JobContext, earlier: Sequence[Previous]) -> list[Previous]:
-    """The long-term frames that `earlier` (the frames 2, 3, ... back) holds, nearest first."""
-    return [earlier[j - 2] for j in long_term_distances(ctx.job.settings.video.long_term) if j - 2 < len(earlier)]
+def _long_term_frames(ctx: JobContext, earlier: Sequence[Previous]) -> list[tuple[int, Previous]]:
+    """(distance, frame) of the long-term frames that `earlier` (the frames 2, 3, ... back) holds, nearest first."""
+    return [(j, earlier[j - 2]) for j in long_term_distances(ctx.job.settings.video.long_term)
+            if j - 2 < len(earlier)]
 
 
 def hold_to_nearest(carried: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

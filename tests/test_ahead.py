@@ -116,6 +116,14 @@ def test_the_frame_loop_takes_its_flows_from_the_threads_ahead_and_makes_the_sam
     ahead = [read_image(p) for p in sorted((work / "frames").glob("*.png"))]
     assert len(ahead) == 6 and len(where) == 5 + 4  # t-1 for frames 2-6, t-2 for frames 3-6
     assert all(name.startswith("nst-flow") for name in where), where
+    # resumed with frames 4-6 missing: flows for those three alone (t-1 and t-2 each), none for the saved ones
+    for name in sorted(p.name for p in (work / "frames").glob("*.png"))[3:]:
+        (work / "frames" / name).unlink()
+    where.clear()
+    _run(tmp_path, manifest, "ahead", "video.long_term=2")
+    assert len(where) == 6
+    for t, frame in enumerate(sorted((work / "frames").glob("*.png"))):
+        np.testing.assert_array_equal(read_image(frame), ahead[t], err_msg=frame.name)
 
     def inline(decoded: Any, flow: Any, distances: Any, **kw: Any) -> Iterator[Ahead[Any]]:
         for t, (content, flow_content, mask) in enumerate(decoded):

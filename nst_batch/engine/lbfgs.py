@@ -85,8 +85,10 @@ class BatchLBFGS:
         self.Y[rows, slot] = torch.where(keep, y, self.Y[rows, slot])
         y_new = self.Y[rows, slot]  # (B, n): the new y where accepted, else the slot's own
         s_new = self.S[rows, slot]
-        on_s = torch.bmm(self.S, torch.stack([y_new, g], 2)).double()  # (B, m, 2): s_k . y_new, s_k . g
-        on_y = torch.bmm(self.Y, torch.stack([s_new, y_new, g], 2)).double()  # y_k . s_new, y_k . y_new, y_k . g
+        # The vectors as rows against the history transposed: (B, k, n) x (B, n, m). The other way round,
+        # (B, m, n) x (B, n, k) with k of 2 or 3, took twice the time on a CPU (and a strided stack).
+        on_s = _dots(self.S, y_new, g)  # (B, m, 2): s_k . y_new, s_k . g
+        on_y = _dots(self.Y, s_new, y_new, g)  # (B, m, 3): y_k . s_new, y_k . y_new, y_k . g
         row, col, yy = on_y[..., 0], on_s[..., 0], on_y[..., 1]
         self.SY[rows, slot] = torch.where(keep, row, self.SY[rows, slot])
         self.SY[rows, :, slot] = torch.where(keep, col, self.SY[rows, :, slot])
@@ -120,6 +122,11 @@ class BatchLBFGS:
         dtype = g.dtype
         return (gamma.to(dtype) * g + torch.bmm(p_slot.to(dtype)[:, None, :], self.S).squeeze(1)
                 - torch.bmm((gamma * u_slot).to(dtype)[:, None, :], self.Y).squeeze(1))
+
+
+def _dots(history: torch.Tensor, *vectors: torch.Tensor) -> torch.Tensor:
+    """(B, m, k) float64: each pair of `history` (B, m, n) dotted with each of the k `vectors` (B, n)."""
+    return torch.bmm(torch.stack(vectors, 1), history.transpose(1, 2)).transpose(1, 2).double()
 
 
 def _permuted(matrix: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

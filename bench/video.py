@@ -139,8 +139,7 @@ def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCa
     alone share one (its time counted as when it was made)."""
     job = Job(name="bench", input=style, styles=(StyleSpec(style),), output=Path("unused.mp4"), settings=settings)
     ctx = JobContext.create(job, models)
-    prev: Previous | None = None
-    history: list[Previous] = []  # video.long_term's frames, as the product's loop keeps them
+    history: list[Previous] = []  # prev (history[0]) and video.long_term's frames, as the product's loop keeps them
     outs, seconds, iterations, cold, cuts = [], [], [], [], []
     cold_key = (dataclasses.replace(settings, video=VideoSettings(first_iterations=settings.video.first_iterations)),
                 frames[0].tobytes())
@@ -150,14 +149,13 @@ def run_arm(settings: Settings, frames: np.ndarray, style: Path, models: ModelCa
         if t == 0 and first is not None and cold_key in first:
             step, took = first[cold_key]
         else:
-            step = stylize_next(ctx, content, prev, flow_content=flow_content,  # ends in a copy to the host
-                                earlier=history[1:])
+            step = stylize_next(ctx, content, history[0] if history else None,  # ends in a copy to the host
+                                flow_content=flow_content, earlier=history[1:])
             took = time.perf_counter() - t0
             if t == 0 and first is not None:
                 first[cold_key] = (step, took)
         seconds.append(took)
-        prev = Previous(content, step.raw, flow_content)
-        history = remember(ctx, history, prev, restart=step.cold)
+        history = remember(ctx, history, Previous(content, step.raw, flow_content), restart=step.cold)
         outs.append(finish(settings, step.raw, content))
         iterations.append(step.result.iterations)
         cold.append(step.cold)

@@ -44,12 +44,6 @@ class Frame(Protocol):
     def flow_content(self) -> np.ndarray | None: ...
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    content: np.ndarray  # (H, W, 3) uint8, working size
-    flow_content: np.ndarray | None  # (h, w, 3) uint8: the same frame larger, for the flow
-
-
 @dataclass
 class Ahead(Generic[M]):
     """Frame t as decoded, its regions, and the flows to the frames `distance` back that were asked for."""
@@ -94,17 +88,16 @@ def frames_ahead(frames: Iterator[tuple[np.ndarray, np.ndarray | None, M]],
         return False
 
     def decode() -> None:
-        window: deque[_Decoded] = deque()  # the frames before this one, nearest last
+        window: deque[Ahead[M]] = deque()  # the frames before this one, nearest last
         try:
             for t, (content, flow_content, mask) in enumerate(frames):
-                here = _Decoded(content, flow_content)
                 item = Ahead(t, content, flow_content, mask)
                 for j in distances(t):
                     if 0 < j <= len(window):
-                        item.flows[j] = pool.submit(flow, window[-j], here)
+                        item.flows[j] = pool.submit(flow, window[-j], item)
                 if not put(item):
                     return
-                window.append(here)
+                window.append(item)
                 if len(window) > reach:
                     window.popleft()
             put(_END)

@@ -203,7 +203,6 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
     larger = (read_frames(src, start=v.start, end=v.end, size=geometry.flow_side, info=info) if geometry.flow_side
               else itertools.repeat(None))
     masks = video_masks(ctx.job, src, geometry.shape, info.fps)
-    prev: Previous | None = None
     history: list[Previous] = []  # the frames before this one, nearest first, back to the last cold one
     stylized = 0
     clip_weight: float | None = None
@@ -224,7 +223,7 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
                 raw = read_image(path)
                 cold = bool(record.get("cold"))
             else:
-                step = stylize_next(ctx, content, prev, flow_content=item.flow_content,
+                step = stylize_next(ctx, content, history[0] if history else None, flow_content=item.flow_content,
                                     progress=functools.partial(_frame_progress, progress, t + 1, geometry.expected),
                                     should_stop=should_stop, style_weight=clip_weight, masks=item.mask, plan=plan,
                                     earlier=history[1:], flows=item.flow)
@@ -238,8 +237,8 @@ def stylize_segment(ctx: JobContext, src: Path, work: Path, seg: Segment, geomet
                     stylized += 1
                     if on_frame is not None:
                         on_frame(t + 1, step)
-            prev = Previous(content, raw, item.flow_content)
-            history = remember(ctx, history, prev, restart=cold or t <= seg.first)  # an overlap frame: only `prev`
+            # An overlap frame is only the next one's `prev` (history[0]), never a long-term frame.
+            history = remember(ctx, history, Previous(content, raw, item.flow_content), restart=cold or t <= seg.first)
     return stylized
 
 
@@ -325,21 +324,20 @@ def _long_term_frames(ctx: JobContext, earlier: Sequence[Previous]) -> list[tupl
 
 def hold_to_nearest(carried: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Ruder et al. 2016's long-term masks (eq. 8): each pixel is held to the nearest of the frames carried
-    ((warped (H, W, 3) uint8, mask (H, W)), nearest first) that trusts it, c_j = max(c_j - sum of nearer c, 0).
+    ((warped (H, W, 3) uint8, mask (H, W) in {0, 1}), nearest first) that trusts it: c_j = max(c_j - sum of
+    nearer c, 0), which with binary masks picks each pixel from one frame.
 
     Returns the one target ((H, W, 3) float32 in [0, 1]) and its mask (the sum of the c_j, (H, W)): as the
     shares do not overlap, sum_j c_j (x - w_j)^2 = mask (x - target)^2. Where no frame trusts a pixel, the
     target is the nearest frame's warp with mask 0 (the warm start there, held to nothing).
     """
-    nearest = carried[0][0].astype(np.float32) / 255.0
-    total = np.zeros_like(nearest)  # (H, W, 3)
-    covered = np.zeros(nearest.shape[:2], np.float32)  # (H, W)
-    for warped, mask in carried:
-        share = np.maximum(mask.astype(np.float32) - covered, 0.0)  # (H, W)
-        total += share[..., None] * (warped.astype(np.float32) / 255.0)
-        covered += share
-    target = np.where(covered[..., None] > 0, total / np.maximum(covered, 1e-12)[..., None], nearest)
-    return target.astype(np.float32), covered
+    target = carried[0][0].copy()  # (H, W, 3) uint8
+    covered = np.zeros(target.shape[:2], bool)  # (H, W)
+    for warped, mask in carried:  # the masks are {0, 1} (consistency_mask): each share picks pixels
+        share = (mask > 0) & ~covered
+        target[share] = warped[share]
+        covered |= share
+    return target.astype(np.float32) / 255.0, covered.astype(np.float32)
 
 
 MAX_TEMPORAL_FACTOR = 10.0
